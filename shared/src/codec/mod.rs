@@ -1,0 +1,1 @@
+//! OSQ codec and sign codes (see codec/osq.rs).

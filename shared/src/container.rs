@@ -1,0 +1,1 @@
+//! Versioned, checksummed, block-compressed object format.

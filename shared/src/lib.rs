@@ -1,0 +1,32 @@
+//! squash: serverless, quantization-based, attribute-filtered vector search.
+//!
+//! Crate map (pure modules do no I/O and no async; they work on bytes and slices):
+//! - [`error`]: the one error enum.
+//! - [`attributes`]: attribute schema and the raw attribute table.
+//! - [`kernels`] (pure): Hamming, ADC lower bound, L2/IP; scalar reference + AVX2.
+//! - [`filter`] (pure): filter parsing, exact evaluation, attribute quantization and the
+//!   conservative evaluation on quantized attributes.
+//! - [`linalg`] (pure): PCA and balanced k-means.
+//! - [`codec`] (pure): OSQ (bit allocation, Lloyd boundaries, bit-packed planes), sign codes.
+//! - [`container`] (pure): the versioned, checksummed, block-compressed object format.
+//! - [`index`] (pure): index build pipeline, manifest, coordinator and segment objects.
+//! - [`search`] (pure): coordinator stage (filter + partition choice), worker stage, merge.
+//! - [`protocol`]: request/response types carried between coordinator and workers.
+//! - [`input`] (I/O): readers for `.fvecs`, `.bvecs`, `.npy` and attribute CSV files.
+//! - [`storage`] (I/O): the `BlobStore` port with local-folder and in-memory adapters.
+#![warn(missing_docs)]
+
+pub mod attributes;
+pub mod codec;
+pub mod container;
+pub mod error;
+pub mod filter;
+pub mod index;
+pub mod input;
+pub mod kernels;
+pub mod linalg;
+pub mod protocol;
+pub mod search;
+pub mod storage;
+
+pub use error::{Error, Result};
