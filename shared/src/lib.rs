@@ -11,20 +11,26 @@
 //! - [`container`] (pure): the versioned, checksummed, block-compressed object format.
 //! - [`index`] (pure): index build pipeline, manifest, coordinator and segment objects.
 //! - [`search`] (pure): coordinator stage (filter + partition choice), worker stage, merge.
+//! - [`eval`] (pure): recall scored by distance against ground truth.
 //! - [`protocol`]: request/response types carried between coordinator and workers.
 //! - [`input`] (I/O): readers for `.fvecs`, `.bvecs`, `.npy` and attribute CSV files.
+//! - [`metric`]: distance metrics.
+//! - [`embedded`] (I/O): index writing and in-process search over a store.
 //! - [`storage`] (I/O): the `BlobStore` port with local-folder and in-memory adapters.
 #![warn(missing_docs)]
 
 pub mod attributes;
 pub mod codec;
 pub mod container;
+pub mod embedded;
 pub mod error;
+pub mod eval;
 pub mod filter;
 pub mod index;
 pub mod input;
 pub mod kernels;
 pub mod linalg;
+pub mod metric;
 pub mod protocol;
 pub mod search;
 pub mod storage;

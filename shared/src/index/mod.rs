@@ -1,1 +1,20 @@
-//! Index build.
+//! The index: what a build produces and how its objects are laid out.
+//!
+//! An index is a manifest plus one coordinator object and one segment per partition, all in
+//! the [`crate::container`] format. Objects of one build share a version prefix; the manifest,
+//! written last, names the version, so a reader never sees a half-built index and a rebuild
+//! switches atomically.
+//!
+//! ```text
+//! <index>/manifest.sqsh                          kind Manifest: block "manifest" (JSON)
+//! <index>/v<version>/coordinator.sqsh            kind Coordinator: centroids, attribute codes
+//! <index>/v<version>/partition-00000.sqsh        kind Segment: one per partition
+//! ```
+//!
+//! Pure: encodes to and decodes from bytes; storage lives in [`crate::storage`].
+
+pub mod build;
+pub mod objects;
+
+pub use build::{build_index, BuildInput, BuildParams, BuildProgress, BuildSummary};
+pub use objects::{CoordinatorData, Manifest, PartitionData, PartitionEntry, MANIFEST_KEY};

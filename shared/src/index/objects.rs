@@ -1,0 +1,333 @@
+//! Encoding and decoding of the three object kinds: manifest, coordinator, partition segment.
+//!
+//! Block names are part of the format (version 1). Arrays are little-endian; small metadata
+//! is JSON inside a block, so it stays readable with `squash inspect` and extensible.
+
+use serde::{Deserialize, Serialize};
+
+use crate::attributes::{AttributeSchema, AttributeTable};
+use crate::codec::{OsqLayout, OsqQuantizer};
+use crate::container::{self, Container, ContainerWriter, ObjectKind};
+use crate::error::{Error, Result};
+use crate::filter::{AttributeQuantizer, QuantizedAttributes};
+use crate::linalg::Pca;
+use crate::metric::Metric;
+
+/// Key of the manifest inside an index prefix.
+pub const MANIFEST_KEY: &str = "manifest.sqsh";
+
+/// Raw rows per compressed block of full-precision vectors: about 1 MiB, so a reader that
+/// re-ranks a few hundred vectors can fetch only the blocks holding them.
+const VECTOR_CHUNK_BYTES: usize = 1 << 20;
+
+/// One partition as the manifest lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartitionEntry {
+    /// Partition id (0-based, dense).
+    pub id: u32,
+    /// Object key, relative to the index prefix.
+    pub key: String,
+    /// Vectors in the partition.
+    pub num_vectors: u64,
+    /// Size of the segment object in bytes.
+    pub size_bytes: u64,
+}
+
+/// The manifest: the single entry point of an index.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Format version of the objects.
+    pub format_version: u32,
+    /// Unique version of this build; object keys start with `v<version>/`.
+    pub index_version: String,
+    /// Build time, seconds since the Unix epoch.
+    pub created_unix_s: u64,
+    /// Distance metric.
+    pub metric: Metric,
+    /// Vector dimension.
+    pub dim: usize,
+    /// Total vectors.
+    pub num_vectors: u64,
+    /// Attribute schema.
+    pub schema: AttributeSchema,
+    /// Coordinator object key.
+    pub coordinator_key: String,
+    /// Partitions.
+    pub partitions: Vec<PartitionEntry>,
+    /// Bits per dimension budget used for the OSQ codes.
+    pub bits_per_dim: f32,
+    /// Bits per attribute in the coordinator's quantized attributes.
+    pub attribute_bits: u32,
+    /// Seed used for the build.
+    pub seed: u64,
+    /// Total bytes of all objects (excluding the manifest).
+    pub total_bytes: u64,
+}
+
+impl Manifest {
+    /// Returns the manifest object's bytes.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let json = serde_json::to_vec_pretty(self)
+            .map_err(|e| Error::invalid("manifest", format!("cannot encode: {e}")))?;
+        let mut writer = ContainerWriter::new(ObjectKind::Manifest);
+        writer.add_block("manifest", &json)?;
+        writer.finish()
+    }
+
+    /// Decodes a manifest object.
+    pub fn decode(object: &str, bytes: Vec<u8>) -> Result<Manifest> {
+        let container = Container::open(object, bytes, ObjectKind::Manifest)?;
+        let json = container.block("manifest")?;
+        serde_json::from_slice(&json).map_err(|e| Error::corrupt(object, 0, format!("manifest JSON: {e}")))
+    }
+}
+
+/// Small coordinator metadata stored as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct CoordinatorMeta {
+    metric: Metric,
+    dim: usize,
+    num_partitions: usize,
+    partition_sizes: Vec<u64>,
+    schema: AttributeSchema,
+    attribute_quantizer: AttributeQuantizer,
+}
+
+/// What the coordinator stage needs: centroids and the quantized attributes of all vectors.
+///
+/// Attribute codes are stored in partition order (partition 0's vectors, then partition 1's,
+/// ...), so one partition's share of a filter bitmap is a contiguous bit range.
+#[derive(Debug, Clone)]
+pub struct CoordinatorData {
+    /// Distance metric.
+    pub metric: Metric,
+    /// Vector dimension.
+    pub dim: usize,
+    /// Vectors per partition.
+    pub partition_sizes: Vec<u64>,
+    /// First row of each partition in the attribute codes, plus the total at the end.
+    pub partition_row_offsets: Vec<u64>,
+    /// Partition centroids, `num_partitions x dim`, in the (normalised, for cosine) vector space.
+    pub centroids: Vec<f32>,
+    /// Attribute schema.
+    pub schema: AttributeSchema,
+    /// Per-attribute quantizer.
+    pub attribute_quantizer: AttributeQuantizer,
+    /// Quantized attributes in partition order.
+    pub attribute_codes: QuantizedAttributes,
+}
+
+impl CoordinatorData {
+    /// Returns the number of partitions.
+    pub fn num_partitions(&self) -> usize {
+        self.partition_sizes.len()
+    }
+
+    /// Returns the coordinator object's bytes.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let meta = CoordinatorMeta {
+            metric: self.metric,
+            dim: self.dim,
+            num_partitions: self.num_partitions(),
+            partition_sizes: self.partition_sizes.clone(),
+            schema: self.schema.clone(),
+            attribute_quantizer: self.attribute_quantizer.clone(),
+        };
+        let mut writer = ContainerWriter::new(ObjectKind::Coordinator);
+        let json = serde_json::to_vec(&meta)
+            .map_err(|e| Error::invalid("coordinator", format!("cannot encode metadata: {e}")))?;
+        writer.add_block("meta", &json)?;
+        writer.add_block("centroids", &container::f32s_to_le_bytes(&self.centroids))?;
+        for (column, codes) in self.attribute_codes.columns.iter().enumerate() {
+            writer.add_block(&format!("attribute_codes.{column}"), codes)?;
+        }
+        writer.finish()
+    }
+
+    /// Decodes a coordinator object, checking every length against the metadata.
+    pub fn decode(object: &str, bytes: Vec<u8>) -> Result<CoordinatorData> {
+        let container = Container::open(object, bytes, ObjectKind::Coordinator)?;
+        let meta: CoordinatorMeta = serde_json::from_slice(&container.block("meta")?)
+            .map_err(|e| Error::corrupt(object, 0, format!("coordinator metadata: {e}")))?;
+        let centroids = container::le_bytes_to_f32s(object, "centroids", &container.block("centroids")?)?;
+        if meta.partition_sizes.len() != meta.num_partitions || centroids.len() != meta.num_partitions * meta.dim {
+            return Err(Error::corrupt(object, 0, "centroid count does not match the partition count"));
+        }
+        let mut partition_row_offsets = Vec::with_capacity(meta.num_partitions + 1);
+        let mut total = 0u64;
+        for &size in &meta.partition_sizes {
+            partition_row_offsets.push(total);
+            total += size;
+        }
+        partition_row_offsets.push(total);
+        let mut columns = Vec::with_capacity(meta.schema.num_columns());
+        for column in 0..meta.schema.num_columns() {
+            let codes = container.block(&format!("attribute_codes.{column}"))?;
+            if codes.len() as u64 != total {
+                return Err(Error::corrupt(object, 0, format!("attribute column {column} has {} codes, expected {total}", codes.len())));
+            }
+            columns.push(codes);
+        }
+        Ok(CoordinatorData {
+            metric: meta.metric,
+            dim: meta.dim,
+            partition_sizes: meta.partition_sizes,
+            partition_row_offsets,
+            centroids,
+            schema: meta.schema,
+            attribute_quantizer: meta.attribute_quantizer,
+            attribute_codes: QuantizedAttributes {
+                num_rows: total as usize,
+                columns,
+            },
+        })
+    }
+}
+
+/// Small segment metadata stored as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SegmentMeta {
+    partition: u32,
+    num_vectors: usize,
+    dim: usize,
+    metric: Metric,
+    num_sign_bits: usize,
+    osq: OsqQuantizer,
+    schema: AttributeSchema,
+}
+
+/// One partition, decoded: everything a worker needs to search it.
+#[derive(Debug, Clone)]
+pub struct PartitionData {
+    /// Partition id.
+    pub partition: u32,
+    /// Vector dimension.
+    pub dim: usize,
+    /// Distance metric.
+    pub metric: Metric,
+    /// External ids, one per vector.
+    pub ids: Vec<u64>,
+    /// Full-precision vectors, row-major (normalised for cosine), for exact re-ranking.
+    pub vectors: Vec<f32>,
+    /// Raw attributes, for the exact filter.
+    pub attributes: AttributeTable,
+    /// Attribute schema.
+    pub schema: AttributeSchema,
+    /// Local PCA of the partition.
+    pub pca: Pca,
+    /// OSQ quantizer.
+    pub osq: OsqQuantizer,
+    /// Layout derived from `osq`.
+    pub layout: OsqLayout,
+    /// Packed OSQ codes, plane-major.
+    pub planes: Vec<u8>,
+    /// Sign bits per vector.
+    pub num_sign_bits: usize,
+    /// Sign codes, row-major, `words_for_bits(num_sign_bits)` words per vector.
+    pub sign_codes: Vec<u64>,
+}
+
+impl PartitionData {
+    /// Returns the number of vectors.
+    pub fn num_vectors(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Returns the segment object's bytes.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let meta = SegmentMeta {
+            partition: self.partition,
+            num_vectors: self.num_vectors(),
+            dim: self.dim,
+            metric: self.metric,
+            num_sign_bits: self.num_sign_bits,
+            osq: self.osq.clone(),
+            schema: self.schema.clone(),
+        };
+        let mut writer = ContainerWriter::new(ObjectKind::Segment);
+        let json = serde_json::to_vec(&meta)
+            .map_err(|e| Error::invalid("segment", format!("cannot encode metadata: {e}")))?;
+        writer.add_block("meta", &json)?;
+        writer.add_block("pca.mean", &container::f32s_to_le_bytes(&self.pca.mean))?;
+        writer.add_block("pca.components", &container::f32s_to_le_bytes(&self.pca.components))?;
+        writer.add_block("pca.variances", &container::f32s_to_le_bytes(&self.pca.variances))?;
+        writer.add_block("ids", &container::u64s_to_le_bytes(&self.ids))?;
+        writer.add_block("osq.planes", &self.planes)?;
+        writer.add_block("sign_codes", &container::u64s_to_le_bytes(&self.sign_codes))?;
+        for (column, values) in self.attributes.columns.iter().enumerate() {
+            let bits: Vec<u64> = values.iter().map(|v| v.to_bits()).collect();
+            writer.add_block(&format!("attributes.{column}"), &container::u64s_to_le_bytes(&bits))?;
+        }
+        let row_len_bytes = self.dim * 4;
+        writer.add_rows(
+            "vectors",
+            &container::f32s_to_le_bytes(&self.vectors),
+            row_len_bytes,
+            VECTOR_CHUNK_BYTES.max(row_len_bytes),
+        )?;
+        writer.finish()
+    }
+
+    /// Decodes a segment object, checking every length against the metadata.
+    pub fn decode(object: &str, bytes: Vec<u8>) -> Result<PartitionData> {
+        let container = Container::open(object, bytes, ObjectKind::Segment)?;
+        let meta: SegmentMeta = serde_json::from_slice(&container.block("meta")?)
+            .map_err(|e| Error::corrupt(object, 0, format!("segment metadata: {e}")))?;
+        let (n, dim) = (meta.num_vectors, meta.dim);
+        let expect_len = |what: &str, found: usize, expected: usize| -> Result<()> {
+            if found == expected {
+                Ok(())
+            } else {
+                Err(Error::corrupt(object, 0, format!("{what} has {found} values, expected {expected}")))
+            }
+        };
+        let mean = container::le_bytes_to_f32s(object, "pca.mean", &container.block("pca.mean")?)?;
+        let components = container::le_bytes_to_f32s(object, "pca.components", &container.block("pca.components")?)?;
+        let variances = container::le_bytes_to_f32s(object, "pca.variances", &container.block("pca.variances")?)?;
+        expect_len("pca.mean", mean.len(), dim)?;
+        expect_len("pca.components", components.len(), dim * dim)?;
+        expect_len("pca.variances", variances.len(), dim)?;
+        let ids = container::le_bytes_to_u64s(object, "ids", &container.block("ids")?)?;
+        expect_len("ids", ids.len(), n)?;
+        let vectors = container::le_bytes_to_f32s(object, "vectors", &container.rows("vectors")?)?;
+        expect_len("vectors", vectors.len(), n * dim)?;
+        if meta.osq.dim() != dim {
+            return Err(Error::corrupt(object, 0, "osq dimension does not match the segment"));
+        }
+        let layout = meta.osq.layout().map_err(|e| Error::corrupt(object, 0, e.to_string()))?;
+        let planes = container.block("osq.planes")?;
+        expect_len("osq.planes", planes.len(), layout.num_planes * n)?;
+        let sign_codes = container::le_bytes_to_u64s(object, "sign_codes", &container.block("sign_codes")?)?;
+        expect_len("sign_codes", sign_codes.len(), crate::codec::sign::words_for_bits(meta.num_sign_bits) * n)?;
+        if meta.num_sign_bits > dim {
+            return Err(Error::corrupt(object, 0, "more sign bits than dimensions"));
+        }
+        let mut columns = Vec::with_capacity(meta.schema.num_columns());
+        for column in 0..meta.schema.num_columns() {
+            let name = format!("attributes.{column}");
+            let bits = container::le_bytes_to_u64s(object, &name, &container.block(&name)?)?;
+            expect_len(&name, bits.len(), n)?;
+            columns.push(bits.into_iter().map(f64::from_bits).collect());
+        }
+        Ok(PartitionData {
+            partition: meta.partition,
+            dim,
+            metric: meta.metric,
+            ids,
+            vectors,
+            attributes: AttributeTable { num_rows: n, columns },
+            schema: meta.schema,
+            pca: Pca {
+                dim,
+                mean,
+                components,
+                variances,
+            },
+            osq: meta.osq,
+            layout,
+            planes,
+            num_sign_bits: meta.num_sign_bits,
+            sign_codes,
+        })
+    }
+}

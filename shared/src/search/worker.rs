@@ -1,0 +1,322 @@
+//! The worker stage: search one partition for a batch of queries (SQUASH §2.2, levels 1-4).
+//!
+//! Per query: exact filter on the partition's raw attributes -> Hamming distance on sign codes,
+//! keeping the closest share -> OSQ lower bounds from per-query tables -> the `k * R` smallest
+//! bounds re-ranked with full-precision vectors -> top-k with exact distances.
+//!
+//! The filter is evaluated exactly up front, on the raw attributes the segment carries, so the
+//! re-rank slots are never spent on vectors that fail it and every returned hit has passed the
+//! exact predicate. Exact mode skips the Hamming prune and visits candidates in lower-bound
+//! order until the bound exceeds the k-th exact distance (VA-file phase 2), which returns the
+//! true top-k of the partition.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+use crate::codec::sign;
+use crate::error::{Error, Result};
+use crate::filter::Filter;
+use crate::index::PartitionData;
+use crate::kernels;
+use crate::metric::normalize_in_place;
+use crate::protocol::{
+    Hit, PartitionOutcome, QueryHits, ScanStats, SearchKnobs, WorkerQuery, WorkerRequest, WorkerResponse,
+    PROTOCOL_VERSION,
+};
+
+/// Hamming keeps at least this many candidates per re-rank slot, so a small partition or a
+/// selective filter is never pruned below what the lower-bound stage needs to choose from.
+const HAMMING_MIN_KEEP_PER_RERANK: usize = 4;
+
+/// Relative slack on lower bounds in exact mode: bounds and exact distances are computed in
+/// different (rotated vs original) coordinates in f32, which differ by a few ulps.
+const EXACT_MODE_RELATIVE_SLACK: f32 = 1e-4;
+
+/// A query made ready for one index: normalised vector and parsed filter.
+#[derive(Debug, Clone)]
+pub struct PreparedQuery {
+    /// The query vector (unit length for cosine).
+    pub vector: Vec<f32>,
+    /// The parsed filter.
+    pub filter: Filter,
+    /// Hits wanted.
+    pub k: usize,
+    /// Resolved knobs.
+    pub knobs: SearchKnobs,
+    /// Return attributes with hits.
+    pub include_attributes: bool,
+}
+
+impl PreparedQuery {
+    /// Prepares a worker query against the schema and metric of `partition`.
+    pub fn try_new(query: &WorkerQuery, partition: &PartitionData) -> Result<PreparedQuery> {
+        if query.vector.len() != partition.dim {
+            return Err(Error::invalid(
+                "vector",
+                format!("has {} components, the index has dimension {}", query.vector.len(), partition.dim),
+            ));
+        }
+        let mut vector = query.vector.clone();
+        if partition.metric.normalizes() && !normalize_in_place(&mut vector) {
+            return Err(Error::invalid("vector", "is a zero vector, which has no cosine distance"));
+        }
+        let filter = match &query.filter {
+            Some(json) => Filter::parse(json, &partition.schema)?,
+            None => Filter::match_all(),
+        };
+        Ok(PreparedQuery {
+            vector,
+            filter,
+            k: query.k,
+            knobs: query.knobs,
+            include_attributes: query.include_attributes,
+        })
+    }
+}
+
+/// A candidate ordered by a key, for heaps and selection.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Scored {
+    key: f32,
+    row: u32,
+}
+
+impl Eq for Scored {}
+
+impl Ord for Scored {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.key.total_cmp(&other.key).then(self.row.cmp(&other.row))
+    }
+}
+
+impl PartialOrd for Scored {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Per-query tables for the lower bound, in the partition's rotated coordinates.
+struct QueryTables {
+    table: Vec<f32>,
+    constant: f32,
+    sign_code: Vec<u64>,
+}
+
+fn query_tables(partition: &PartitionData, query: &[f32]) -> QueryTables {
+    let dim = partition.dim;
+    let mut table = vec![0f32; partition.layout.table_len];
+    let mut sign_code = vec![0u64; sign::words_for_bits(partition.num_sign_bits)];
+    let mut centered = vec![0f32; dim];
+    partition.pca.project(query, &mut centered);
+    let constant = if partition.metric.uses_inner_product() {
+        // q·x = q·mean + (R q)·(R (x - mean)) for the orthonormal rotation R.
+        let mut rotated = vec![0f32; dim];
+        partition.pca.rotate(query, &mut rotated);
+        sign::encode_sign(&rotated, partition.num_sign_bits, &mut sign_code);
+        let base = partition.metric.inner_product_offset() - kernels::dot_f32(query, &partition.pca.mean);
+        base + partition.osq.ip_lower_bound_table(&partition.layout, &rotated, &mut table)
+    } else {
+        sign::encode_sign(&centered, partition.num_sign_bits, &mut sign_code);
+        partition.osq.l2_lower_bound_table(&partition.layout, &centered, &mut table)
+    };
+    QueryTables {
+        table,
+        constant,
+        sign_code,
+    }
+}
+
+/// Keeps the `keep` smallest entries of `scored` (by key, then row), unordered.
+fn keep_smallest(scored: &mut Vec<Scored>, keep: usize) {
+    if scored.len() > keep {
+        scored.select_nth_unstable(keep);
+        scored.truncate(keep);
+    }
+}
+
+fn exact_distances(partition: &PartitionData, query: &[f32], rows: &[u32], out: &mut [f32]) {
+    if partition.metric.uses_inner_product() {
+        kernels::dot_gather(query, &partition.vectors, rows, out);
+        let offset = partition.metric.inner_product_offset();
+        out.iter_mut().for_each(|value| *value = offset - *value);
+    } else {
+        kernels::l2_squared_gather(query, &partition.vectors, rows, out);
+    }
+}
+
+fn to_hits(partition: &PartitionData, best: &[Scored], include_attributes: bool) -> Vec<Hit> {
+    best.iter()
+        .map(|scored| Hit {
+            id: partition.ids[scored.row as usize],
+            distance: scored.key,
+            attributes: include_attributes
+                .then(|| partition.attributes.row_json(&partition.schema, scored.row as usize)),
+        })
+        .collect()
+}
+
+/// Returns the top-k hits of `query` in `partition` and the pruning counts.
+pub fn search_partition(partition: &PartitionData, query: &PreparedQuery) -> (Vec<Hit>, ScanStats) {
+    let num_vectors = partition.num_vectors();
+    let mut stats = ScanStats {
+        partition_vectors: num_vectors as u64,
+        ..ScanStats::default()
+    };
+    let candidates: Vec<u32> = if query.filter.is_match_all() {
+        (0..num_vectors as u32).collect()
+    } else {
+        query.filter.evaluate(&partition.attributes).iter_ones().map(|row| row as u32).collect()
+    };
+    stats.passed_filter = candidates.len() as u64;
+    if candidates.is_empty() || query.k == 0 {
+        return (Vec::new(), stats);
+    }
+    let tables = query_tables(partition, &query.vector);
+    let rerank_depth = query.k.saturating_mul(query.knobs.rerank_factor);
+
+    // Hamming pre-filter (approximate mode only).
+    let mut survivors = candidates;
+    if !query.knobs.exact && !tables.sign_code.is_empty() {
+        let keep = ((survivors.len() as f64 * f64::from(query.knobs.hamming_keep)).ceil() as usize)
+            .max(rerank_depth.saturating_mul(HAMMING_MIN_KEEP_PER_RERANK));
+        if keep < survivors.len() {
+            let mut distances = vec![0u32; survivors.len()];
+            kernels::hamming_distances_gather(&tables.sign_code, &partition.sign_codes, &survivors, &mut distances);
+            let mut scored: Vec<Scored> = survivors
+                .iter()
+                .zip(&distances)
+                .map(|(&row, &distance)| Scored {
+                    key: distance as f32,
+                    row,
+                })
+                .collect();
+            keep_smallest(&mut scored, keep);
+            survivors = scored.iter().map(|s| s.row).collect();
+            // Ascending rows walk the code planes in order.
+            survivors.sort_unstable();
+        }
+    }
+    stats.after_hamming = survivors.len() as u64;
+
+    // OSQ lower bounds.
+    let mut bounds = vec![0f32; survivors.len()];
+    kernels::adc_lower_bounds(
+        &partition.planes,
+        num_vectors,
+        &partition.layout.slots,
+        &tables.table,
+        &survivors,
+        &mut bounds,
+    );
+    stats.lower_bounds = survivors.len() as u64;
+    let mut scored: Vec<Scored> = survivors
+        .iter()
+        .zip(&bounds)
+        .map(|(&row, &bound)| Scored {
+            key: bound + tables.constant,
+            row,
+        })
+        .collect();
+
+    let best = if query.knobs.exact {
+        exact_scan(partition, query, &mut scored, &mut stats)
+    } else {
+        keep_smallest(&mut scored, rerank_depth);
+        let rows: Vec<u32> = scored.iter().map(|s| s.row).collect();
+        let mut distances = vec![0f32; rows.len()];
+        exact_distances(partition, &query.vector, &rows, &mut distances);
+        stats.reranked = rows.len() as u64;
+        let mut exact: Vec<Scored> = rows
+            .iter()
+            .zip(&distances)
+            .map(|(&row, &distance)| Scored { key: distance, row })
+            .collect();
+        exact.sort_unstable();
+        exact.truncate(query.k);
+        exact
+    };
+    (to_hits(partition, &best, query.include_attributes), stats)
+}
+
+/// VA-file phase 2: visit by lower bound, stop once the bound passes the k-th exact distance.
+fn exact_scan(partition: &PartitionData, query: &PreparedQuery, scored: &mut [Scored], stats: &mut ScanStats) -> Vec<Scored> {
+    scored.sort_unstable();
+    let mut heap: BinaryHeap<Scored> = BinaryHeap::with_capacity(query.k + 1);
+    let mut distance = [0f32; 1];
+    for candidate in scored.iter() {
+        if heap.len() == query.k {
+            let kth = heap.peek().map(|s| s.key).unwrap_or(f32::INFINITY);
+            let slack = EXACT_MODE_RELATIVE_SLACK * (kth.abs() + candidate.key.abs()) + 1e-6;
+            if candidate.key > kth + slack {
+                break;
+            }
+        }
+        exact_distances(partition, &query.vector, &[candidate.row], &mut distance);
+        stats.reranked += 1;
+        let exact = Scored {
+            key: distance[0],
+            row: candidate.row,
+        };
+        if heap.len() < query.k {
+            heap.push(exact);
+        } else if heap.peek().is_some_and(|worst| exact < *worst) {
+            heap.pop();
+            heap.push(exact);
+        }
+    }
+    heap.into_sorted_vec()
+}
+
+/// Runs every task of a worker request on partitions supplied by `partition_of` and returns
+/// the response. A partition that cannot be loaded or a query that cannot be prepared fails
+/// that task in-band; the request as a whole fails only for a protocol mismatch.
+pub fn run_worker_request(
+    request: &WorkerRequest,
+    partition_of: &(dyn Fn(u32) -> Result<std::sync::Arc<PartitionData>> + Sync),
+) -> Result<WorkerResponse> {
+    use rayon::prelude::*;
+    if request.protocol_version != PROTOCOL_VERSION {
+        return Err(Error::invalid(
+            "protocol_version",
+            format!("worker speaks version {PROTOCOL_VERSION}, request has {}", request.protocol_version),
+        ));
+    }
+    let outcomes = request
+        .tasks
+        .par_iter()
+        .map(|task| {
+            let outcome = (|| -> Result<Vec<QueryHits>> {
+                let partition = partition_of(task.partition)?;
+                let mut results = Vec::with_capacity(task.queries.len());
+                for &position in &task.queries {
+                    let query = request.queries.get(position as usize).ok_or_else(|| {
+                        Error::invalid("tasks.queries", format!("query position {position} is out of range"))
+                    })?;
+                    let prepared = PreparedQuery::try_new(query, &partition)?;
+                    let (hits, stats) = search_partition(&partition, &prepared);
+                    results.push(QueryHits {
+                        query: position,
+                        hits,
+                        stats,
+                    });
+                }
+                Ok(results)
+            })();
+            match outcome {
+                Ok(results) => PartitionOutcome::Ok {
+                    partition: task.partition,
+                    results,
+                },
+                Err(error) => PartitionOutcome::Failed {
+                    partition: task.partition,
+                    retryable: error.is_retryable(),
+                    message: error.to_string(),
+                },
+            }
+        })
+        .collect();
+    Ok(WorkerResponse {
+        protocol_version: PROTOCOL_VERSION,
+        outcomes,
+    })
+}
