@@ -1,1 +1,40 @@
-//! Input readers.
+//! Input readers: vector files (`.fvecs`, `.bvecs`, `.npy`) and attribute CSV files.
+//!
+//! This is the I/O edge of the index builder. The only file system work is reading whole
+//! files here in `mod.rs`; all parsing lives in [`vectors`] and [`attributes`] as functions over
+//! bytes plus a display name, so it is tested without files. It must not compute anything
+//! beyond turning input files into a [`VectorSet`] and an [`AttributeInput`].
+
+pub mod attributes;
+pub mod vectors;
+
+use std::path::Path;
+
+pub use attributes::{
+    parse_attributes, parse_schema_spec, row_number_ids, AttributeInput, ID_COLUMN,
+};
+pub use vectors::{parse_vectors, write_fvecs, VectorFormat, VectorSet, MAX_DIMENSION};
+
+use crate::attributes::AttributeKind;
+use crate::error::{Error, Result};
+
+/// Reads a vector file, choosing the format from its extension.
+///
+/// Error fields start with the path as given, e.g. `data/base.fvecs: record 17 (byte 3468)`.
+pub fn read_vectors(path: &Path) -> Result<VectorSet> {
+    let format = VectorFormat::from_path(path)?;
+    let bytes = std::fs::read(path).map_err(|error| Error::io(path, error))?;
+    parse_vectors(&path.display().to_string(), format, &bytes)
+}
+
+/// Reads an attribute CSV file with one data row per vector (`expected_rows` of them).
+///
+/// `declared` fixes the kinds of the named columns; see [`parse_attributes`].
+pub fn read_attributes(
+    path: &Path,
+    declared: &[(String, AttributeKind)],
+    expected_rows: usize,
+) -> Result<AttributeInput> {
+    let text = std::fs::read(path).map_err(|error| Error::io(path, error))?;
+    parse_attributes(&path.display().to_string(), &text, declared, expected_rows)
+}
