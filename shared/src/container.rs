@@ -1,1 +1,0 @@
-//! Versioned, checksummed, block-compressed object format.
