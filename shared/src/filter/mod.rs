@@ -1,1 +1,780 @@
-//! Filters.
+//! Attribute filters: parsing, exact evaluation, attribute quantization and the conservative
+//! evaluation on quantized attributes.
+//!
+//! Owns the filter language (Mongo-style JSON, as S3 Vectors and Pinecone write it), its
+//! compiled form [`Filter`], and two evaluators that turn a filter into a selection bitmap:
+//! - exact ([`Filter::evaluate`], [`Filter::matches_row`]) over the raw [`AttributeTable`], run by
+//!   workers over one partition at a time;
+//! - conservative ([`Filter::evaluate_quantized`]) over a few bits per attribute
+//!   ([`AttributeQuantizer`], [`QuantizedAttributes`]), run by the coordinator over all vectors.
+//!   It returns a superset of the exact matches and never misses one.
+//!
+//! Pure module: no I/O, no async. It must not know where tables and codes are stored.
+//!
+//! Value semantics: every comparison is the IEEE comparison of the `f64` cell value with the
+//! filter value, so a NaN cell (a missing value) fails `$eq`, `$gt`, `$gte`, `$lt`, `$lte` and
+//! `$in`, and passes `$ne` and `$nin` (which are exactly the negations of `$eq` and `$in`).
+//! Categorical columns compare dictionary codes, and support only `$eq`, `$ne`, `$in`, `$nin`.
+
+mod exact;
+mod parse;
+mod quantized;
+
+pub use quantized::{AttributeQuantizer, ColumnQuantizer, QuantizedAttributes};
+
+use crate::attributes::{AttributeKind, AttributeSchema, AttributeTable, Bitmap};
+use crate::error::Result;
+
+/// A filter compiled against an [`AttributeSchema`]: column names are resolved to column
+/// indices and strings to dictionary codes, and predicates that can never (or always) match are
+/// folded into constants.
+///
+/// A filter must only be evaluated on tables and codes with the columns of the schema it was
+/// parsed against.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Filter {
+    expr: Expr,
+}
+
+impl Filter {
+    /// Compiles a filter written as JSON against `schema`.
+    ///
+    /// `null` and `{}` match everything. Errors are `Error::InvalidInput` whose field is the JSON
+    /// path of the offending part, rooted at `filter` (e.g. `filter.$or[1].nnz.$gte`). A string
+    /// that is not in a categorical column's dictionary is not an error: it matches no row.
+    pub fn parse(json: &serde_json::Value, schema: &AttributeSchema) -> Result<Filter> {
+        Ok(Filter {
+            expr: parse::parse_root(json, schema)?,
+        })
+    }
+
+    /// Returns the filter that matches every row.
+    pub fn match_all() -> Filter {
+        Filter {
+            expr: Expr::Const(true),
+        }
+    }
+
+    /// Returns true when the filter matches every row whatever the table holds
+    /// (e.g. `null`, `{}`, `{"$nin": []}`), so callers can skip evaluating it.
+    pub fn is_match_all(&self) -> bool {
+        self.expr == Expr::Const(true)
+    }
+
+    /// Returns true when the filter matches no row whatever the table holds
+    /// (e.g. `{"$in": []}`, or `$eq` with a string absent from the dictionary).
+    pub fn is_match_none(&self) -> bool {
+        self.expr == Expr::Const(false)
+    }
+
+    /// Returns whether `row` of `table` matches, exactly.
+    ///
+    /// Panics if `row` is out of range or the table lacks a column the filter uses.
+    pub fn matches_row(&self, table: &AttributeTable, row: usize) -> bool {
+        exact::matches_row(&self.expr, table, row)
+    }
+
+    /// Returns the exact set of matching rows of `table`, evaluated one column at a time.
+    ///
+    /// Panics if the table lacks a column the filter uses or a column is shorter than
+    /// `table.num_rows`.
+    pub fn evaluate(&self, table: &AttributeTable) -> Bitmap {
+        exact::evaluate(&self.expr, table)
+    }
+
+    /// Returns a superset of the matching rows, computed from quantized attributes only.
+    ///
+    /// No matching row is ever missing (see the soundness argument in `quantized.rs`). When
+    /// every column used has at most `2^max_bits` distinct values (one less if it holds NaN),
+    /// the result is exact. Codes must come from `quantizer.encode` on the table `quantizer`
+    /// was trained on; a code beyond the column's cells is treated as "maybe".
+    ///
+    /// Panics if `quantizer` or `codes` lack a column the filter uses or a code column is
+    /// shorter than `codes.num_rows`.
+    pub fn evaluate_quantized(
+        &self,
+        quantizer: &AttributeQuantizer,
+        codes: &QuantizedAttributes,
+    ) -> Bitmap {
+        quantized::evaluate(&self.expr, quantizer, codes)
+    }
+
+    /// Returns a short human-readable form for logs, e.g.
+    /// `label = 3 AND (genre IN ("drama", "war") OR NOT (nnz > 300))`.
+    pub fn describe(&self, schema: &AttributeSchema) -> String {
+        let mut text = String::new();
+        write_expr(&self.expr, schema, &mut text);
+        text
+    }
+}
+
+impl Default for Filter {
+    /// Returns the filter that matches every row.
+    fn default() -> Self {
+        Filter::match_all()
+    }
+}
+
+/// The compiled filter tree.
+///
+/// Invariants kept by the constructors [`Expr::and`], [`Expr::or`], [`Expr::not`]: `Const`
+/// appears only at the root, `And`/`Or` have at least two children and no child of their own
+/// kind, and `Not` never wraps a constant or another `Not`.
+#[derive(Debug, Clone, PartialEq)]
+enum Expr {
+    Const(bool),
+    Leaf(Leaf),
+    And(Vec<Expr>),
+    Or(Vec<Expr>),
+    Not(Box<Expr>),
+}
+
+/// One predicate on one column.
+#[derive(Debug, Clone, PartialEq)]
+struct Leaf {
+    column: usize,
+    predicate: Predicate,
+}
+
+/// A comparison of a cell value with constants. Sets are sorted ascending, deduplicated and
+/// non-empty (an empty `$in`/`$nin` folds into a constant).
+#[derive(Debug, Clone, PartialEq)]
+enum Predicate {
+    Eq(f64),
+    Ne(f64),
+    Gt(f64),
+    Gte(f64),
+    Lt(f64),
+    Lte(f64),
+    In(Vec<f64>),
+    Nin(Vec<f64>),
+}
+
+impl Predicate {
+    /// Returns whether a cell holding `value` satisfies the predicate.
+    #[inline]
+    fn matches(&self, value: f64) -> bool {
+        match self {
+            Predicate::Eq(x) => value == *x,
+            Predicate::Ne(x) => value != *x,
+            Predicate::Gt(x) => value > *x,
+            Predicate::Gte(x) => value >= *x,
+            Predicate::Lt(x) => value < *x,
+            Predicate::Lte(x) => value <= *x,
+            Predicate::In(set) => set_contains(set, value),
+            Predicate::Nin(set) => !set_contains(set, value),
+        }
+    }
+}
+
+/// Returns whether the sorted `set` holds a value equal (IEEE `==`) to `value`.
+#[inline]
+fn set_contains(set: &[f64], value: f64) -> bool {
+    // A linear scan beats binary search on the short lists filters usually carry.
+    if set.len() <= 8 {
+        return set.contains(&value);
+    }
+    let position = set.partition_point(|&member| member < value);
+    position < set.len() && set[position] == value
+}
+
+impl Expr {
+    /// Returns the conjunction of `children`, folding constants and nested conjunctions.
+    fn and(children: Vec<Expr>) -> Expr {
+        let mut flat = Vec::with_capacity(children.len());
+        for child in children {
+            match child {
+                Expr::Const(true) => {}
+                Expr::Const(false) => return Expr::Const(false),
+                Expr::And(grandchildren) => flat.extend(grandchildren),
+                other => flat.push(other),
+            }
+        }
+        if flat.len() <= 1 {
+            return flat.pop().unwrap_or(Expr::Const(true));
+        }
+        Expr::And(flat)
+    }
+
+    /// Returns the disjunction of `children`, folding constants and nested disjunctions.
+    fn or(children: Vec<Expr>) -> Expr {
+        let mut flat = Vec::with_capacity(children.len());
+        for child in children {
+            match child {
+                Expr::Const(false) => {}
+                Expr::Const(true) => return Expr::Const(true),
+                Expr::Or(grandchildren) => flat.extend(grandchildren),
+                other => flat.push(other),
+            }
+        }
+        if flat.len() <= 1 {
+            return flat.pop().unwrap_or(Expr::Const(false));
+        }
+        Expr::Or(flat)
+    }
+
+    /// Returns the negation of `child`. `$eq`/`$ne` and `$in`/`$nin` swap because they are exact
+    /// negations of each other even on NaN; the order comparisons are not (NaN fails both
+    /// `$gt` and `$lte`), so they stay under a `Not`.
+    fn not(child: Expr) -> Expr {
+        match child {
+            Expr::Const(value) => Expr::Const(!value),
+            Expr::Not(inner) => *inner,
+            Expr::Leaf(Leaf { column, predicate }) => {
+                let negated = match predicate {
+                    Predicate::Eq(x) => Predicate::Ne(x),
+                    Predicate::Ne(x) => Predicate::Eq(x),
+                    Predicate::In(set) => Predicate::Nin(set),
+                    Predicate::Nin(set) => Predicate::In(set),
+                    order => {
+                        return Expr::Not(Box::new(Expr::Leaf(Leaf {
+                            column,
+                            predicate: order,
+                        })))
+                    }
+                };
+                Expr::Leaf(Leaf {
+                    column,
+                    predicate: negated,
+                })
+            }
+            other => Expr::Not(Box::new(other)),
+        }
+    }
+}
+
+/// Returns `words` (bit `i % 64` of word `i / 64` = row `i`) as a bitmap of `num_rows` bits,
+/// clearing the unused bits of the last word so the raw words stay clean.
+fn words_to_bitmap(mut words: Vec<u64>, num_rows: usize) -> Bitmap {
+    debug_assert_eq!(words.len(), num_rows.div_ceil(64));
+    let num_tail_bits = num_rows % 64;
+    if num_tail_bits != 0 {
+        if let Some(last) = words.last_mut() {
+            *last &= (1u64 << num_tail_bits) - 1;
+        }
+    }
+    let mut bitmap = Bitmap::from_vec(words);
+    bitmap.truncate(num_rows);
+    bitmap
+}
+
+/// Returns one bit per value, `predicate(values[i])` at bit `i % 64` of word `i / 64`.
+///
+/// Each block of 64 rows is first evaluated into one flag byte per row (a loop the compiler
+/// vectorizes), then packed into a word eight flags at a time.
+#[inline]
+fn bits_from_values<T: Copy>(values: &[T], predicate: impl Fn(T) -> bool) -> Vec<u64> {
+    let mut words = Vec::with_capacity(values.len().div_ceil(64));
+    let mut flags = [0u8; 64];
+    let mut chunks = values.chunks_exact(64);
+    for chunk in &mut chunks {
+        for (flag, &value) in flags.iter_mut().zip(chunk) {
+            *flag = u8::from(predicate(value));
+        }
+        words.push(pack_flags(&flags));
+    }
+    let remainder = chunks.remainder();
+    if !remainder.is_empty() {
+        flags = [0u8; 64];
+        for (flag, &value) in flags.iter_mut().zip(remainder) {
+            *flag = u8::from(predicate(value));
+        }
+        words.push(pack_flags(&flags));
+    }
+    words
+}
+
+/// Returns the 64 flags (each 0 or 1) as a word, flag `i` at bit `i`.
+#[inline]
+fn pack_flags(flags: &[u8; 64]) -> u64 {
+    // Multiplying eight 0/1 bytes by this constant gathers byte k into bit 56 + k: the partial
+    // products land on distinct bits, so no carries disturb the top byte.
+    const GATHER: u64 = 0x0102_0408_1020_4080;
+    let mut word = 0u64;
+    for (group, eight_flags) in flags.chunks_exact(8).enumerate() {
+        let mut lanes = [0u8; 8];
+        lanes.copy_from_slice(eight_flags);
+        let gathered = u64::from_le_bytes(lanes).wrapping_mul(GATHER) >> 56;
+        word |= gathered << (8 * group);
+    }
+    word
+}
+
+fn write_expr(expr: &Expr, schema: &AttributeSchema, text: &mut String) {
+    match expr {
+        Expr::Const(true) => text.push_str("TRUE"),
+        Expr::Const(false) => text.push_str("FALSE"),
+        Expr::Leaf(leaf) => write_leaf(leaf, schema, text),
+        Expr::And(children) | Expr::Or(children) => {
+            let separator = if matches!(expr, Expr::And(_)) {
+                " AND "
+            } else {
+                " OR "
+            };
+            for (position, child) in children.iter().enumerate() {
+                if position > 0 {
+                    text.push_str(separator);
+                }
+                write_operand(child, schema, text);
+            }
+        }
+        Expr::Not(child) => {
+            text.push_str("NOT ");
+            match child.as_ref() {
+                Expr::Leaf(_) => {
+                    text.push('(');
+                    write_expr(child, schema, text);
+                    text.push(')');
+                }
+                _ => write_operand(child, schema, text),
+            }
+        }
+    }
+}
+
+/// Writes `expr` as an operand of AND/OR/NOT: parenthesised when it is itself a conjunction or
+/// disjunction.
+fn write_operand(expr: &Expr, schema: &AttributeSchema, text: &mut String) {
+    if matches!(expr, Expr::And(_) | Expr::Or(_)) {
+        text.push('(');
+        write_expr(expr, schema, text);
+        text.push(')');
+    } else {
+        write_expr(expr, schema, text);
+    }
+}
+
+fn write_leaf(leaf: &Leaf, schema: &AttributeSchema, text: &mut String) {
+    let column_opt = schema.columns.get(leaf.column);
+    let format_value = |value: f64| -> String {
+        match column_opt {
+            Some(column) if column.kind == AttributeKind::Categorical => column
+                .dictionary
+                .get(value as usize)
+                .map(|entry| format!("{entry:?}"))
+                .unwrap_or_else(|| format!("#{value}")),
+            _ => format!("{value}"),
+        }
+    };
+    let name = column_opt
+        .map(|column| column.name.clone())
+        .unwrap_or_else(|| format!("#{}", leaf.column));
+    let (operator, operand) = match &leaf.predicate {
+        Predicate::Eq(x) => ("=", format_value(*x)),
+        Predicate::Ne(x) => ("!=", format_value(*x)),
+        Predicate::Gt(x) => (">", format_value(*x)),
+        Predicate::Gte(x) => (">=", format_value(*x)),
+        Predicate::Lt(x) => ("<", format_value(*x)),
+        Predicate::Lte(x) => ("<=", format_value(*x)),
+        Predicate::In(set) | Predicate::Nin(set) => {
+            let members: Vec<String> = set.iter().map(|&x| format_value(x)).collect();
+            let operator = if matches!(leaf.predicate, Predicate::In(_)) {
+                "IN"
+            } else {
+                "NOT IN"
+            };
+            (operator, format!("({})", members.join(", ")))
+        }
+    };
+    text.push_str(&name);
+    text.push(' ');
+    text.push_str(operator);
+    text.push(' ');
+    text.push_str(&operand);
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::{json, Map, Value};
+
+    use super::*;
+    use crate::attributes::AttributeColumn;
+
+    const GENRES: [&str; 3] = ["action", "comedy", "drama"];
+
+    fn test_schema() -> AttributeSchema {
+        AttributeSchema {
+            columns: vec![
+                AttributeColumn {
+                    name: "rank".into(),
+                    kind: AttributeKind::Integer,
+                    dictionary: vec![],
+                },
+                AttributeColumn {
+                    name: "score".into(),
+                    kind: AttributeKind::Float,
+                    dictionary: vec![],
+                },
+                AttributeColumn {
+                    name: "genre".into(),
+                    kind: AttributeKind::Categorical,
+                    dictionary: GENRES.iter().map(|genre| genre.to_string()).collect(),
+                },
+            ],
+        }
+    }
+
+    // ---- the naive reference: row at a time, straight from the JSON ----
+
+    fn reference_matches(
+        filter: &Value,
+        schema: &AttributeSchema,
+        table: &AttributeTable,
+        row: usize,
+    ) -> bool {
+        let object = match filter {
+            Value::Null => return true,
+            Value::Object(object) => object,
+            other => panic!("reference: not a filter {other}"),
+        };
+        object.iter().all(|(key, value)| match key.as_str() {
+            "$and" => value
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|child| reference_matches(child, schema, table, row)),
+            "$or" => value
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|child| reference_matches(child, schema, table, row)),
+            "$not" => !reference_matches(value, schema, table, row),
+            name => {
+                let column_index = schema.column_index(name).unwrap();
+                let column = &schema.columns[column_index];
+                let cell = table.columns[column_index][row];
+                match value {
+                    Value::Object(operators) => operators.iter().all(|(operator, operand)| {
+                        reference_operator(column, cell, operator, operand)
+                    }),
+                    scalar => reference_operator(column, cell, "$eq", scalar),
+                }
+            }
+        })
+    }
+
+    fn reference_equal(column: &AttributeColumn, cell: f64, operand: &Value) -> bool {
+        if column.kind == AttributeKind::Categorical {
+            let cell_text = column.dictionary.get(cell as usize).map(String::as_str);
+            cell_text.is_some() && cell_text == operand.as_str()
+        } else {
+            cell == operand.as_f64().unwrap()
+        }
+    }
+
+    fn reference_operator(
+        column: &AttributeColumn,
+        cell: f64,
+        operator: &str,
+        operand: &Value,
+    ) -> bool {
+        let number = || operand.as_f64().unwrap();
+        let any_equal = || {
+            operand
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|member| reference_equal(column, cell, member))
+        };
+        match operator {
+            "$eq" => reference_equal(column, cell, operand),
+            "$ne" => !reference_equal(column, cell, operand),
+            "$gt" => cell > number(),
+            "$gte" => cell >= number(),
+            "$lt" => cell < number(),
+            "$lte" => cell <= number(),
+            "$in" => any_equal(),
+            "$nin" => !any_equal(),
+            other => panic!("reference: unknown operator {other}"),
+        }
+    }
+
+    // ---- strategies: small tables with many ties, random filter trees ----
+
+    fn table_strategy() -> impl Strategy<Value = AttributeTable> {
+        let rank = prop_oneof![(0i32..6).prop_map(f64::from)];
+        let score = prop_oneof![
+            4 => prop::sample::select(vec![-2.5, -1.0, 0.0, 0.5, 1.0, 3.25]),
+            1 => Just(f64::NAN),
+        ];
+        let genre = (0u32..3).prop_map(f64::from);
+        prop::collection::vec((rank, score, genre), 0..40).prop_map(|rows| AttributeTable {
+            num_rows: rows.len(),
+            columns: vec![
+                rows.iter().map(|row| row.0).collect(),
+                rows.iter().map(|row| row.1).collect(),
+                rows.iter().map(|row| row.2).collect(),
+            ],
+        })
+    }
+
+    fn number_strategy() -> impl Strategy<Value = Value> {
+        // Mostly values the tables hold, so comparisons often land on cell edges.
+        let present = prop::sample::select(vec![
+            json!(-2.5),
+            json!(-1),
+            json!(0),
+            json!(0.5),
+            json!(1),
+            json!(2),
+            json!(3),
+            json!(3.25),
+            json!(4),
+            json!(5),
+        ]);
+        let absent = prop::sample::select(vec![json!(-3), json!(1.5), json!(7), json!(1e300)]);
+        prop_oneof![6 => present, 1 => absent]
+    }
+
+    fn genre_strategy() -> impl Strategy<Value = Value> {
+        prop::sample::select(vec![
+            json!("action"),
+            json!("comedy"),
+            json!("drama"),
+            json!("horror"),
+            json!(""),
+        ])
+    }
+
+    /// One condition on one column: a shorthand value or an object of one or two operators.
+    fn condition_strategy(categorical: bool) -> BoxedStrategy<Value> {
+        let scalar = if categorical {
+            genre_strategy().boxed()
+        } else {
+            number_strategy().boxed()
+        };
+        let operators: Vec<&'static str> = if categorical {
+            vec!["$eq", "$ne", "$in", "$nin"]
+        } else {
+            vec!["$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin"]
+        };
+        let operand = {
+            let scalar = scalar.clone();
+            (
+                prop::sample::select(operators),
+                prop::collection::vec(scalar.clone(), 0..4),
+                scalar,
+            )
+                .prop_map(|(operator, members, single)| {
+                    let operand = if operator == "$in" || operator == "$nin" {
+                        Value::Array(members)
+                    } else {
+                        single
+                    };
+                    (operator.to_string(), operand)
+                })
+        };
+        prop_oneof![
+            1 => scalar,
+            3 => prop::collection::vec(operand, 1..=2)
+                .prop_map(|pairs| Value::Object(pairs.into_iter().collect::<Map<_, _>>())),
+        ]
+        .boxed()
+    }
+
+    fn leaf_filter_strategy() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            3 => condition_strategy(false).prop_map(|condition| json!({ "rank": condition })),
+            3 => condition_strategy(false).prop_map(|condition| json!({ "score": condition })),
+            3 => condition_strategy(true).prop_map(|condition| json!({ "genre": condition })),
+            1 => Just(json!({})),
+        ]
+    }
+
+    fn filter_strategy() -> impl Strategy<Value = Value> {
+        leaf_filter_strategy().prop_recursive(3, 24, 3, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 1..=3)
+                    .prop_map(|children| json!({ "$and": children })),
+                prop::collection::vec(inner.clone(), 1..=3)
+                    .prop_map(|children| json!({ "$or": children })),
+                inner.clone().prop_map(|child| json!({ "$not": child })),
+                (inner.clone(), inner).prop_map(|(left, right)| {
+                    // Several keys in one object mean AND; fall back to $and on a key clash.
+                    let (Value::Object(mut left_map), Value::Object(right_map)) =
+                        (left.clone(), right.clone())
+                    else {
+                        unreachable!()
+                    };
+                    if right_map.keys().any(|key| left_map.contains_key(key)) {
+                        return json!({ "$and": [left, right] });
+                    }
+                    left_map.extend(right_map);
+                    Value::Object(left_map)
+                }),
+            ]
+        })
+    }
+
+    fn reference_bitmap(
+        filter: &Value,
+        schema: &AttributeSchema,
+        table: &AttributeTable,
+    ) -> Bitmap {
+        (0..table.num_rows)
+            .map(|row| reference_matches(filter, schema, table, row))
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        #[test]
+        fn evaluators_agree_with_reference(
+            table in table_strategy(),
+            filter_json in filter_strategy(),
+            max_bits in 1u32..=3,
+        ) {
+            let schema = test_schema();
+            let filter = Filter::parse(&filter_json, &schema).unwrap();
+            let expected = reference_bitmap(&filter_json, &schema, &table);
+
+            prop_assert_eq!(&filter.evaluate(&table), &expected, "filter {}", filter_json);
+            for row in 0..table.num_rows {
+                prop_assert_eq!(filter.matches_row(&table, row), expected[row], "row {}", row);
+            }
+
+            let quantizer = AttributeQuantizer::train(&table, max_bits);
+            let codes = quantizer.encode(&table);
+            let candidates = filter.evaluate_quantized(&quantizer, &codes);
+            prop_assert_eq!(candidates.len(), table.num_rows);
+            for row in expected.iter_ones() {
+                prop_assert!(candidates[row], "quantized missed row {} for {}", row, filter_json);
+            }
+
+            // Every column has at most 7 distinct values (NaN included), so 8 bits is exact.
+            let fine_quantizer = AttributeQuantizer::train(&table, 8);
+            let fine_codes = fine_quantizer.encode(&table);
+            prop_assert_eq!(filter.evaluate_quantized(&fine_quantizer, &fine_codes), expected);
+        }
+    }
+
+    #[test]
+    fn match_all_and_match_none_are_detected() {
+        let schema = test_schema();
+        assert!(Filter::match_all().is_match_all());
+        assert!(Filter::default().is_match_all());
+        assert!(Filter::parse(&Value::Null, &schema).unwrap().is_match_all());
+        assert!(Filter::parse(&json!({}), &schema).unwrap().is_match_all());
+        assert!(Filter::parse(&json!({"genre": {"$nin": []}}), &schema)
+            .unwrap()
+            .is_match_all());
+        assert!(Filter::parse(&json!({"genre": {"$ne": "horror"}}), &schema)
+            .unwrap()
+            .is_match_all());
+        assert!(Filter::parse(&json!({"rank": {"$in": []}}), &schema)
+            .unwrap()
+            .is_match_none());
+        assert!(Filter::parse(&json!({"genre": "horror"}), &schema)
+            .unwrap()
+            .is_match_none());
+        let ordinary = Filter::parse(&json!({"rank": 3}), &schema).unwrap();
+        assert!(!ordinary.is_match_all() && !ordinary.is_match_none());
+    }
+
+    #[test]
+    fn constant_filters_evaluate_to_uniform_bitmaps() {
+        let schema = test_schema();
+        let table = AttributeTable {
+            num_rows: 70,
+            columns: vec![vec![1.0; 70], vec![0.5; 70], vec![0.0; 70]],
+        };
+        let quantizer = AttributeQuantizer::train(&table, 4);
+        let codes = quantizer.encode(&table);
+        let all = Filter::match_all();
+        assert_eq!(all.evaluate(&table).count_ones(), 70);
+        assert_eq!(all.evaluate_quantized(&quantizer, &codes).count_ones(), 70);
+        let none = Filter::parse(&json!({"genre": "horror"}), &schema).unwrap();
+        assert_eq!(none.evaluate(&table).count_ones(), 0);
+        assert_eq!(none.evaluate(&table).len(), 70);
+        assert_eq!(none.evaluate_quantized(&quantizer, &codes).count_ones(), 0);
+    }
+
+    #[test]
+    fn describe_is_readable() {
+        let schema = test_schema();
+        let filter = Filter::parse(
+            &json!({
+                "rank": 3,
+                "$or": [
+                    {"genre": {"$in": ["drama", "action", "horror"]}},
+                    {"$not": {"score": {"$gt": 0.5}}},
+                    {"score": {"$gte": 1, "$lt": 2}}
+                ]
+            }),
+            &schema,
+        )
+        .unwrap();
+        assert_eq!(
+            filter.describe(&schema),
+            "(genre IN (\"action\", \"drama\") OR NOT (score > 0.5) OR (score >= 1 AND score < 2)) AND rank = 3"
+        );
+        assert_eq!(Filter::match_all().describe(&schema), "TRUE");
+        let negated =
+            Filter::parse(&json!({"$not": {"genre": {"$nin": ["comedy"]}}}), &schema).unwrap();
+        assert_eq!(negated.describe(&schema), "genre IN (\"comedy\")");
+    }
+
+    #[test]
+    fn not_folds_only_exact_negations() {
+        let leaf = |predicate| {
+            Expr::Leaf(Leaf {
+                column: 0,
+                predicate,
+            })
+        };
+        assert_eq!(
+            Expr::not(leaf(Predicate::Eq(1.0))),
+            leaf(Predicate::Ne(1.0))
+        );
+        assert_eq!(
+            Expr::not(leaf(Predicate::In(vec![1.0]))),
+            leaf(Predicate::Nin(vec![1.0]))
+        );
+        assert_eq!(
+            Expr::not(leaf(Predicate::Gt(1.0))),
+            Expr::Not(Box::new(leaf(Predicate::Gt(1.0))))
+        );
+        assert_eq!(
+            Expr::not(Expr::not(leaf(Predicate::Gt(1.0)))),
+            leaf(Predicate::Gt(1.0))
+        );
+    }
+
+    #[test]
+    fn set_contains_handles_long_sets_and_signed_zero() {
+        let long_set: Vec<f64> = (0..20).map(|value| f64::from(value) * 2.0).collect();
+        assert!(set_contains(&long_set, 0.0));
+        assert!(set_contains(&long_set, -0.0));
+        assert!(set_contains(&long_set, 38.0));
+        assert!(!set_contains(&long_set, 37.0));
+        assert!(!set_contains(&long_set, 40.0));
+        assert!(!set_contains(&long_set, f64::NAN));
+        assert!(set_contains(&[-0.0], 0.0));
+    }
+
+    #[test]
+    fn pack_flags_puts_flag_i_at_bit_i() {
+        for position in 0..64 {
+            let mut flags = [0u8; 64];
+            flags[position] = 1;
+            assert_eq!(pack_flags(&flags), 1u64 << position);
+        }
+        assert_eq!(pack_flags(&[1u8; 64]), u64::MAX);
+        let values: Vec<u32> = (0..150).collect();
+        let words = bits_from_values(&values, |value| value % 3 == 0);
+        assert_eq!(words.len(), 3);
+        for value in 0..150usize {
+            assert_eq!((words[value / 64] >> (value % 64)) & 1 == 1, value % 3 == 0);
+        }
+    }
+
+    #[test]
+    fn words_to_bitmap_clears_tail_bits() {
+        let bitmap = words_to_bitmap(vec![u64::MAX, u64::MAX], 70);
+        assert_eq!(bitmap.len(), 70);
+        assert_eq!(bitmap.count_ones(), 70);
+        assert_eq!(bitmap.as_raw_slice()[1], (1 << 6) - 1);
+    }
+}
