@@ -99,6 +99,17 @@ impl Filter {
         quantized::evaluate(&self.expr, quantizer, codes)
     }
 
+    /// Returns `(possible, certain)`: the superset of [`Filter::evaluate_quantized`] and the
+    /// subset of rows whose cells prove they match. The coordinator counts certain matches so
+    /// that the partitions it picks surely hold `k` of them.
+    pub fn evaluate_quantized_bounds(
+        &self,
+        quantizer: &AttributeQuantizer,
+        codes: &QuantizedAttributes,
+    ) -> (Bitmap, Bitmap) {
+        quantized::evaluate_bounds(&self.expr, quantizer, codes)
+    }
+
     /// Returns a short human-readable form for logs, e.g.
     /// `label = 3 AND (genre IN ("drama", "war") OR NOT (nnz > 300))`.
     pub fn describe(&self, schema: &AttributeSchema) -> String {
@@ -641,6 +652,11 @@ mod tests {
             prop_assert_eq!(candidates.len(), table.num_rows);
             for row in expected.iter_ones() {
                 prop_assert!(candidates[row], "quantized missed row {} for {}", row, filter_json);
+            }
+            let (possible, certain) = filter.evaluate_quantized_bounds(&quantizer, &codes);
+            prop_assert_eq!(&possible, &candidates);
+            for row in certain.iter_ones() {
+                prop_assert!(expected[row], "row {} is certain but does not match {}", row, filter_json);
             }
 
             // Every column has at most 7 distinct values (NaN included), so 8 bits is exact.

@@ -647,6 +647,26 @@ fn pack_two_planes(bytes: &[u8; 64]) -> (u64, u64) {
     (low_plane, high_plane)
 }
 
+/// Returns the rows whose verdict under `expr` is not `Never` (a superset of the matches) and
+/// the rows whose verdict is `Always` (a subset of the matches).
+pub(super) fn evaluate_bounds(
+    expr: &Expr,
+    quantizer: &AttributeQuantizer,
+    codes: &QuantizedAttributes,
+) -> (Bitmap, Bitmap) {
+    let plan = plan(expr, quantizer);
+    match run_plan(&plan, codes) {
+        KleeneBits::Uniform(verdict) => (
+            Bitmap::repeat(verdict != Verdict::Never, codes.num_rows),
+            Bitmap::repeat(verdict == Verdict::Always, codes.num_rows),
+        ),
+        KleeneBits::Words { possible, certain } => (
+            words_to_bitmap(possible, codes.num_rows),
+            words_to_bitmap(certain, codes.num_rows),
+        ),
+    }
+}
+
 /// Returns the rows whose Kleene verdict under `expr` is not `Never`.
 pub(super) fn evaluate(
     expr: &Expr,
