@@ -86,7 +86,7 @@ def main():
             top_scores = scores[order]
             pad = TOP - len(top_ids)
             ids.append(np.concatenate([top_ids, np.full(pad, -1)]))
-            dists.append(np.concatenate([top_scores, np.full(pad, -np.inf)]))
+            dists.append(np.concatenate([top_scores, np.full(pad, -3.0e38)]))
             counts.append(int(mask.sum()))
         name = workload["name"]
         write_vecs(os.path.join(OUT, "gt", f"{name}.ivecs"), np.array(ids), np.int32)

@@ -7,7 +7,6 @@
 
 use std::time::Instant;
 
-use rayon::prelude::*;
 
 use crate::attributes::{AttributeSchema, AttributeTable};
 use crate::codec::{sign, OsqQuantizer};
