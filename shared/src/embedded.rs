@@ -11,7 +11,8 @@ use crate::error::{Error, Result};
 use crate::index::build::{build_index, BuildInput, BuildParams, BuildProgress, BuildSummary};
 use crate::index::{CoordinatorData, Manifest, PartitionData, MANIFEST_KEY};
 use crate::protocol::{
-    PartitionOutcome, QueryRequest, QueryResponse, QueryStats, WorkerRequest, WorkerResponse, PROTOCOL_VERSION,
+    PartitionOutcome, QueryRequest, QueryResponse, QueryStats, WorkerRequest, WorkerResponse,
+    PROTOCOL_VERSION,
 };
 use crate::search::{merge_hits, plan_batch, run_worker_request, BatchPlan};
 use crate::storage::BlobStore;
@@ -33,7 +34,9 @@ pub async fn write_index(
     progress: Arc<dyn BuildProgress + Send>,
 ) -> Result<BuildSummary> {
     let previous_version_opt = match store.get(MANIFEST_KEY).await {
-        Ok(bytes) => Manifest::decode(MANIFEST_KEY, bytes).ok().map(|m| m.index_version),
+        Ok(bytes) => Manifest::decode(MANIFEST_KEY, bytes)
+            .ok()
+            .map(|m| m.index_version),
         Err(Error::NotFound { .. }) => None,
         Err(other) => return Err(other),
     };
@@ -72,12 +75,16 @@ pub async fn write_index(
         (Err(build_error), None) => Err(build_error),
         (Ok(summary), None) => {
             let manifest_bytes = summary.manifest.encode()?;
-            store.put(MANIFEST_KEY, manifest_bytes).await.map(|()| summary)
+            store
+                .put(MANIFEST_KEY, manifest_bytes)
+                .await
+                .map(|()| summary)
         }
     };
     match outcome {
         Ok(summary) => {
-            remove_stale_versions(store.as_ref(), &version, previous_version_opt.as_deref()).await?;
+            remove_stale_versions(store.as_ref(), &version, previous_version_opt.as_deref())
+                .await?;
             Ok(summary)
         }
         Err(error) => {
@@ -89,12 +96,18 @@ pub async fn write_index(
     }
 }
 
-async fn remove_stale_versions(store: &dyn BlobStore, current: &str, previous_opt: Option<&str>) -> Result<()> {
+async fn remove_stale_versions(
+    store: &dyn BlobStore,
+    current: &str,
+    previous_opt: Option<&str>,
+) -> Result<()> {
     let current_prefix = format!("v{current}/");
     let previous_prefix_opt = previous_opt.map(|v| format!("v{v}/"));
     for key in store.list("v").await? {
         let keep = key.starts_with(&current_prefix)
-            || previous_prefix_opt.as_deref().is_some_and(|prefix| key.starts_with(prefix));
+            || previous_prefix_opt
+                .as_deref()
+                .is_some_and(|prefix| key.starts_with(prefix));
         if !keep {
             store.delete(&key).await?;
         }
@@ -123,8 +136,14 @@ impl EmbeddedIndex {
         let manifest = Manifest::decode(MANIFEST_KEY, manifest_bytes)?;
         let coordinator_bytes = store.get(&manifest.coordinator_key).await?;
         let coordinator = CoordinatorData::decode(&manifest.coordinator_key, coordinator_bytes)?;
-        if coordinator.num_partitions() != manifest.partitions.len() || coordinator.dim != manifest.dim {
-            return Err(Error::corrupt(&manifest.coordinator_key, 0, "does not match the manifest"));
+        if coordinator.num_partitions() != manifest.partitions.len()
+            || coordinator.dim != manifest.dim
+        {
+            return Err(Error::corrupt(
+                &manifest.coordinator_key,
+                0,
+                "does not match the manifest",
+            ));
         }
         Ok(EmbeddedIndex {
             store,
@@ -154,9 +173,13 @@ impl EmbeddedIndex {
         if let Some(loaded) = self.cached(partition)? {
             return Ok(loaded);
         }
-        let entry = self.manifest.partitions.get(partition as usize).ok_or_else(|| Error::NotFound {
-            what: format!("partition {partition}"),
-        })?;
+        let entry = self
+            .manifest
+            .partitions
+            .get(partition as usize)
+            .ok_or_else(|| Error::NotFound {
+                what: format!("partition {partition}"),
+            })?;
         let bytes = self.store.get(&entry.key).await?;
         let key = entry.key.clone();
         let data = tokio::task::spawn_blocking(move || PartitionData::decode(&key, bytes))
@@ -209,8 +232,13 @@ impl EmbeddedIndex {
 }
 
 /// Merges a worker response into one response per planned query.
-pub fn merge_worker_response(plan: &BatchPlan, response: &WorkerResponse, partitions_total: usize) -> Result<Vec<QueryResponse>> {
-    let mut per_query_hits: Vec<Vec<Vec<crate::protocol::Hit>>> = vec![Vec::new(); plan.queries.len()];
+pub fn merge_worker_response(
+    plan: &BatchPlan,
+    response: &WorkerResponse,
+    partitions_total: usize,
+) -> Result<Vec<QueryResponse>> {
+    let mut per_query_hits: Vec<Vec<Vec<crate::protocol::Hit>>> =
+        vec![Vec::new(); plan.queries.len()];
     let mut per_query_stats: Vec<QueryStats> = plan
         .plans
         .iter()
@@ -227,7 +255,11 @@ pub fn merge_worker_response(plan: &BatchPlan, response: &WorkerResponse, partit
                 for result in results {
                     let position = result.query as usize;
                     let Some(stats) = per_query_stats.get_mut(position) else {
-                        return Err(Error::corrupt("worker response", 0, format!("unknown query {position}")));
+                        return Err(Error::corrupt(
+                            "worker response",
+                            0,
+                            format!("unknown query {position}"),
+                        ));
                     };
                     stats.scan.add(&result.stats);
                     per_query_hits[position].push(result.hits.clone());

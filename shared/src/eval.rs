@@ -33,7 +33,8 @@ pub fn recall_at_k(hits: &[Hit], k: usize, kth_distance: f32, num_matches: usize
     if wanted == 0 {
         return 1.0;
     }
-    let threshold = kth_distance + RECALL_RELATIVE_SLACK * kth_distance.abs() + RECALL_ABSOLUTE_SLACK;
+    let threshold =
+        kth_distance + RECALL_RELATIVE_SLACK * kth_distance.abs() + RECALL_ABSOLUTE_SLACK;
     let mut seen = std::collections::HashSet::new();
     let good = hits
         .iter()

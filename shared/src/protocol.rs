@@ -55,8 +55,10 @@ pub struct SearchKnobs {
     pub hamming_keep: f32,
 }
 
-/// Default probe factor on centroid distance.
-pub const DEFAULT_CENTROID_FACTOR: f32 = 1.3;
+/// Default probe factor on centroid distance. Filters move the true neighbours away from the
+/// nearest centroids (GloVe `freq_top10k`: recall@10 0.86 at 1.3, 0.95 at 1.5), and partitions
+/// are searched in parallel, so probing wider costs work rather than latency.
+pub const DEFAULT_CENTROID_FACTOR: f32 = 1.5;
 /// Default minimum partitions probed.
 pub const DEFAULT_MIN_PARTITIONS: usize = 2;
 /// Default re-rank depth multiplier.
@@ -69,11 +71,17 @@ impl SearchKnobs {
     pub fn resolve(options: &SearchOptions) -> Result<SearchKnobs> {
         let centroid_factor = options.centroid_factor.unwrap_or(DEFAULT_CENTROID_FACTOR);
         if !(centroid_factor.is_finite() && centroid_factor >= 1.0) {
-            return Err(Error::invalid("options.centroid_factor", "must be a finite number >= 1"));
+            return Err(Error::invalid(
+                "options.centroid_factor",
+                "must be a finite number >= 1",
+            ));
         }
         let rerank_factor = options.rerank_factor.unwrap_or(DEFAULT_RERANK_FACTOR);
         if rerank_factor == 0 || rerank_factor > 1000 {
-            return Err(Error::invalid("options.rerank_factor", "must be between 1 and 1000"));
+            return Err(Error::invalid(
+                "options.rerank_factor",
+                "must be between 1 and 1000",
+            ));
         }
         let hamming_keep = options.hamming_keep.unwrap_or(DEFAULT_HAMMING_KEEP);
         if !(hamming_keep > 0.0 && hamming_keep <= 1.0) {
@@ -81,7 +89,10 @@ impl SearchKnobs {
         }
         let max_partitions = options.max_partitions.unwrap_or(usize::MAX);
         if max_partitions == 0 {
-            return Err(Error::invalid("options.max_partitions", "must be at least 1"));
+            return Err(Error::invalid(
+                "options.max_partitions",
+                "must be at least 1",
+            ));
         }
         Ok(SearchKnobs {
             exact: options.exact,
@@ -133,12 +144,18 @@ impl QueryRequest {
     /// Checks the parts that need no index: `k` range and finite components.
     pub fn validate_shape(&self, dim: usize) -> Result<()> {
         if self.k == 0 || self.k > MAX_K {
-            return Err(Error::invalid("k", format!("must be between 1 and {MAX_K}, got {}", self.k)));
+            return Err(Error::invalid(
+                "k",
+                format!("must be between 1 and {MAX_K}, got {}", self.k),
+            ));
         }
         if self.vector.len() != dim {
             return Err(Error::invalid(
                 "vector",
-                format!("has {} components, the index has dimension {dim}", self.vector.len()),
+                format!(
+                    "has {} components, the index has dimension {dim}",
+                    self.vector.len()
+                ),
             ));
         }
         if let Some(position) = self.vector.iter().position(|v| !v.is_finite()) {

@@ -5,7 +5,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn squash(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_squash")).args(args).output().expect("run squash")
+    Command::new(env!("CARGO_BIN_EXE_squash"))
+        .args(args)
+        .output()
+        .expect("run squash")
 }
 
 fn stderr(output: &Output) -> String {
@@ -25,7 +28,11 @@ fn write_fvecs(path: &Path, rows: &[Vec<f32>]) {
 
 fn sample_rows(num_rows: usize, dim: usize) -> Vec<Vec<f32>> {
     (0..num_rows)
-        .map(|i| (0..dim).map(|d| ((i * 31 + d * 17) % 97) as f32 / 97.0 + (i % 5) as f32).collect())
+        .map(|i| {
+            (0..dim)
+                .map(|d| ((i * 31 + d * 17) % 97) as f32 / 97.0 + (i % 5) as f32)
+                .collect()
+        })
         .collect()
 }
 
@@ -47,18 +54,41 @@ fn build_query_inspect_happy_path() {
     write_fvecs(&vectors, &sample_rows(600, 12));
     write_attributes(&attributes, 600);
     let built = squash(&[
-        "build", "--vectors", vectors.to_str().unwrap(), "--attributes", attributes.to_str().unwrap(),
-        "--metric", "l2", "--partitions", "3", "--out", index.to_str().unwrap(),
+        "build",
+        "--vectors",
+        vectors.to_str().unwrap(),
+        "--attributes",
+        attributes.to_str().unwrap(),
+        "--metric",
+        "l2",
+        "--partitions",
+        "3",
+        "--out",
+        index.to_str().unwrap(),
     ]);
     assert!(built.status.success(), "build failed: {}", stderr(&built));
     let summary = String::from_utf8_lossy(&built.stdout);
     assert!(summary.contains("partitions     3"), "{summary}");
 
     let queried = squash(&[
-        "query", "--index", index.to_str().unwrap(), "--vector-file", vectors.to_str().unwrap(), "--row", "4",
-        "--k", "5", "--filter", r#"{"genre": {"$eq": "noir"}, "year": {"$gte": 2010}}"#, "--json",
+        "query",
+        "--index",
+        index.to_str().unwrap(),
+        "--vector-file",
+        vectors.to_str().unwrap(),
+        "--row",
+        "4",
+        "--k",
+        "5",
+        "--filter",
+        r#"{"genre": {"$eq": "noir"}, "year": {"$gte": 2010}}"#,
+        "--json",
     ]);
-    assert!(queried.status.success(), "query failed: {}", stderr(&queried));
+    assert!(
+        queried.status.success(),
+        "query failed: {}",
+        stderr(&queried)
+    );
     let response: serde_json::Value = serde_json::from_slice(&queried.stdout).expect("json output");
     let hits = response["hits"].as_array().expect("hits");
     assert_eq!(hits.len(), 5);
@@ -68,9 +98,16 @@ fn build_query_inspect_happy_path() {
     }
 
     let inspected = squash(&["inspect", "--index", index.to_str().unwrap(), "--json"]);
-    assert!(inspected.status.success(), "inspect failed: {}", stderr(&inspected));
+    assert!(
+        inspected.status.success(),
+        "inspect failed: {}",
+        stderr(&inspected)
+    );
     let report: serde_json::Value = serde_json::from_slice(&inspected.stdout).expect("json output");
-    assert_eq!(report["partitions"].as_array().expect("partitions").len(), 3);
+    assert_eq!(
+        report["partitions"].as_array().expect("partitions").len(),
+        3
+    );
 }
 
 #[test]
@@ -82,33 +119,68 @@ fn bad_inputs_fail_clearly_and_write_nothing() {
     write_attributes(&attributes, 49);
     let index = folder.path().join("index");
     let run_build = |extra: &[&str]| {
-        let mut args = vec!["build", "--vectors", vectors.to_str().unwrap(), "--out", index.to_str().unwrap()];
+        let mut args = vec![
+            "build",
+            "--vectors",
+            vectors.to_str().unwrap(),
+            "--out",
+            index.to_str().unwrap(),
+        ];
         args.extend_from_slice(extra);
         squash(&args)
     };
 
     let mismatch = run_build(&["--attributes", attributes.to_str().unwrap()]);
     assert!(!mismatch.status.success());
-    assert!(stderr(&mismatch).contains("49") && stderr(&mismatch).contains("50"), "{}", stderr(&mismatch));
+    assert!(
+        stderr(&mismatch).contains("49") && stderr(&mismatch).contains("50"),
+        "{}",
+        stderr(&mismatch)
+    );
 
     let bad_metric = run_build(&["--metric", "manhattan"]);
     assert!(!bad_metric.status.success());
-    assert!(stderr(&bad_metric).contains("metric"), "{}", stderr(&bad_metric));
+    assert!(
+        stderr(&bad_metric).contains("metric"),
+        "{}",
+        stderr(&bad_metric)
+    );
 
     let too_many = run_build(&["--partitions", "51"]);
     assert!(!too_many.status.success());
-    assert!(stderr(&too_many).contains("partitions"), "{}", stderr(&too_many));
+    assert!(
+        stderr(&too_many).contains("partitions"),
+        "{}",
+        stderr(&too_many)
+    );
 
     let mut truncated = std::fs::read(&vectors).expect("read");
     truncated.truncate(truncated.len() - 3);
     std::fs::write(&vectors, truncated).expect("write");
     let truncated_run = run_build(&[]);
     assert!(!truncated_run.status.success());
-    assert!(stderr(&truncated_run).contains("record 49"), "{}", stderr(&truncated_run));
+    assert!(
+        stderr(&truncated_run).contains("record 49"),
+        "{}",
+        stderr(&truncated_run)
+    );
 
-    assert!(!index.join("manifest.sqsh").exists(), "no index is written on error");
+    assert!(
+        !index.join("manifest.sqsh").exists(),
+        "no index is written on error"
+    );
 
-    let missing = squash(&["query", "--index", index.to_str().unwrap(), "--vector-file", vectors.to_str().unwrap()]);
+    let missing = squash(&[
+        "query",
+        "--index",
+        index.to_str().unwrap(),
+        "--vector-file",
+        vectors.to_str().unwrap(),
+    ]);
     assert!(!missing.status.success());
-    assert!(stderr(&missing).contains("no index"), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("no index"),
+        "{}",
+        stderr(&missing)
+    );
 }

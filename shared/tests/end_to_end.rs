@@ -23,7 +23,9 @@ const COLORS: [&str; 5] = ["blue", "green", "red", "violet", "yellow"];
 fn synthetic(num_vectors: usize, dim: usize, seed: u64) -> BuildInput {
     let mut rng = StdRng::seed_from_u64(seed);
     let num_clusters = 12;
-    let centers: Vec<f32> = (0..num_clusters * dim).map(|_| rng.random::<f32>() * 10.0 - 5.0).collect();
+    let centers: Vec<f32> = (0..num_clusters * dim)
+        .map(|_| rng.random::<f32>() * 10.0 - 5.0)
+        .collect();
     let mut vectors = Vec::with_capacity(num_vectors * dim);
     let mut table = AttributeTable::with_columns(3, num_vectors);
     for _ in 0..num_vectors {
@@ -38,8 +40,16 @@ fn synthetic(num_vectors: usize, dim: usize, seed: u64) -> BuildInput {
     table.num_rows = num_vectors;
     let schema = AttributeSchema {
         columns: vec![
-            AttributeColumn { name: "year".into(), kind: AttributeKind::Integer, dictionary: vec![] },
-            AttributeColumn { name: "price".into(), kind: AttributeKind::Float, dictionary: vec![] },
+            AttributeColumn {
+                name: "year".into(),
+                kind: AttributeKind::Integer,
+                dictionary: vec![],
+            },
+            AttributeColumn {
+                name: "price".into(),
+                kind: AttributeKind::Float,
+                dictionary: vec![],
+            },
             AttributeColumn {
                 name: "color".into(),
                 kind: AttributeKind::Categorical,
@@ -64,7 +74,13 @@ fn params(metric: Metric, partitions: usize, version: &str) -> BuildParams {
 }
 
 /// Exact filtered top-k by brute force: (id, distance), best first, ties by id.
-fn oracle(input: &BuildInput, metric: Metric, query: &[f32], filter: &Filter, k: usize) -> (Vec<(u64, f32)>, usize) {
+fn oracle(
+    input: &BuildInput,
+    metric: Metric,
+    query: &[f32],
+    filter: &Filter,
+    k: usize,
+) -> (Vec<(u64, f32)>, usize) {
     let dim = input.dim;
     let mut query = query.to_vec();
     if metric.normalizes() {
@@ -101,15 +117,24 @@ fn filters() -> Vec<serde_json::Value> {
 async fn check_against_oracle(metric: Metric) {
     let input = synthetic(3000, 16, 1);
     let store: Arc<dyn BlobStore> = Arc::new(MemoryStore::new());
-    write_index(Arc::clone(&store), input.clone(), params(metric, 4, "1"), Arc::new(NoProgress))
-        .await
-        .expect("build");
+    write_index(
+        Arc::clone(&store),
+        input.clone(),
+        params(metric, 4, "1"),
+        Arc::new(NoProgress),
+    )
+    .await
+    .expect("build");
     let index = EmbeddedIndex::open(Arc::clone(&store)).await.expect("open");
     let manifest = index.manifest();
     assert_eq!(manifest.num_vectors, 3000);
     assert_eq!(manifest.partitions.len(), 4);
     for partition in &manifest.partitions {
-        assert!((675..=825).contains(&partition.num_vectors), "partition size {}", partition.num_vectors);
+        assert!(
+            (675..=825).contains(&partition.num_vectors),
+            "partition size {}",
+            partition.num_vectors
+        );
     }
     let mut rng = StdRng::seed_from_u64(9);
     let k = 10;
@@ -119,35 +144,61 @@ async fn check_against_oracle(metric: Metric) {
         let filter = Filter::parse(&filter_json, &input.schema).expect("filter");
         for _ in 0..15 {
             let row = rng.random_range(0..3000);
-            let query: Vec<f32> = input.vectors[row * 16..][..16].iter().map(|v| v + rng.random::<f32>() - 0.5).collect();
+            let query: Vec<f32> = input.vectors[row * 16..][..16]
+                .iter()
+                .map(|v| v + rng.random::<f32>() - 0.5)
+                .collect();
             let (truth, matches) = oracle(&input, metric, &query, &filter, k);
             let mut request = QueryRequest::new(query.clone(), k);
             request.filter = (!filter_json.is_null()).then(|| filter_json.clone());
             request.include_attributes = true;
-            let approximate = index.query_batch(std::slice::from_ref(&request)).await.expect("query");
+            let approximate = index
+                .query_batch(std::slice::from_ref(&request))
+                .await
+                .expect("query");
             let hits = &approximate[0].hits;
-            assert_eq!(hits.len(), k.min(matches), "{metric} {filter_json}: never fewer than k hits when k match");
+            assert_eq!(
+                hits.len(),
+                k.min(matches),
+                "{metric} {filter_json}: never fewer than k hits when k match"
+            );
             for hit in hits {
                 let row = ((hit.id - 7) / 3) as usize;
-                assert!(filter.matches_row(&input.attributes, row), "hit {} fails the filter", hit.id);
+                assert!(
+                    filter.matches_row(&input.attributes, row),
+                    "hit {} fails the filter",
+                    hit.id
+                );
                 assert!(hit.attributes.is_some());
             }
             let kth = truth.last().map(|t| t.1).unwrap_or(f32::INFINITY);
             recall_sum += recall_at_k(hits, k, kth, matches);
             num_queries += 1;
 
-            request.options = SearchOptions { exact: true, ..SearchOptions::default() };
-            let exact = index.query_batch(std::slice::from_ref(&request)).await.expect("exact query");
+            request.options = SearchOptions {
+                exact: true,
+                ..SearchOptions::default()
+            };
+            let exact = index
+                .query_batch(std::slice::from_ref(&request))
+                .await
+                .expect("exact query");
             let exact_hits = &exact[0].hits;
             assert_eq!(exact_hits.len(), truth.len());
             for (hit, (_, distance)) in exact_hits.iter().zip(&truth) {
-                assert!((hit.distance - distance).abs() <= 1e-4 * distance.abs().max(1.0), "{metric} exact mode");
+                assert!(
+                    (hit.distance - distance).abs() <= 1e-4 * distance.abs().max(1.0),
+                    "{metric} exact mode"
+                );
             }
             assert_eq!(recall_at_k(exact_hits, k, kth, matches), 1.0);
         }
     }
     let recall = recall_sum / num_queries as f64;
-    assert!(recall >= 0.95, "{metric}: mean recall {recall} against the oracle");
+    assert!(
+        recall >= 0.95,
+        "{metric}: mean recall {recall} against the oracle"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -169,7 +220,14 @@ async fn ip_search_matches_the_oracle() {
 async fn bad_queries_get_errors_naming_the_field() {
     let input = synthetic(500, 8, 2);
     let store: Arc<dyn BlobStore> = Arc::new(MemoryStore::new());
-    write_index(Arc::clone(&store), input, params(Metric::L2, 2, "1"), Arc::new(NoProgress)).await.expect("build");
+    write_index(
+        Arc::clone(&store),
+        input,
+        params(Metric::L2, 2, "1"),
+        Arc::new(NoProgress),
+    )
+    .await
+    .expect("build");
     let index = EmbeddedIndex::open(store).await.expect("open");
     let cases: Vec<(QueryRequest, &str)> = vec![
         (QueryRequest::new(vec![0.0; 7], 10), "vector"),
@@ -177,16 +235,25 @@ async fn bad_queries_get_errors_naming_the_field() {
         (QueryRequest::new(vec![0.0; 8], 10_001), "k"),
         (QueryRequest::new(vec![f32::NAN; 8], 10), "vector[0]"),
         (
-            QueryRequest { filter: Some(json!({"nope": {"$eq": 1}})), ..QueryRequest::new(vec![0.0; 8], 10) },
-            "filter",
-        ),
-        (
-            QueryRequest { filter: Some(json!({"year": {"$eq": "x"}})), ..QueryRequest::new(vec![0.0; 8], 10) },
+            QueryRequest {
+                filter: Some(json!({"nope": {"$eq": 1}})),
+                ..QueryRequest::new(vec![0.0; 8], 10)
+            },
             "filter",
         ),
         (
             QueryRequest {
-                options: SearchOptions { rerank_factor: Some(0), ..SearchOptions::default() },
+                filter: Some(json!({"year": {"$eq": "x"}})),
+                ..QueryRequest::new(vec![0.0; 8], 10)
+            },
+            "filter",
+        ),
+        (
+            QueryRequest {
+                options: SearchOptions {
+                    rerank_factor: Some(0),
+                    ..SearchOptions::default()
+                },
                 ..QueryRequest::new(vec![0.0; 8], 10)
             },
             "options.rerank_factor",
@@ -195,7 +262,10 @@ async fn bad_queries_get_errors_naming_the_field() {
     for (request, field_prefix) in cases {
         match index.query_batch(&[request]).await {
             Err(shared::Error::InvalidInput { field, .. }) => {
-                assert!(field.starts_with(field_prefix), "field {field} should start with {field_prefix}")
+                assert!(
+                    field.starts_with(field_prefix),
+                    "field {field} should start with {field_prefix}"
+                )
             }
             other => panic!("expected InvalidInput for {field_prefix}, got {other:?}"),
         }
@@ -207,22 +277,52 @@ async fn rebuild_switches_versions_and_a_failed_build_leaves_the_index_intact() 
     let folder = tempfile::tempdir().expect("tempdir");
     let store: Arc<dyn BlobStore> = Arc::new(LocalStore::new(folder.path().join("index")));
     let first = synthetic(400, 8, 3);
-    write_index(Arc::clone(&store), first.clone(), params(Metric::L2, 2, "a1"), Arc::new(NoProgress)).await.expect("build 1");
-    write_index(Arc::clone(&store), synthetic(600, 8, 4), params(Metric::L2, 3, "a2"), Arc::new(NoProgress))
-        .await
-        .expect("build 2");
+    write_index(
+        Arc::clone(&store),
+        first.clone(),
+        params(Metric::L2, 2, "a1"),
+        Arc::new(NoProgress),
+    )
+    .await
+    .expect("build 1");
+    write_index(
+        Arc::clone(&store),
+        synthetic(600, 8, 4),
+        params(Metric::L2, 3, "a2"),
+        Arc::new(NoProgress),
+    )
+    .await
+    .expect("build 2");
     let index = EmbeddedIndex::open(Arc::clone(&store)).await.expect("open");
     assert_eq!(index.manifest().index_version, "a2");
     assert_eq!(index.manifest().num_vectors, 600);
-    write_index(Arc::clone(&store), synthetic(300, 8, 5), params(Metric::L2, 2, "a3"), Arc::new(NoProgress))
-        .await
-        .expect("build 3");
+    write_index(
+        Arc::clone(&store),
+        synthetic(300, 8, 5),
+        params(Metric::L2, 2, "a3"),
+        Arc::new(NoProgress),
+    )
+    .await
+    .expect("build 3");
     let keys = store.list("v").await.expect("list");
-    assert!(keys.iter().all(|key| key.starts_with("va2/") || key.starts_with("va3/")), "stale objects: {keys:?}");
-    assert!(keys.iter().any(|key| key.starts_with("va2/")), "the previous version is kept for in-flight readers");
+    assert!(
+        keys.iter()
+            .all(|key| key.starts_with("va2/") || key.starts_with("va3/")),
+        "stale objects: {keys:?}"
+    );
+    assert!(
+        keys.iter().any(|key| key.starts_with("va2/")),
+        "the previous version is kept for in-flight readers"
+    );
 
     // A build that fails (more partitions than vectors) writes nothing and keeps "a3".
-    let failed = write_index(Arc::clone(&store), synthetic(5, 8, 6), params(Metric::L2, 9, "a4"), Arc::new(NoProgress)).await;
+    let failed = write_index(
+        Arc::clone(&store),
+        synthetic(5, 8, 6),
+        params(Metric::L2, 9, "a4"),
+        Arc::new(NoProgress),
+    )
+    .await;
     assert!(matches!(failed, Err(shared::Error::InvalidInput { .. })));
     assert!(store.list("va4/").await.expect("list").is_empty());
     let index = EmbeddedIndex::open(Arc::clone(&store)).await.expect("open");
@@ -233,19 +333,37 @@ async fn rebuild_switches_versions_and_a_failed_build_leaves_the_index_intact() 
 async fn a_corrupted_segment_is_an_error_not_a_panic() {
     let store = MemoryStore::new();
     let shared_store: Arc<dyn BlobStore> = Arc::new(store.clone());
-    write_index(Arc::clone(&shared_store), synthetic(400, 8, 7), params(Metric::L2, 2, "c1"), Arc::new(NoProgress))
+    write_index(
+        Arc::clone(&shared_store),
+        synthetic(400, 8, 7),
+        params(Metric::L2, 2, "c1"),
+        Arc::new(NoProgress),
+    )
+    .await
+    .expect("build");
+    let key = store
+        .list("vc1/partition-00000")
         .await
-        .expect("build");
-    let key = store.list("vc1/partition-00000").await.expect("list").remove(0);
+        .expect("list")
+        .remove(0);
     let mut bytes = store.get(&key).await.expect("get");
     let middle = bytes.len() / 3;
     bytes[middle] ^= 0x5A;
     store.put(&key, bytes).await.expect("put");
     let index = EmbeddedIndex::open(shared_store).await.expect("open");
-    let options = SearchOptions { exact: true, ..SearchOptions::default() };
-    let request = QueryRequest { options, ..QueryRequest::new(vec![0.0; 8], 10) };
+    let options = SearchOptions {
+        exact: true,
+        ..SearchOptions::default()
+    };
+    let request = QueryRequest {
+        options,
+        ..QueryRequest::new(vec![0.0; 8], 10)
+    };
     let outcome = index.query_batch(&[request]).await;
-    assert!(matches!(outcome, Err(shared::Error::Corrupt { .. })), "got {outcome:?}");
+    assert!(
+        matches!(outcome, Err(shared::Error::Corrupt { .. })),
+        "got {outcome:?}"
+    );
     assert!(store.get(MANIFEST_KEY).await.is_ok());
 }
 
@@ -255,7 +373,8 @@ async fn glove_sample_recall_per_workload() {
     let sample = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/glove-20k");
     let vectors = shared::input::read_vectors(&sample.join("base.fvecs")).expect("vectors");
     let attributes =
-        shared::input::read_attributes(&sample.join("base_attrs.csv"), &[], vectors.num_vectors).expect("attributes");
+        shared::input::read_attributes(&sample.join("base_attrs.csv"), &[], vectors.num_vectors)
+            .expect("attributes");
     let queries = shared::input::read_vectors(&sample.join("queries.fvecs")).expect("queries");
     let store: Arc<dyn BlobStore> = Arc::new(MemoryStore::new());
     let input = BuildInput {
@@ -265,18 +384,33 @@ async fn glove_sample_recall_per_workload() {
         schema: attributes.schema,
         attributes: attributes.table,
     };
-    write_index(Arc::clone(&store), input, params(Metric::Cosine, 4, "g1"), Arc::new(NoProgress)).await.expect("build");
+    write_index(
+        Arc::clone(&store),
+        input,
+        params(Metric::Cosine, 4, "g1"),
+        Arc::new(NoProgress),
+    )
+    .await
+    .expect("build");
     let index = EmbeddedIndex::open(store).await.expect("open");
     let workloads: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(sample.join("workloads.json")).expect("workloads")).expect("json");
+        serde_json::from_slice(&std::fs::read(sample.join("workloads.json")).expect("workloads"))
+            .expect("json");
     let k = 10;
     for workload in workloads["workloads"].as_array().expect("array") {
         let name = workload["name"].as_str().expect("name");
-        let truth = shared::input::read_vectors(&sample.join(workload["gt_dist_fvecs"].as_str().expect("gt")));
+        let truth = shared::input::read_vectors(
+            &sample.join(workload["gt_dist_fvecs"].as_str().expect("gt")),
+        );
         let truth = truth.expect("gt");
         for exact in [false, true] {
             let mut requests = Vec::new();
-            for (position, query_id) in workload["query_ids"].as_array().expect("ids").iter().enumerate() {
+            for (position, query_id) in workload["query_ids"]
+                .as_array()
+                .expect("ids")
+                .iter()
+                .enumerate()
+            {
                 let query_id = query_id.as_u64().expect("id") as usize;
                 let filter = workload["filters"][position].clone();
                 requests.push(QueryRequest {
@@ -284,15 +418,25 @@ async fn glove_sample_recall_per_workload() {
                     k,
                     filter: (!filter.is_null()).then_some(filter),
                     include_attributes: false,
-                    options: SearchOptions { exact, ..SearchOptions::default() },
+                    options: SearchOptions {
+                        exact,
+                        ..SearchOptions::default()
+                    },
                 });
             }
             let responses = index.query_batch(&requests).await.expect("batch");
             let mut recall_sum = 0.0;
             for (position, response) in responses.iter().enumerate() {
-                let kth = ground_truth_distance(Metric::Cosine, true, truth.data[position * truth.dim + k - 1]);
+                let kth = ground_truth_distance(
+                    Metric::Cosine,
+                    true,
+                    truth.data[position * truth.dim + k - 1],
+                );
                 let matches = workload["match_counts"][position].as_u64().expect("count") as usize;
-                assert!(response.hits.len() >= k.min(matches), "{name}: short answer");
+                assert!(
+                    response.hits.len() >= k.min(matches),
+                    "{name}: short answer"
+                );
                 recall_sum += recall_at_k(&response.hits, k, kth, matches);
             }
             let recall = recall_sum / responses.len() as f64;

@@ -22,7 +22,11 @@ use shared::search::plan_batch;
 use shared::storage::{BlobStore, LocalStore};
 
 #[derive(Parser)]
-#[command(name = "squash", version, about = "Quantization-based, attribute-filtered vector search (embedded mode)")]
+#[command(
+    name = "squash",
+    version,
+    about = "Quantization-based, attribute-filtered vector search (embedded mode)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -174,7 +178,10 @@ struct InspectArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the runtime: {error}");
@@ -217,7 +224,9 @@ struct BarProgress {
 impl BuildProgress for BarProgress {
     fn start_phase(&self, name: &str, total: u64) {
         let bar = ProgressBar::new(total);
-        if let Ok(style) = ProgressStyle::with_template("{msg:<45} [{bar:30}] {pos}/{len} {elapsed}") {
+        if let Ok(style) =
+            ProgressStyle::with_template("{msg:<45} [{bar:30}] {pos}/{len} {elapsed}")
+        {
             bar.set_style(style.progress_chars("=> "));
         }
         bar.set_message(name.to_string());
@@ -282,7 +291,9 @@ async fn run_build(args: BuildArgs) -> Result<()> {
             )
         }
     };
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let mut params = BuildParams::new(metric, format!("{:x}", now.as_nanos()));
     params.num_partitions = args.partitions;
     params.bits_per_dim = args.bits_per_dim;
@@ -298,11 +309,17 @@ async fn run_build(args: BuildArgs) -> Result<()> {
         schema,
         attributes,
     };
-    let progress = Arc::new(BarProgress { bar: Mutex::new(None) });
+    let progress = Arc::new(BarProgress {
+        bar: Mutex::new(None),
+    });
     let summary = write_index(Arc::clone(&store), input, params, progress).await?;
     let manifest = &summary.manifest;
     let seconds = started.elapsed().as_secs_f64();
-    println!("built index {} at {}", manifest.index_version, store.describe());
+    println!(
+        "built index {} at {}",
+        manifest.index_version,
+        store.describe()
+    );
     println!("  vectors        {num_vectors} x {dim} ({metric})");
     println!("  attributes     {}", describe_schema(&manifest.schema));
     println!("  partitions     {}", manifest.partitions.len());
@@ -334,9 +351,19 @@ fn describe_schema(schema: &AttributeSchema) -> String {
         .iter()
         .map(|column| match column.kind {
             shared::attributes::AttributeKind::Categorical => {
-                format!("{} (categorical, {} values)", column.name, column.dictionary.len())
+                format!(
+                    "{} (categorical, {} values)",
+                    column.name,
+                    column.dictionary.len()
+                )
             }
-            kind => format!("{} ({})", column.name, serde_json::to_string(&kind).unwrap_or_default().trim_matches('"')),
+            kind => format!(
+                "{} ({})",
+                column.name,
+                serde_json::to_string(&kind)
+                    .unwrap_or_default()
+                    .trim_matches('"')
+            ),
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -357,7 +384,12 @@ async fn run_query(args: QueryArgs) -> Result<()> {
     if args.row >= vectors.num_vectors {
         return Err(Error::invalid(
             "row",
-            format!("{} has {} vectors, row {} does not exist", args.vector_file.display(), vectors.num_vectors, args.row),
+            format!(
+                "{} has {} vectors, row {} does not exist",
+                args.vector_file.display(),
+                vectors.num_vectors,
+                args.row
+            ),
         ));
     }
     let request = QueryRequest {
@@ -370,9 +402,13 @@ async fn run_query(args: QueryArgs) -> Result<()> {
     let started = Instant::now();
     let response = index.query_batch(std::slice::from_ref(&request)).await?;
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let response = response.into_iter().next().ok_or_else(|| Error::invalid("query", "no response"))?;
+    let response = response
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::invalid("query", "no response"))?;
     if args.json {
-        let mut value = serde_json::to_value(&response).map_err(|e| Error::invalid("response", e.to_string()))?;
+        let mut value = serde_json::to_value(&response)
+            .map_err(|e| Error::invalid("response", e.to_string()))?;
         value["stats"]["elapsed_ms"] = json!(elapsed_ms);
         println!("{value}");
         return Ok(());
@@ -392,14 +428,22 @@ async fn run_query(args: QueryArgs) -> Result<()> {
 }
 
 fn print_hits(response: &QueryResponse) {
-    println!("{:>5}  {:>12}  {:>14}  attributes", "rank", "id", "distance");
+    println!(
+        "{:>5}  {:>12}  {:>14}  attributes",
+        "rank", "id", "distance"
+    );
     for (rank, hit) in response.hits.iter().enumerate() {
         let attributes = hit
             .attributes
             .as_ref()
             .map(|map| serde_json::Value::Object(map.clone()).to_string())
             .unwrap_or_default();
-        println!("{:>5}  {:>12}  {:>14.6}  {attributes}", rank + 1, hit.id, hit.distance);
+        println!(
+            "{:>5}  {:>12}  {:>14.6}  {attributes}",
+            rank + 1,
+            hit.id,
+            hit.distance
+        );
     }
 }
 
@@ -421,7 +465,8 @@ struct Workload {
 
 fn read_json_file<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::invalid(path.display().to_string(), format!("not valid: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Error::invalid(path.display().to_string(), format!("not valid: {e}")))
 }
 
 async fn run_eval(args: EvalArgs) -> Result<()> {
@@ -431,11 +476,19 @@ async fn run_eval(args: EvalArgs) -> Result<()> {
     let ground_truth_is_ip = match file.metric.as_str() {
         "ip" | "angular" | "cosine" => true,
         "l2" | "euclidean" => false,
-        other => return Err(Error::invalid("workloads.metric", format!("unknown metric '{other}'"))),
+        other => {
+            return Err(Error::invalid(
+                "workloads.metric",
+                format!("unknown metric '{other}'"),
+            ))
+        }
     };
     let index_metric = index.manifest().metric;
     if ground_truth_is_ip == (index_metric == Metric::L2) {
-        eprintln!("warning: the workloads use metric '{}' but the index uses '{index_metric}'", file.metric);
+        eprintln!(
+            "warning: the workloads use metric '{}' but the index uses '{index_metric}'",
+            file.metric
+        );
     }
     let queries: VectorSet = input::read_vectors(&folder.join(&file.queries_file))?;
     let loading = spinner("loading partitions");
@@ -448,17 +501,26 @@ async fn run_eval(args: EvalArgs) -> Result<()> {
         .map_err(|e| Error::invalid("threads", e.to_string()))?;
     let mut reports = Vec::new();
     for workload in &file.workloads {
-        if only.as_ref().is_some_and(|names| !names.contains(&workload.name.as_str())) {
+        if only
+            .as_ref()
+            .is_some_and(|names| !names.contains(&workload.name.as_str()))
+        {
             continue;
         }
         let ground_truth = input::read_vectors(&folder.join(&workload.gt_dist_fvecs))?;
         if ground_truth.dim < args.k {
             return Err(Error::invalid(
                 "k",
-                format!("workload {} has ground truth for k <= {}", workload.name, ground_truth.dim),
+                format!(
+                    "workload {} has ground truth for k <= {}",
+                    workload.name, ground_truth.dim
+                ),
             ));
         }
-        let count = workload.query_ids.len().min(args.max_queries.unwrap_or(usize::MAX));
+        let count = workload
+            .query_ids
+            .len()
+            .min(args.max_queries.unwrap_or(usize::MAX));
         let mut requests = Vec::with_capacity(count);
         for position in 0..count {
             let query_id = workload.query_ids[position];
@@ -495,7 +557,11 @@ async fn run_eval(args: EvalArgs) -> Result<()> {
         for (position, response) in responses.iter().enumerate() {
             let kth = ground_truth.data[position * ground_truth.dim + args.k - 1];
             let kth = ground_truth_distance(index_metric, ground_truth_is_ip, kth);
-            let matches = workload.match_counts.get(position).copied().unwrap_or(usize::MAX);
+            let matches = workload
+                .match_counts
+                .get(position)
+                .copied()
+                .unwrap_or(usize::MAX);
             recall_sum += recall_at_k(&response.hits, args.k, kth, matches);
             if response.hits.len() < args.k.min(matches) {
                 short_answers += 1;
@@ -543,7 +609,15 @@ async fn run_eval(args: EvalArgs) -> Result<()> {
     );
     println!(
         "{:<20} {:>7} {:>8} {:>9} {:>10} {:>11} {:>12} {:>9} {:>6}",
-        "workload", "queries", "recall", "qps(1t)", "partitions", "passed", "after_hamm", "reranked", "short"
+        "workload",
+        "queries",
+        "recall",
+        "qps(1t)",
+        "partitions",
+        "passed",
+        "after_hamm",
+        "reranked",
+        "short"
     );
     for report in &reports {
         println!(
@@ -584,15 +658,24 @@ async fn run_inspect(args: InspectArgs) -> Result<()> {
         }));
     }
     if args.json {
-        println!("{}", json!({ "manifest": manifest, "partitions": partitions }));
+        println!(
+            "{}",
+            json!({ "manifest": manifest, "partitions": partitions })
+        );
         return Ok(());
     }
     println!("index version   {}", manifest.index_version);
     println!("format version  {}", manifest.format_version);
     println!("metric          {}", manifest.metric);
-    println!("vectors         {} x {}", manifest.num_vectors, manifest.dim);
+    println!(
+        "vectors         {} x {}",
+        manifest.num_vectors, manifest.dim
+    );
     println!("attributes      {}", describe_schema(&manifest.schema));
-    println!("bits per dim    {} (attributes: {} bits)", manifest.bits_per_dim, manifest.attribute_bits);
+    println!(
+        "bits per dim    {} (attributes: {} bits)",
+        manifest.bits_per_dim, manifest.attribute_bits
+    );
     println!(
         "size            {:.1} MiB, {:.1} bytes/vector",
         manifest.total_bytes as f64 / (1 << 20) as f64,
@@ -606,7 +689,13 @@ async fn run_inspect(args: InspectArgs) -> Result<()> {
     for p in &partitions {
         println!(
             "{:>5} {:>10} {:>12} {:>10} {:>11} {:>9} {:>10}",
-            p["id"], p["vectors"], p["size_bytes"], p["code_bits"], p["coded_dims"], p["max_bits_per_dim"], p["sign_bits"]
+            p["id"],
+            p["vectors"],
+            p["size_bytes"],
+            p["code_bits"],
+            p["coded_dims"],
+            p["max_bits_per_dim"],
+            p["sign_bits"]
         );
     }
     Ok(())

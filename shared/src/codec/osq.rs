@@ -169,11 +169,19 @@ impl OsqQuantizer {
     ///
     /// `variances` are the per-dimension variances used for the bit allocation and
     /// `total_bits` the budget (`bits_per_dim * dim`).
-    pub fn train(rotated: &[f32], dim: usize, variances: &[f32], total_bits: usize) -> Result<Self> {
+    pub fn train(
+        rotated: &[f32],
+        dim: usize,
+        variances: &[f32],
+        total_bits: usize,
+    ) -> Result<Self> {
         if dim == 0 || rotated.is_empty() || rotated.len() % dim != 0 {
             return Err(Error::invalid(
                 "osq",
-                format!("cannot train on {} values of dimension {dim}", rotated.len()),
+                format!(
+                    "cannot train on {} values of dimension {dim}",
+                    rotated.len()
+                ),
             ));
         }
         let num_vectors = rotated.len() / dim;
@@ -183,7 +191,8 @@ impl OsqQuantizer {
             (0..dim)
                 .into_par_iter()
                 .map(|d| {
-                    let mut column: Vec<f32> = (0..num_vectors).map(|i| rotated[i * dim + d]).collect();
+                    let mut column: Vec<f32> =
+                        (0..num_vectors).map(|i| rotated[i * dim + d]).collect();
                     column.sort_unstable_by(f32::total_cmp);
                     let cells = if bits[d] == 0 { 1 } else { 1usize << bits[d] };
                     design_boundaries(&column, cells)
@@ -217,7 +226,11 @@ impl OsqQuantizer {
         let mut table_offset = 0usize;
         for (dim, &width) in self.bits.iter().enumerate() {
             if width > MAX_BITS_PER_DIM {
-                return Err(Error::corrupt("osq", dim as u64, format!("{width} bits for one dimension")));
+                return Err(Error::corrupt(
+                    "osq",
+                    dim as u64,
+                    format!("{width} bits for one dimension"),
+                ));
             }
             boundary_offsets.push(boundary_offset);
             let cells = if width == 0 { 1 } else { 1usize << width };
@@ -242,7 +255,10 @@ impl OsqQuantizer {
             return Err(Error::corrupt(
                 "osq",
                 0,
-                format!("{} boundaries stored, bit allocation needs {boundary_offset}", self.boundaries.len()),
+                format!(
+                    "{} boundaries stored, bit allocation needs {boundary_offset}",
+                    self.boundaries.len()
+                ),
             ));
         }
         Ok(OsqLayout {
@@ -257,7 +273,11 @@ impl OsqQuantizer {
 
     /// Returns the boundaries of dimension `dim`.
     pub fn dim_boundaries<'a>(&'a self, layout: &OsqLayout, dim: usize) -> &'a [f32] {
-        let cells = if self.bits[dim] == 0 { 1 } else { 1usize << self.bits[dim] };
+        let cells = if self.bits[dim] == 0 {
+            1
+        } else {
+            1usize << self.bits[dim]
+        };
         let start = layout.boundary_offsets[dim];
         &self.boundaries[start..start + cells + 1]
     }
@@ -296,7 +316,12 @@ impl OsqQuantizer {
     /// A cell's entry is the squared distance from the query coordinate to the cell's closed
     /// interval, so it is 0 for the query's own cell and never exceeds the true per-dimension
     /// squared difference of any vector in that cell.
-    pub fn l2_lower_bound_table(&self, layout: &OsqLayout, query: &[f32], table: &mut [f32]) -> f32 {
+    pub fn l2_lower_bound_table(
+        &self,
+        layout: &OsqLayout,
+        query: &[f32],
+        table: &mut [f32],
+    ) -> f32 {
         let interval_gap = |q: f32, lo: f32, hi: f32| -> f32 {
             let gap = if q < lo {
                 lo - q
@@ -329,7 +354,12 @@ impl OsqQuantizer {
     ///
     /// Over a cell `[lo, hi]` the product `q'_d · z_d` is largest at an end point, so its
     /// negation is bounded below by `-max(q'_d·lo, q'_d·hi)`.
-    pub fn ip_lower_bound_table(&self, layout: &OsqLayout, rotated_query: &[f32], table: &mut [f32]) -> f32 {
+    pub fn ip_lower_bound_table(
+        &self,
+        layout: &OsqLayout,
+        rotated_query: &[f32],
+        table: &mut [f32],
+    ) -> f32 {
         let bound = |q: f32, lo: f32, hi: f32| -> f32 { -(q * lo).max(q * hi) };
         for (slot, &d) in layout.slots.iter().zip(&layout.slot_dims) {
             let boundaries = self.dim_boundaries(layout, d);
@@ -382,7 +412,9 @@ mod tests {
 
     #[test]
     fn boundaries_cover_the_data_and_ascend() {
-        let mut values: Vec<f32> = (0..1000).map(|i| ((i * 7919) % 1000) as f32 / 10.0).collect();
+        let mut values: Vec<f32> = (0..1000)
+            .map(|i| ((i * 7919) % 1000) as f32 / 10.0)
+            .collect();
         values.sort_unstable_by(f32::total_cmp);
         for cells in [1, 2, 16, 256] {
             let b = design_boundaries(&values, cells);
@@ -407,7 +439,11 @@ mod tests {
         for (slot, &d) in layout.slots.iter().zip(&layout.slot_dims) {
             kernels::extract_codes(&planes, 300, slot, &rows, &mut extracted);
             for (i, &code) in extracted.iter().enumerate() {
-                assert_eq!(code, quantizer.cell_of(&layout, d, data[i * dim + d]), "dim {d} row {i}");
+                assert_eq!(
+                    code,
+                    quantizer.cell_of(&layout, d, data[i * dim + d]),
+                    "dim {d} row {i}"
+                );
             }
         }
     }

@@ -78,7 +78,8 @@ impl Manifest {
     pub fn decode(object: &str, bytes: Vec<u8>) -> Result<Manifest> {
         let container = Container::open(object, bytes, ObjectKind::Manifest)?;
         let json = container.block("manifest")?;
-        serde_json::from_slice(&json).map_err(|e| Error::corrupt(object, 0, format!("manifest JSON: {e}")))
+        serde_json::from_slice(&json)
+            .map_err(|e| Error::corrupt(object, 0, format!("manifest JSON: {e}")))
     }
 }
 
@@ -149,9 +150,16 @@ impl CoordinatorData {
         let container = Container::open(object, bytes, ObjectKind::Coordinator)?;
         let meta: CoordinatorMeta = serde_json::from_slice(&container.block("meta")?)
             .map_err(|e| Error::corrupt(object, 0, format!("coordinator metadata: {e}")))?;
-        let centroids = container::le_bytes_to_f32s(object, "centroids", &container.block("centroids")?)?;
-        if meta.partition_sizes.len() != meta.num_partitions || centroids.len() != meta.num_partitions * meta.dim {
-            return Err(Error::corrupt(object, 0, "centroid count does not match the partition count"));
+        let centroids =
+            container::le_bytes_to_f32s(object, "centroids", &container.block("centroids")?)?;
+        if meta.partition_sizes.len() != meta.num_partitions
+            || centroids.len() != meta.num_partitions * meta.dim
+        {
+            return Err(Error::corrupt(
+                object,
+                0,
+                "centroid count does not match the partition count",
+            ));
         }
         let mut partition_row_offsets = Vec::with_capacity(meta.num_partitions + 1);
         let mut total = 0u64;
@@ -164,7 +172,14 @@ impl CoordinatorData {
         for column in 0..meta.schema.num_columns() {
             let codes = container.block(&format!("attribute_codes.{column}"))?;
             if codes.len() as u64 != total {
-                return Err(Error::corrupt(object, 0, format!("attribute column {column} has {} codes, expected {total}", codes.len())));
+                return Err(Error::corrupt(
+                    object,
+                    0,
+                    format!(
+                        "attribute column {column} has {} codes, expected {total}",
+                        codes.len()
+                    ),
+                ));
             }
             columns.push(codes);
         }
@@ -225,6 +240,10 @@ pub struct PartitionData {
     pub num_sign_bits: usize,
     /// Sign codes, row-major, `words_for_bits(num_sign_bits)` words per vector.
     pub sign_codes: Vec<u64>,
+    /// Per vector, `[‖z_s‖, ‖z_r‖²]`: the norm of its rotated, centered coordinates inside the
+    /// sign subspace and the squared norm outside it; they turn a Hamming distance into a
+    /// distance estimate.
+    pub sign_norms: Vec<f32>,
 }
 
 impl PartitionData {
@@ -249,14 +268,24 @@ impl PartitionData {
             .map_err(|e| Error::invalid("segment", format!("cannot encode metadata: {e}")))?;
         writer.add_block("meta", &json)?;
         writer.add_block("pca.mean", &container::f32s_to_le_bytes(&self.pca.mean))?;
-        writer.add_block("pca.components", &container::f32s_to_le_bytes(&self.pca.components))?;
-        writer.add_block("pca.variances", &container::f32s_to_le_bytes(&self.pca.variances))?;
+        writer.add_block(
+            "pca.components",
+            &container::f32s_to_le_bytes(&self.pca.components),
+        )?;
+        writer.add_block(
+            "pca.variances",
+            &container::f32s_to_le_bytes(&self.pca.variances),
+        )?;
         writer.add_block("ids", &container::u64s_to_le_bytes(&self.ids))?;
         writer.add_block("osq.planes", &self.planes)?;
         writer.add_block("sign_codes", &container::u64s_to_le_bytes(&self.sign_codes))?;
+        writer.add_block("sign_norms", &container::f32s_to_le_bytes(&self.sign_norms))?;
         for (column, values) in self.attributes.columns.iter().enumerate() {
             let bits: Vec<u64> = values.iter().map(|v| v.to_bits()).collect();
-            writer.add_block(&format!("attributes.{column}"), &container::u64s_to_le_bytes(&bits))?;
+            writer.add_block(
+                &format!("attributes.{column}"),
+                &container::u64s_to_le_bytes(&bits),
+            )?;
         }
         let row_len_bytes = self.dim * 4;
         writer.add_rows(
@@ -278,12 +307,24 @@ impl PartitionData {
             if found == expected {
                 Ok(())
             } else {
-                Err(Error::corrupt(object, 0, format!("{what} has {found} values, expected {expected}")))
+                Err(Error::corrupt(
+                    object,
+                    0,
+                    format!("{what} has {found} values, expected {expected}"),
+                ))
             }
         };
         let mean = container::le_bytes_to_f32s(object, "pca.mean", &container.block("pca.mean")?)?;
-        let components = container::le_bytes_to_f32s(object, "pca.components", &container.block("pca.components")?)?;
-        let variances = container::le_bytes_to_f32s(object, "pca.variances", &container.block("pca.variances")?)?;
+        let components = container::le_bytes_to_f32s(
+            object,
+            "pca.components",
+            &container.block("pca.components")?,
+        )?;
+        let variances = container::le_bytes_to_f32s(
+            object,
+            "pca.variances",
+            &container.block("pca.variances")?,
+        )?;
         expect_len("pca.mean", mean.len(), dim)?;
         expect_len("pca.components", components.len(), dim * dim)?;
         expect_len("pca.variances", variances.len(), dim)?;
@@ -292,13 +333,28 @@ impl PartitionData {
         let vectors = container::le_bytes_to_f32s(object, "vectors", &container.rows("vectors")?)?;
         expect_len("vectors", vectors.len(), n * dim)?;
         if meta.osq.dim() != dim {
-            return Err(Error::corrupt(object, 0, "osq dimension does not match the segment"));
+            return Err(Error::corrupt(
+                object,
+                0,
+                "osq dimension does not match the segment",
+            ));
         }
-        let layout = meta.osq.layout().map_err(|e| Error::corrupt(object, 0, e.to_string()))?;
+        let layout = meta
+            .osq
+            .layout()
+            .map_err(|e| Error::corrupt(object, 0, e.to_string()))?;
         let planes = container.block("osq.planes")?;
         expect_len("osq.planes", planes.len(), layout.num_planes * n)?;
-        let sign_codes = container::le_bytes_to_u64s(object, "sign_codes", &container.block("sign_codes")?)?;
-        expect_len("sign_codes", sign_codes.len(), crate::codec::sign::words_for_bits(meta.num_sign_bits) * n)?;
+        let sign_codes =
+            container::le_bytes_to_u64s(object, "sign_codes", &container.block("sign_codes")?)?;
+        expect_len(
+            "sign_codes",
+            sign_codes.len(),
+            crate::codec::sign::words_for_bits(meta.num_sign_bits) * n,
+        )?;
+        let sign_norms =
+            container::le_bytes_to_f32s(object, "sign_norms", &container.block("sign_norms")?)?;
+        expect_len("sign_norms", sign_norms.len(), 2 * n)?;
         if meta.num_sign_bits > dim {
             return Err(Error::corrupt(object, 0, "more sign bits than dimensions"));
         }
@@ -315,7 +371,10 @@ impl PartitionData {
             metric: meta.metric,
             ids,
             vectors,
-            attributes: AttributeTable { num_rows: n, columns },
+            attributes: AttributeTable {
+                num_rows: n,
+                columns,
+            },
             schema: meta.schema,
             pca: Pca {
                 dim,
@@ -328,6 +387,7 @@ impl PartitionData {
             planes,
             num_sign_bits: meta.num_sign_bits,
             sign_codes,
+            sign_norms,
         })
     }
 }

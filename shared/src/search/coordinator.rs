@@ -49,10 +49,15 @@ pub fn plan_query(
 ) -> QueryPlan {
     let num_partitions = coordinator.num_partitions();
     let (possible, certain): (Vec<u64>, Vec<u64>) = if filter.is_match_all() {
-        (coordinator.partition_sizes.clone(), coordinator.partition_sizes.clone())
+        (
+            coordinator.partition_sizes.clone(),
+            coordinator.partition_sizes.clone(),
+        )
     } else {
-        let (possible_rows, certain_rows) =
-            filter.evaluate_quantized_bounds(&coordinator.attribute_quantizer, &coordinator.attribute_codes);
+        let (possible_rows, certain_rows) = filter.evaluate_quantized_bounds(
+            &coordinator.attribute_quantizer,
+            &coordinator.attribute_codes,
+        );
         (
             counts_per_partition(coordinator, &possible_rows),
             counts_per_partition(coordinator, &certain_rows),
@@ -116,14 +121,18 @@ pub fn plan_batch(coordinator: &CoordinatorData, requests: &[QueryRequest]) -> R
     for (position, request) in requests.iter().enumerate() {
         let prefix_error = |error: crate::Error| -> crate::Error {
             match error {
-                crate::Error::InvalidInput { field, reason } if requests.len() > 1 => crate::Error::InvalidInput {
-                    field: format!("queries[{position}].{field}"),
-                    reason,
-                },
+                crate::Error::InvalidInput { field, reason } if requests.len() > 1 => {
+                    crate::Error::InvalidInput {
+                        field: format!("queries[{position}].{field}"),
+                        reason,
+                    }
+                }
                 other => other,
             }
         };
-        request.validate_shape(coordinator.dim).map_err(prefix_error)?;
+        request
+            .validate_shape(coordinator.dim)
+            .map_err(prefix_error)?;
         let knobs = SearchKnobs::resolve(&request.options).map_err(prefix_error)?;
         let filter = match &request.filter {
             Some(json) => Filter::parse(json, &coordinator.schema).map_err(prefix_error)?,
@@ -158,5 +167,9 @@ pub fn plan_batch(coordinator: &CoordinatorData, requests: &[QueryRequest]) -> R
             queries,
         })
         .collect();
-    Ok(BatchPlan { queries, plans, tasks })
+    Ok(BatchPlan {
+        queries,
+        plans,
+        tasks,
+    })
 }

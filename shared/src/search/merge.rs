@@ -24,7 +24,14 @@ mod tests {
 
     #[test]
     fn merge_keeps_the_best_k_with_id_tie_break() {
-        let merged = merge_hits(vec![vec![hit(5, 1.0), hit(1, 3.0)], vec![hit(2, 1.0), hit(9, 0.5)], vec![]], 3);
+        let merged = merge_hits(
+            vec![
+                vec![hit(5, 1.0), hit(1, 3.0)],
+                vec![hit(2, 1.0), hit(9, 0.5)],
+                vec![],
+            ],
+            3,
+        );
         let ids: Vec<u64> = merged.iter().map(|h| h.id).collect();
         assert_eq!(ids, vec![9, 2, 5]);
     }

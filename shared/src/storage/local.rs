@@ -56,33 +56,52 @@ fn not_found_or_io(path: &Path, key: &str, error: std::io::Error) -> Error {
 impl BlobStore for LocalStore {
     async fn get(&self, key: &str) -> Result<Vec<u8>> {
         let path = self.path_of(key)?;
-        tokio::fs::read(&path).await.map_err(|e| not_found_or_io(&path, key, e))
+        tokio::fs::read(&path)
+            .await
+            .map_err(|e| not_found_or_io(&path, key, e))
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>> {
         let path = self.path_of(key)?;
-        let mut file = tokio::fs::File::open(&path).await.map_err(|e| not_found_or_io(&path, key, e))?;
-        let size = file.metadata().await.map_err(|e| Error::io(&path, e))?.len();
+        let mut file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| not_found_or_io(&path, key, e))?;
+        let size = file
+            .metadata()
+            .await
+            .map_err(|e| Error::io(&path, e))?
+            .len();
         if range.start > range.end || range.end > size {
             return Err(Error::invalid(
                 "range",
-                format!("{}..{} is outside object '{key}' of {size} bytes", range.start, range.end),
+                format!(
+                    "{}..{} is outside object '{key}' of {size} bytes",
+                    range.start, range.end
+                ),
             ));
         }
-        file.seek(std::io::SeekFrom::Start(range.start)).await.map_err(|e| Error::io(&path, e))?;
+        file.seek(std::io::SeekFrom::Start(range.start))
+            .await
+            .map_err(|e| Error::io(&path, e))?;
         let mut buffer = vec![0u8; (range.end - range.start) as usize];
-        file.read_exact(&mut buffer).await.map_err(|e| Error::io(&path, e))?;
+        file.read_exact(&mut buffer)
+            .await
+            .map_err(|e| Error::io(&path, e))?;
         Ok(buffer)
     }
 
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
         let path = self.path_of(key)?;
         if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(|e| Error::io(parent, e))?;
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| Error::io(parent, e))?;
         }
         let temp = path.with_file_name(format!(
             "{}.{}.{}{TEMP_SUFFIX}",
-            path.file_name().and_then(|n| n.to_str()).unwrap_or("object"),
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("object"),
             std::process::id(),
             TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
@@ -109,14 +128,20 @@ impl BlobStore for LocalStore {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(Error::io(&folder, e)),
             };
-            while let Some(entry) = entries.next_entry().await.map_err(|e| Error::io(&folder, e))? {
+            while let Some(entry) = entries
+                .next_entry()
+                .await
+                .map_err(|e| Error::io(&folder, e))?
+            {
                 let path = entry.path();
                 let file_type = entry.file_type().await.map_err(|e| Error::io(&path, e))?;
                 if file_type.is_dir() {
                     pending.push(path);
                     continue;
                 }
-                let Ok(relative) = path.strip_prefix(&self.root) else { continue };
+                let Ok(relative) = path.strip_prefix(&self.root) else {
+                    continue;
+                };
                 let key = relative.to_string_lossy().replace('\\', "/");
                 if key.starts_with(prefix) && !key.ends_with(TEMP_SUFFIX) {
                     keys.push(key);

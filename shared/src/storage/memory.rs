@@ -48,7 +48,10 @@ impl BlobStore for MemoryStore {
         if range.start > range.end || range.end > size {
             return Err(Error::invalid(
                 "range",
-                format!("{}..{} is outside object '{key}' of {size} bytes", range.start, range.end),
+                format!(
+                    "{}..{} is outside object '{key}' of {size} bytes",
+                    range.start, range.end
+                ),
             ));
         }
         Ok(object[range.start as usize..range.end as usize].to_vec())
@@ -63,7 +66,11 @@ impl BlobStore for MemoryStore {
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>> {
         let objects = self.objects.lock().map_err(|_| poisoned())?;
-        Ok(objects.keys().filter(|key| key.starts_with(prefix)).cloned().collect())
+        Ok(objects
+            .keys()
+            .filter(|key| key.starts_with(prefix))
+            .cloned()
+            .collect())
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

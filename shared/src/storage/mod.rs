@@ -39,9 +39,14 @@ pub(crate) fn validate_key(key: &str) -> Result<()> {
     let bad = key.is_empty()
         || key.starts_with('/')
         || key.contains('\\')
-        || key.split('/').any(|segment| segment.is_empty() || segment == "." || segment == "..");
+        || key
+            .split('/')
+            .any(|segment| segment.is_empty() || segment == "." || segment == "..");
     if bad {
-        return Err(crate::error::Error::invalid("key", format!("'{key}' is not a valid object key")));
+        return Err(crate::error::Error::invalid(
+            "key",
+            format!("'{key}' is not a valid object key"),
+        ));
     }
     Ok(())
 }
@@ -50,16 +55,37 @@ pub(crate) fn validate_key(key: &str) -> Result<()> {
 #[cfg(test)]
 pub(crate) async fn conformance(store: &dyn BlobStore) {
     use crate::error::Error;
-    assert!(matches!(store.get("missing").await, Err(Error::NotFound { .. })));
-    store.put("a/b.bin", b"hello world".to_vec()).await.expect("put");
+    assert!(matches!(
+        store.get("missing").await,
+        Err(Error::NotFound { .. })
+    ));
+    store
+        .put("a/b.bin", b"hello world".to_vec())
+        .await
+        .expect("put");
     assert_eq!(store.get("a/b.bin").await.expect("get"), b"hello world");
-    assert_eq!(store.get_range("a/b.bin", 6..11).await.expect("range"), b"world");
-    assert!(store.get_range("a/b.bin", 6..12).await.is_err(), "range past the end");
-    store.put("a/b.bin", b"replaced".to_vec()).await.expect("overwrite");
+    assert_eq!(
+        store.get_range("a/b.bin", 6..11).await.expect("range"),
+        b"world"
+    );
+    assert!(
+        store.get_range("a/b.bin", 6..12).await.is_err(),
+        "range past the end"
+    );
+    store
+        .put("a/b.bin", b"replaced".to_vec())
+        .await
+        .expect("overwrite");
     assert_eq!(store.get("a/b.bin").await.expect("get"), b"replaced");
-    store.put("a/c.bin", Vec::new()).await.expect("empty object");
+    store
+        .put("a/c.bin", Vec::new())
+        .await
+        .expect("empty object");
     store.put("z.bin", b"z".to_vec()).await.expect("put");
-    assert_eq!(store.list("a/").await.expect("list"), vec!["a/b.bin", "a/c.bin"]);
+    assert_eq!(
+        store.list("a/").await.expect("list"),
+        vec!["a/b.bin", "a/c.bin"]
+    );
     assert_eq!(store.list("").await.expect("list").len(), 3);
     store.delete("a/b.bin").await.expect("delete");
     store.delete("a/b.bin").await.expect("delete again");
