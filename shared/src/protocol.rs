@@ -308,3 +308,78 @@ pub struct QueryResponse {
     /// Statistics.
     pub stats: QueryStats,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_and_responses_round_trip_through_json() {
+        let knobs = SearchKnobs::resolve(&SearchOptions::default()).expect("defaults");
+        let request = WorkerRequest {
+            protocol_version: PROTOCOL_VERSION,
+            index_version: "v1".into(),
+            queries: vec![WorkerQuery {
+                vector: vec![0.5, -1.25],
+                k: 3,
+                filter: Some(serde_json::json!({"year": {"$gte": 2020}})),
+                include_attributes: true,
+                knobs,
+            }],
+            tasks: vec![PartitionTask {
+                partition: 4,
+                queries: vec![0],
+            }],
+        };
+        let text = serde_json::to_string(&request).expect("encode");
+        assert_eq!(
+            serde_json::from_str::<WorkerRequest>(&text).expect("decode"),
+            request
+        );
+        let response = WorkerResponse {
+            protocol_version: PROTOCOL_VERSION,
+            outcomes: vec![
+                PartitionOutcome::Ok {
+                    partition: 4,
+                    results: vec![QueryHits {
+                        query: 0,
+                        hits: vec![Hit {
+                            id: 9,
+                            distance: 0.5,
+                            attributes: None,
+                        }],
+                        stats: ScanStats::default(),
+                    }],
+                },
+                PartitionOutcome::Failed {
+                    partition: 5,
+                    message: "gone".into(),
+                    retryable: true,
+                },
+            ],
+        };
+        let text = serde_json::to_string(&response).expect("encode");
+        assert!(text.contains(r#""status":"failed""#));
+        assert_eq!(
+            serde_json::from_str::<WorkerResponse>(&text).expect("decode"),
+            response
+        );
+    }
+
+    #[test]
+    fn client_requests_reject_unknown_fields_and_bad_knobs() {
+        let unknown = serde_json::from_str::<QueryRequest>(r#"{"vector": [1.0], "kk": 3}"#);
+        assert!(unknown.is_err());
+        let request: QueryRequest =
+            serde_json::from_str(r#"{"vector": [1.0, 2.0]}"#).expect("minimal request");
+        assert_eq!(request.k, 10);
+        assert!(request.validate_shape(2).is_ok());
+        let bad = SearchOptions {
+            hamming_keep: Some(0.0),
+            ..SearchOptions::default()
+        };
+        assert!(
+            matches!(SearchKnobs::resolve(&bad), Err(Error::InvalidInput { field, .. }) if field == "options.hamming_keep")
+        );
+    }
+}
