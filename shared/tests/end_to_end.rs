@@ -455,15 +455,27 @@ async fn same_input_and_seed_give_the_same_index_bytes() {
     for _ in 0..2 {
         let store = MemoryStore::new();
         let shared_store: Arc<dyn BlobStore> = Arc::new(store.clone());
-        write_index(shared_store, synthetic(900, 10, 8), params(Metric::Cosine, 3, "d1"), Arc::new(NoProgress))
-            .await
-            .expect("build");
+        write_index(
+            shared_store,
+            synthetic(900, 10, 8),
+            params(Metric::Cosine, 3, "d1"),
+            Arc::new(NoProgress),
+        )
+        .await
+        .expect("build");
         let mut contents = Vec::new();
         for key in store.list("").await.expect("list") {
             contents.push((key.clone(), store.get(&key).await.expect("get")));
         }
         objects.push(contents);
     }
-    assert_eq!(objects[0].len(), 5, "manifest, coordinator and three segments");
-    assert!(objects[0] == objects[1], "a rebuild with the same seed must produce identical objects");
+    assert_eq!(
+        objects[0].len(),
+        5,
+        "manifest, coordinator and three segments"
+    );
+    assert!(
+        objects[0] == objects[1],
+        "a rebuild with the same seed must produce identical objects"
+    );
 }
