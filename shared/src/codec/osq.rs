@@ -332,21 +332,7 @@ impl OsqQuantizer {
             };
             gap * gap
         };
-        for (slot, &d) in layout.slots.iter().zip(&layout.slot_dims) {
-            let boundaries = self.dim_boundaries(layout, d);
-            let entries = &mut table[slot.table_offset as usize..][..boundaries.len() - 1];
-            for (cell, entry) in entries.iter_mut().enumerate() {
-                *entry = interval_gap(query[d], boundaries[cell], boundaries[cell + 1]);
-            }
-        }
-        layout
-            .uncoded_dims
-            .iter()
-            .map(|&d| {
-                let boundaries = self.dim_boundaries(layout, d);
-                interval_gap(query[d], boundaries[0], boundaries[1])
-            })
-            .sum()
+        self.fill_table(layout, query, table, interval_gap)
     }
 
     /// Fills `table` with a lower bound of `-(q'_d · z_d)` per cell for a rotated (uncentered)
@@ -361,11 +347,23 @@ impl OsqQuantizer {
         table: &mut [f32],
     ) -> f32 {
         let bound = |q: f32, lo: f32, hi: f32| -> f32 { -(q * lo).max(q * hi) };
+        self.fill_table(layout, rotated_query, table, bound)
+    }
+
+    /// Writes `cell_bound(q_d, lo, hi)` for every cell of every coded dimension into its table
+    /// slot and returns the sum of the same bound over the uncoded dimensions (one cell each).
+    fn fill_table(
+        &self,
+        layout: &OsqLayout,
+        query: &[f32],
+        table: &mut [f32],
+        cell_bound: impl Fn(f32, f32, f32) -> f32,
+    ) -> f32 {
         for (slot, &d) in layout.slots.iter().zip(&layout.slot_dims) {
             let boundaries = self.dim_boundaries(layout, d);
             let entries = &mut table[slot.table_offset as usize..][..boundaries.len() - 1];
             for (cell, entry) in entries.iter_mut().enumerate() {
-                *entry = bound(rotated_query[d], boundaries[cell], boundaries[cell + 1]);
+                *entry = cell_bound(query[d], boundaries[cell], boundaries[cell + 1]);
             }
         }
         layout
@@ -373,7 +371,7 @@ impl OsqQuantizer {
             .iter()
             .map(|&d| {
                 let boundaries = self.dim_boundaries(layout, d);
-                bound(rotated_query[d], boundaries[0], boundaries[1])
+                cell_bound(query[d], boundaries[0], boundaries[1])
             })
             .sum()
     }
