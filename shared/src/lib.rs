@@ -17,9 +17,11 @@
 //! - [`metric`]: distance metrics.
 //! - [`embedded`] (I/O): index writing and in-process search over a store.
 //! - [`storage`] (I/O): the `BlobStore` port with local-folder and in-memory adapters.
+//! - [`cache`] (I/O): a memory-bounded LRU cache of objects and byte ranges over a `BlobStore`.
 #![warn(missing_docs)]
 
 pub mod attributes;
+pub mod cache;
 pub mod codec;
 pub mod container;
 pub mod embedded;

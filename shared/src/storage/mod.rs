@@ -11,9 +11,11 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 
+mod counting;
 mod local;
 mod memory;
 
+pub use counting::{CountingStore, StoreCounters};
 pub use local::LocalStore;
 pub use memory::MemoryStore;
 
