@@ -19,7 +19,7 @@ use shared::input::{self, VectorSet};
 use shared::metric::Metric;
 use shared::protocol::{QueryRequest, QueryResponse, ScanStats, SearchOptions};
 use shared::search::plan_batch;
-use shared::storage::{BlobStore, LocalStore};
+use shared::storage::store_for_location;
 
 #[derive(Parser)]
 #[command(
@@ -66,7 +66,7 @@ struct BuildArgs {
     /// Distance metric: l2, cosine or ip.
     #[arg(long, default_value = "l2")]
     metric: String,
-    /// Index folder to create or replace.
+    /// Index location to create or replace: a folder or s3://bucket/prefix.
     #[arg(long)]
     out: String,
     /// Number of partitions (default: one per 50,000 vectors, rounded up).
@@ -120,7 +120,7 @@ impl KnobArgs {
 
 #[derive(Args)]
 struct QueryArgs {
-    /// Index folder.
+    /// Index location: a folder or s3://bucket/prefix.
     #[arg(long)]
     index: String,
     /// File holding the query vector (.fvecs, .bvecs or .npy).
@@ -144,7 +144,7 @@ struct QueryArgs {
 
 #[derive(Args)]
 struct EvalArgs {
-    /// Index folder.
+    /// Index location: a folder or s3://bucket/prefix.
     #[arg(long)]
     index: String,
     /// workloads.json (queries, filters and ground-truth files, relative to its folder).
@@ -168,7 +168,7 @@ struct EvalArgs {
 
 #[derive(Args)]
 struct InspectArgs {
-    /// Index folder.
+    /// Index location: a folder or s3://bucket/prefix.
     #[arg(long)]
     index: String,
     /// Print one JSON object instead of text.
@@ -203,17 +203,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Returns the store behind an index location (a folder path).
-fn open_location(location: &str) -> Result<Arc<dyn BlobStore>> {
-    if location.contains("://") {
-        return Err(Error::invalid(
-            "index location",
-            format!("'{location}': only local folders are supported by this command"),
-        ));
-    }
-    Ok(Arc::new(LocalStore::new(location)))
 }
 
 /// Progress bars on stderr, one per build phase.
@@ -262,7 +251,7 @@ fn spinner(message: &str) -> ProgressBar {
 async fn run_build(args: BuildArgs) -> Result<()> {
     let started = Instant::now();
     let metric: Metric = args.metric.parse()?;
-    let store = open_location(&args.out)?;
+    let store = store_for_location(&args.out).await?;
     let reading = spinner("reading vectors");
     let vectors = input::read_vectors(&args.vectors)?;
     reading.finish_and_clear();
@@ -379,7 +368,7 @@ fn parse_filter(text: &Option<String>) -> Result<Option<serde_json::Value>> {
 }
 
 async fn run_query(args: QueryArgs) -> Result<()> {
-    let index = EmbeddedIndex::open(open_location(&args.index)?).await?;
+    let index = EmbeddedIndex::open(store_for_location(&args.index).await?).await?;
     let vectors = input::read_vectors(&args.vector_file)?;
     if args.row >= vectors.num_vectors {
         return Err(Error::invalid(
@@ -470,7 +459,7 @@ fn read_json_file<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
 }
 
 async fn run_eval(args: EvalArgs) -> Result<()> {
-    let index = EmbeddedIndex::open(open_location(&args.index)?).await?;
+    let index = EmbeddedIndex::open(store_for_location(&args.index).await?).await?;
     let file: WorkloadsFile = read_json_file(&args.workloads)?;
     let folder = args.workloads.parent().unwrap_or(Path::new("."));
     let ground_truth_is_ip = match file.metric.as_str() {
@@ -637,7 +626,7 @@ async fn run_eval(args: EvalArgs) -> Result<()> {
 }
 
 async fn run_inspect(args: InspectArgs) -> Result<()> {
-    let index = EmbeddedIndex::open(open_location(&args.index)?).await?;
+    let index = EmbeddedIndex::open(store_for_location(&args.index).await?).await?;
     let manifest = index.manifest().clone();
     let mut partitions = Vec::new();
     for entry in &manifest.partitions {

@@ -378,7 +378,7 @@ mod tests {
     #[tokio::test]
     async fn cached_store_conforms() {
         let cache = CachedStore::new(Arc::new(MemoryStore::new()), 1 << 20);
-        crate::storage::conformance(&cache).await;
+        crate::storage::conformance::run(&cache).await;
         check_invariants(&cache);
     }
 

@@ -144,7 +144,7 @@ mod tests {
 
     #[tokio::test]
     async fn counting_store_conforms() {
-        super::super::conformance(&CountingStore::new(Arc::new(MemoryStore::new()))).await;
+        super::super::conformance::run(&CountingStore::new(Arc::new(MemoryStore::new()))).await;
     }
 
     #[tokio::test]

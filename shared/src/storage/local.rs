@@ -174,6 +174,6 @@ mod tests {
     async fn local_store_conforms() {
         let folder = tempfile::tempdir().expect("tempdir");
         let store = LocalStore::new(folder.path().join("index"));
-        super::super::conformance(&store).await;
+        super::super::conformance::run(&store).await;
     }
 }

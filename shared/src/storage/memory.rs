@@ -90,6 +90,6 @@ mod tests {
 
     #[tokio::test]
     async fn memory_store_conforms() {
-        super::super::conformance(&MemoryStore::new()).await;
+        super::super::conformance::run(&MemoryStore::new()).await;
     }
 }

@@ -1,23 +1,28 @@
-//! The storage port: one small trait over object stores, with a local-folder and an in-memory
-//! adapter (an S3 adapter implements the same trait).
+//! The storage port: one small trait over object stores, with local-folder, in-memory and S3
+//! adapters, and [`store_for_location`] to pick one from an index location.
 //!
 //! Objects are immutable blobs addressed by `/`-separated keys relative to the store's root
 //! (the index location). `put` is atomic: a reader sees the old object or the new one, never a
 //! prefix of it. I/O only: no decoding, no search.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use crate::error::Result;
 
+#[cfg(any(test, feature = "testing"))]
+pub mod conformance;
 mod counting;
 mod local;
 mod memory;
+mod s3;
 
 pub use counting::{CountingStore, StoreCounters};
 pub use local::LocalStore;
 pub use memory::MemoryStore;
+pub use s3::{client_from_env, S3Store};
 
 /// An object store rooted at one prefix.
 #[async_trait]
@@ -53,45 +58,18 @@ pub(crate) fn validate_key(key: &str) -> Result<()> {
     Ok(())
 }
 
-/// Runs the behaviour every adapter must share; adapter tests call it.
-#[cfg(test)]
-pub(crate) async fn conformance(store: &dyn BlobStore) {
-    use crate::error::Error;
-    assert!(matches!(
-        store.get("missing").await,
-        Err(Error::NotFound { .. })
-    ));
-    store
-        .put("a/b.bin", b"hello world".to_vec())
-        .await
-        .expect("put");
-    assert_eq!(store.get("a/b.bin").await.expect("get"), b"hello world");
-    assert_eq!(
-        store.get_range("a/b.bin", 6..11).await.expect("range"),
-        b"world"
-    );
-    assert!(
-        store.get_range("a/b.bin", 6..12).await.is_err(),
-        "range past the end"
-    );
-    store
-        .put("a/b.bin", b"replaced".to_vec())
-        .await
-        .expect("overwrite");
-    assert_eq!(store.get("a/b.bin").await.expect("get"), b"replaced");
-    store
-        .put("a/c.bin", Vec::new())
-        .await
-        .expect("empty object");
-    store.put("z.bin", b"z".to_vec()).await.expect("put");
-    assert_eq!(
-        store.list("a/").await.expect("list"),
-        vec!["a/b.bin", "a/c.bin"]
-    );
-    assert_eq!(store.list("").await.expect("list").len(), 3);
-    store.delete("a/b.bin").await.expect("delete");
-    store.delete("a/b.bin").await.expect("delete again");
-    assert_eq!(store.list("a/").await.expect("list"), vec!["a/c.bin"]);
-    assert!(store.put("../escape", vec![]).await.is_err());
-    assert!(store.put("/abs", vec![]).await.is_err());
+/// Returns the store behind an index location: an [`S3Store`] for `s3://bucket/prefix`
+/// (client configured from the environment), a [`LocalStore`] for anything else.
+pub async fn store_for_location(location: &str) -> Result<Arc<dyn BlobStore>> {
+    if location.starts_with("s3://") {
+        let client = client_from_env().await;
+        return Ok(Arc::new(S3Store::from_url(location, &client)?));
+    }
+    if location.contains("://") {
+        return Err(crate::error::Error::invalid(
+            "index location",
+            format!("'{location}': only local folders and s3:// locations are supported"),
+        ));
+    }
+    Ok(Arc::new(LocalStore::new(location)))
 }
