@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
-use super::{validate_key, BlobStore};
+use super::{check_range, validate_key, BlobStore};
 use crate::error::{Error, Result};
 
 /// Distinguishes temporary files of concurrent writers in one process.
@@ -71,15 +71,7 @@ impl BlobStore for LocalStore {
             .await
             .map_err(|e| Error::io(&path, e))?
             .len();
-        if range.start > range.end || range.end > size {
-            return Err(Error::invalid(
-                "range",
-                format!(
-                    "{}..{} is outside object '{key}' of {size} bytes",
-                    range.start, range.end
-                ),
-            ));
-        }
+        check_range(key, &range, size)?;
         file.seek(std::io::SeekFrom::Start(range.start))
             .await
             .map_err(|e| Error::io(&path, e))?;

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-use super::{validate_key, BlobStore};
+use super::{check_range, validate_key, BlobStore};
 use crate::error::{Error, Result};
 
 /// A [`BlobStore`] held in memory; clones share the same objects.
@@ -45,15 +45,7 @@ impl BlobStore for MemoryStore {
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>> {
         let object = self.object(key)?;
         let size = object.len() as u64;
-        if range.start > range.end || range.end > size {
-            return Err(Error::invalid(
-                "range",
-                format!(
-                    "{}..{} is outside object '{key}' of {size} bytes",
-                    range.start, range.end
-                ),
-            ));
-        }
+        check_range(key, &range, size)?;
         Ok(object[range.start as usize..range.end as usize].to_vec())
     }
 

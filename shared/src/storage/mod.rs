@@ -41,6 +41,20 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     fn describe(&self) -> String;
 }
 
+/// Checks that `range` lies inside an object of `size` bytes.
+pub(crate) fn check_range(key: &str, range: &Range<u64>, size: u64) -> Result<()> {
+    if range.start > range.end || range.end > size {
+        return Err(crate::error::Error::invalid(
+            "range",
+            format!(
+                "{}..{} is outside object '{key}' of {size} bytes",
+                range.start, range.end
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks that a key is relative, `/`-separated and free of `.`/`..` segments.
 pub(crate) fn validate_key(key: &str) -> Result<()> {
     let bad = key.is_empty()
