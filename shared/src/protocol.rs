@@ -33,7 +33,8 @@ pub struct SearchOptions {
     /// Candidates re-ranked exactly per partition = `k * rerank_factor`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rerank_factor: Option<usize>,
-    /// Share of filter-passing candidates kept by the Hamming pre-filter (0 < x <= 1).
+    /// Share of filter-passing candidates kept by the Hamming (sign-code) pre-filter
+    /// (0 < x <= 1); it never keeps fewer than 50 candidates per re-rank slot, and 1 turns it off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hamming_keep: Option<f32>,
 }

@@ -1,8 +1,9 @@
 //! The worker stage: search one partition for a batch of queries (SQUASH §2.2, levels 1-4).
 //!
 //! Per query: exact filter on the partition's raw attributes -> Hamming distance on sign codes,
-//! keeping the closest share -> OSQ lower bounds from per-query tables -> the `k * R` smallest
-//! bounds re-ranked with full-precision vectors -> top-k with exact distances.
+//! turned into a distance estimate with the stored norms, keeping the closest share (never
+//! fewer than 50 per re-rank slot) -> OSQ lower bounds from per-query tables -> the `k * R`
+//! smallest bounds re-ranked with full-precision vectors -> top-k with exact distances.
 //!
 //! The filter is evaluated exactly up front, on the raw attributes the segment carries, so the
 //! re-rank slots are never spent on vectors that fail it and every returned hit has passed the
