@@ -14,7 +14,8 @@
 //! Value semantics: every comparison is the IEEE comparison of the `f64` cell value with the
 //! filter value, so a NaN cell (a missing value) fails `$eq`, `$gt`, `$gte`, `$lt`, `$lte` and
 //! `$in`, and passes `$ne` and `$nin` (which are exactly the negations of `$eq` and `$in`).
-//! Categorical columns compare dictionary codes, and support only `$eq`, `$ne`, `$in`, `$nin`.
+//! Categorical columns compare strings: `$eq`, `$ne`, `$in`, `$nin` by equality, and `$gt`,
+//! `$gte`, `$lt`, `$lte` lexicographically (byte order, so ISO dates order by time).
 
 mod exact;
 mod parse;
@@ -491,6 +492,18 @@ mod tests {
         match operator {
             "$eq" => reference_equal(column, cell, operand),
             "$ne" => !reference_equal(column, cell, operand),
+            "$gt" | "$gte" | "$lt" | "$lte" if column.kind == AttributeKind::Categorical => {
+                let Some(text) = column.dictionary.get(cell as usize) else {
+                    return false;
+                };
+                let operand = operand.as_str().unwrap();
+                match operator {
+                    "$gt" => text.as_str() > operand,
+                    "$gte" => text.as_str() >= operand,
+                    "$lt" => text.as_str() < operand,
+                    _ => text.as_str() <= operand,
+                }
+            }
             "$gt" => cell > number(),
             "$gte" => cell >= number(),
             "$lt" => cell < number(),
@@ -545,6 +558,8 @@ mod tests {
             json!("drama"),
             json!("horror"),
             json!(""),
+            json!("crime"),
+            json!("zzz"),
         ])
     }
 
@@ -555,11 +570,8 @@ mod tests {
         } else {
             number_strategy().boxed()
         };
-        let operators: Vec<&'static str> = if categorical {
-            vec!["$eq", "$ne", "$in", "$nin"]
-        } else {
-            vec!["$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin"]
-        };
+        let operators: Vec<&'static str> =
+            vec!["$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin"];
         let operand = {
             let scalar = scalar.clone();
             (

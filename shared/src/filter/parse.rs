@@ -207,17 +207,36 @@ fn parse_operator(
             Some(value) => leaf(Predicate::Ne(value)),
             None => Expr::Const(true),
         }),
-        "$gt" | "$gte" | "$lt" | "$lte" => {
-            if column.kind == AttributeKind::Categorical {
+        "$gt" | "$gte" | "$lt" | "$lte" if column.kind == AttributeKind::Categorical => {
+            // Strings compare lexicographically (so ISO dates like "2021-03-04" order by
+            // time). The dictionary is sorted, so a string bound is a bound on codes: the
+            // first code whose string is >= (or >) the operand.
+            let Value::String(text) = operand else {
                 return Err(Error::invalid(
                     field,
                     format!(
-                        "operator '{operator}' compares numbers and cannot be used on \
-                         categorical column '{}'; use $eq, $ne, $in or $nin",
-                        column.name
+                        "expected a string for categorical column '{}', got {}",
+                        column.name,
+                        describe_json(operand)
                     ),
                 ));
-            }
+            };
+            let first_not_below = column
+                .dictionary
+                .partition_point(|entry| entry.as_str() < text.as_str())
+                as f64;
+            let first_above = column
+                .dictionary
+                .partition_point(|entry| entry.as_str() <= text.as_str())
+                as f64;
+            Ok(leaf(match operator {
+                "$gt" => Predicate::Gte(first_above),
+                "$gte" => Predicate::Gte(first_not_below),
+                "$lt" => Predicate::Lt(first_not_below),
+                _ => Predicate::Lt(first_above),
+            }))
+        }
+        "$gt" | "$gte" | "$lt" | "$lte" => {
             let value = parse_number(column, operand, field)?;
             Ok(leaf(match operator {
                 "$gt" => Predicate::Gt(value),
@@ -388,6 +407,36 @@ mod tests {
             }
             other => panic!("expected InvalidInput for {json}, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn string_ranges_become_code_ranges() {
+        // Dictionary: comedy (0), drama (1), war (2).
+        assert_eq!(
+            parse(json!({"genre": {"$gte": "drama"}})).unwrap(),
+            leaf(2, Predicate::Gte(1.0))
+        );
+        assert_eq!(
+            parse(json!({"genre": {"$gt": "drama"}})).unwrap(),
+            leaf(2, Predicate::Gte(2.0))
+        );
+        assert_eq!(
+            parse(json!({"genre": {"$lt": "drama"}})).unwrap(),
+            leaf(2, Predicate::Lt(1.0))
+        );
+        assert_eq!(
+            parse(json!({"genre": {"$lte": "drama"}})).unwrap(),
+            leaf(2, Predicate::Lt(2.0))
+        );
+        // A bound between dictionary entries.
+        assert_eq!(
+            parse(json!({"genre": {"$gte": "crime"}})).unwrap(),
+            leaf(2, Predicate::Gte(1.0))
+        );
+        assert_eq!(
+            parse(json!({"genre": {"$lt": "a"}})).unwrap(),
+            leaf(2, Predicate::Lt(0.0))
+        );
     }
 
     #[test]
@@ -662,13 +711,9 @@ mod tests {
             &["expected a string for categorical column 'genre', got 1.5"],
         );
         assert_rejected(
-            json!({"genre": {"$gt": "comedy"}}),
+            json!({"genre": {"$gt": 2}}),
             "filter.genre.$gt",
-            &[
-                "operator '$gt' compares numbers",
-                "categorical column 'genre'",
-                "$eq, $ne, $in or $nin",
-            ],
+            &["expected a string for categorical column 'genre', got 2"],
         );
     }
 
