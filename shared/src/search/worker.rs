@@ -157,7 +157,7 @@ fn query_tables(partition: &PartitionData, query: &[f32]) -> QueryTables {
 /// with the stored norms (`‖q−z‖² ≈ ‖z_s‖² + ‖z_r‖² − 2‖q_s‖‖z_s‖cos θ` up to terms equal
 /// for all candidates; `−q·z ≈ −‖q_s‖‖z_s‖cos θ`). Plain Hamming ignores norms and ranks
 /// badly when a filter leaves only far candidates, whose norms decide their order.
-fn sign_estimates(partition: &PartitionData, tables: &QueryTables, rows: &[u32]) -> Vec<Scored> {
+fn sign_estimates(partition: &PartitionData, tables: &QueryTables, rows: &[u32]) -> Vec<f32> {
     let mut distances = vec![0u32; rows.len()];
     kernels::hamming_distances_gather(
         &tables.sign_code,
@@ -174,14 +174,39 @@ fn sign_estimates(partition: &PartitionData, tables: &QueryTables, rows: &[u32])
             let norms = &partition.sign_norms[2 * row as usize..][..2];
             let cosine = cosines[(hamming as usize).min(cosines.len() - 1)];
             let aligned = query_norm * norms[0] * cosine;
-            let key = if inner_product {
+            if inner_product {
                 -aligned
             } else {
                 norms[0] * norms[0] + norms[1] - 2.0 * aligned
-            };
-            Scored { key, row }
+            }
         })
         .collect()
+}
+
+/// Returns the `keep` rows with the smallest keys, in their input order.
+///
+/// Selecting a threshold on the bare keys and filtering in one pass keeps the rows ascending
+/// (so the lower-bound kernel walks the code planes in order) without sorting them, which
+/// profiling showed to be the largest cost of an unfiltered query.
+fn smallest_in_order(rows: &[u32], keys: &[f32], keep: usize) -> Vec<u32> {
+    if keep >= rows.len() {
+        return rows.to_vec();
+    }
+    let mut scratch = keys.to_vec();
+    let (_, threshold, _) = scratch.select_nth_unstable_by(keep, f32::total_cmp);
+    let threshold = *threshold;
+    let num_below = keys.iter().filter(|&&key| key < threshold).count();
+    let mut ties_left = keep.saturating_sub(num_below);
+    let mut kept = Vec::with_capacity(keep);
+    for (&row, &key) in rows.iter().zip(keys) {
+        if key < threshold {
+            kept.push(row);
+        } else if key == threshold && ties_left > 0 {
+            kept.push(row);
+            ties_left -= 1;
+        }
+    }
+    kept
 }
 
 /// Keeps the `keep` smallest entries of `scored` (by key, then row), unordered.
@@ -246,11 +271,8 @@ pub fn search_partition(partition: &PartitionData, query: &PreparedQuery) -> (Ve
         let keep = ((survivors.len() as f64 * f64::from(query.knobs.hamming_keep)).ceil() as usize)
             .max(rerank_depth.saturating_mul(HAMMING_MIN_KEEP_PER_RERANK));
         if keep < survivors.len() {
-            let mut scored = sign_estimates(partition, &tables, &survivors);
-            keep_smallest(&mut scored, keep);
-            survivors = scored.iter().map(|s| s.row).collect();
-            // Ascending rows walk the code planes in order.
-            survivors.sort_unstable();
+            let estimates = sign_estimates(partition, &tables, &survivors);
+            survivors = smallest_in_order(&survivors, &estimates, keep);
         }
     }
     stats.after_hamming = survivors.len() as u64;
@@ -387,4 +409,20 @@ pub fn run_worker_request(
         protocol_version: PROTOCOL_VERSION,
         outcomes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smallest_in_order_keeps_input_order_and_exact_count() {
+        let rows = [3, 5, 8, 9, 12, 20];
+        let keys = [4.0, 1.0, 4.0, 0.5, 4.0, 9.0];
+        assert_eq!(smallest_in_order(&rows, &keys, 2), vec![5, 9]);
+        // Ties at the threshold fill the remaining slots in input order.
+        assert_eq!(smallest_in_order(&rows, &keys, 4), vec![3, 5, 8, 9]);
+        assert_eq!(smallest_in_order(&rows, &keys, 10), rows.to_vec());
+        assert!(smallest_in_order(&rows, &keys, 0).is_empty());
+    }
 }
