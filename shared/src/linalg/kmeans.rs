@@ -14,8 +14,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 
-use super::{check_matrix, column_means, dot_f32, squared_l2_f32};
+use super::{check_matrix, column_means};
 use crate::error::{Error, Result};
+use crate::kernels::{dot_f32, l2_squared_f32 as squared_l2_f32};
 
 /// Rows per block of the distance computation: one `rows × k` matrix product per rayon task.
 const DISTANCE_BLOCK_ROWS: usize = 256;

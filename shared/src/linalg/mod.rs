@@ -80,50 +80,6 @@ fn column_means(data: &[f32], dim: usize) -> Vec<f64> {
     means
 }
 
-/// Returns Σ a[i]·b[i] in `f32`, with eight independent accumulators so the loop vectorizes.
-fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    debug_assert_eq!(a.len(), b.len());
-    const LANES: usize = 8;
-    let mut lane_sums = [0.0f32; LANES];
-    let a_chunks = a.chunks_exact(LANES);
-    let b_chunks = b.chunks_exact(LANES);
-    let a_tail = a_chunks.remainder();
-    let b_tail = b_chunks.remainder();
-    for (a_chunk, b_chunk) in a_chunks.zip(b_chunks) {
-        for lane in 0..LANES {
-            lane_sums[lane] += a_chunk[lane] * b_chunk[lane];
-        }
-    }
-    let mut total = lane_sums.iter().sum::<f32>();
-    for (x, y) in a_tail.iter().zip(b_tail) {
-        total += x * y;
-    }
-    total
-}
-
-/// Returns Σ (a[i] − b[i])² in `f32`, shaped like [`dot_f32`].
-fn squared_l2_f32(a: &[f32], b: &[f32]) -> f32 {
-    debug_assert_eq!(a.len(), b.len());
-    const LANES: usize = 8;
-    let mut lane_sums = [0.0f32; LANES];
-    let a_chunks = a.chunks_exact(LANES);
-    let b_chunks = b.chunks_exact(LANES);
-    let a_tail = a_chunks.remainder();
-    let b_tail = b_chunks.remainder();
-    for (a_chunk, b_chunk) in a_chunks.zip(b_chunks) {
-        for lane in 0..LANES {
-            let diff = a_chunk[lane] - b_chunk[lane];
-            lane_sums[lane] += diff * diff;
-        }
-    }
-    let mut total = lane_sums.iter().sum::<f32>();
-    for (x, y) in a_tail.iter().zip(b_tail) {
-        let diff = x - y;
-        total += diff * diff;
-    }
-    total
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,15 +92,5 @@ mod tests {
         let error = check_matrix("data", &[1.0, 2.0, f32::NAN, 0.0], 2).unwrap_err();
         assert!(error.to_string().contains("row 1"), "{error}");
         assert_eq!(check_matrix("data", &[1.0, 2.0, 3.0, 4.0], 2).unwrap(), 2);
-    }
-
-    #[test]
-    fn dot_and_distance_match_naive_sums() {
-        let a: Vec<f32> = (0..19).map(|i| i as f32 * 0.5 - 3.0).collect();
-        let b: Vec<f32> = (0..19).map(|i| (i * i) as f32 * 0.1).collect();
-        let naive_dot: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-        let naive_l2: f32 = a.iter().zip(&b).map(|(x, y)| (x - y) * (x - y)).sum();
-        assert!((dot_f32(&a, &b) - naive_dot).abs() < 1e-3);
-        assert!((squared_l2_f32(&a, &b) - naive_l2).abs() < 1e-3);
     }
 }

@@ -10,8 +10,9 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
-use super::{check_matrix, column_means, dot_f32};
+use super::{check_matrix, column_means};
 use crate::error::{Error, Result};
+use crate::kernels::dot_f32;
 
 /// Target number of `f64` values in one centered chunk of rows (8 MiB), so the chunk buffer
 /// stays cache-friendly for wide data and the matrix product still gets long inner dimensions.
