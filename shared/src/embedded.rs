@@ -10,11 +10,8 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, Result};
 use crate::index::build::{build_index, BuildInput, BuildParams, BuildProgress, BuildSummary};
 use crate::index::{CoordinatorData, Manifest, PartitionData, MANIFEST_KEY};
-use crate::protocol::{
-    PartitionOutcome, QueryRequest, QueryResponse, QueryStats, WorkerRequest, WorkerResponse,
-    PROTOCOL_VERSION,
-};
-use crate::search::{merge_hits, plan_batch, run_worker_request, BatchPlan};
+use crate::protocol::{PartitionOutcome, QueryRequest, QueryResponse, QueryStats};
+use crate::search::{merge_hits, plan_batch, search_tasks, BatchPlan};
 use crate::storage::BlobStore;
 
 /// Objects in flight between the build thread and the writer: bounds the memory a build
@@ -216,25 +213,20 @@ impl EmbeddedIndex {
 
     /// Runs a planned batch on partitions that are already loaded (no I/O).
     pub fn search_planned(&self, plan: &BatchPlan) -> Result<Vec<QueryResponse>> {
-        let request = WorkerRequest {
-            protocol_version: PROTOCOL_VERSION,
-            index_version: self.manifest.index_version.clone(),
-            queries: plan.queries.clone(),
-            tasks: plan.tasks.clone(),
-        };
-        let response = run_worker_request(&request, &|partition| {
+        let outcomes = search_tasks(&plan.queries, &plan.tasks, &|partition| {
             self.cached(partition)?.ok_or_else(|| Error::NotFound {
                 what: format!("partition {partition} is not loaded"),
             })
-        })?;
-        merge_worker_response(plan, &response, self.manifest.partitions.len())
+        });
+        merge_outcomes(plan, &outcomes, self.manifest.partitions.len())
     }
 }
 
-/// Merges a worker response into one response per planned query.
-pub fn merge_worker_response(
+/// Merges per-partition outcomes into one response per planned query; a failed partition
+/// fails the whole batch (the embedded mode has no partial answers).
+pub fn merge_outcomes(
     plan: &BatchPlan,
-    response: &WorkerResponse,
+    outcomes: &[PartitionOutcome],
     partitions_total: usize,
 ) -> Result<Vec<QueryResponse>> {
     let mut per_query_hits: Vec<Vec<Vec<crate::protocol::Hit>>> =
@@ -249,7 +241,7 @@ pub fn merge_worker_response(
             ..QueryStats::default()
         })
         .collect();
-    for outcome in &response.outcomes {
+    for outcome in outcomes {
         match outcome {
             PartitionOutcome::Ok { results, .. } => {
                 for result in results {
@@ -283,6 +275,8 @@ pub fn merge_worker_response(
         .zip(&plan.queries)
         .map(|((lists, stats), query)| QueryResponse {
             hits: merge_hits(lists, query.k),
+            partial: false,
+            missing_partitions: Vec::new(),
             stats,
         })
         .collect())

@@ -2,7 +2,8 @@
 //!
 //! Callers branch on the variant: `InvalidInput` is the caller's fault and is never retried,
 //! `NotFound` names what is missing, `Corrupt`/`UnsupportedVersion` mean the stored bytes cannot
-//! be trusted, `Io`/`Storage` are environmental and may be retried.
+//! be trusted, `Io`/`Storage` are environmental and may be retried, `Incomplete` means workers
+//! did not answer for some partitions in time (retry later).
 
 use std::path::Path;
 
@@ -56,6 +57,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Workers could not answer for some partitions in time, and the request asked for
+    /// complete results (otherwise the answer is returned marked partial).
+    #[error("incomplete: {message} (partitions {missing_partitions:?}); retry later")]
+    Incomplete {
+        /// What failed.
+        message: String,
+        /// Partitions that were not searched.
+        missing_partitions: Vec<u32>,
+    },
     /// A remote store failed; `retryable` tells whether trying again may help.
     #[error("storage: {message}")]
     Storage {
@@ -99,7 +109,7 @@ impl Error {
             Error::Storage {
                 retryable: true,
                 ..
-            }
+            } | Error::Incomplete { .. }
         )
     }
 }

@@ -17,7 +17,10 @@
 //! - [`metric`]: distance metrics.
 //! - [`embedded`] (I/O): index writing and in-process search over a store.
 //! - [`storage`] (I/O): the `BlobStore` port with local-folder and in-memory adapters.
-//! - [`cache`] (I/O): a memory-bounded LRU cache of objects and byte ranges over a `BlobStore`.
+//! - [`cache`] (I/O): memory-bounded LRU caches: objects and byte ranges over a `BlobStore`,
+//!   and decoded partitions for warm workers.
+//! - [`service`] (I/O): the coordinator and worker services the Lambda functions wrap, the
+//!   invocation tree, the HTTP routes and the `WorkerInvoker` port.
 #![warn(missing_docs)]
 
 pub mod attributes;
@@ -35,6 +38,7 @@ pub mod linalg;
 pub mod metric;
 pub mod protocol;
 pub mod search;
+pub mod service;
 pub mod storage;
 
 pub use error::{Error, Result};

@@ -128,6 +128,9 @@ pub struct QueryRequest {
     /// Tuning knobs.
     #[serde(default)]
     pub options: SearchOptions,
+    /// Fail (HTTP 503) instead of answering with some partitions missing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_complete: bool,
 }
 
 impl QueryRequest {
@@ -139,6 +142,7 @@ impl QueryRequest {
             filter: None,
             include_attributes: false,
             options: SearchOptions::default(),
+            require_complete: false,
         }
     }
 
@@ -232,18 +236,67 @@ pub struct PartitionTask {
     pub queries: Vec<u32>,
 }
 
-/// A worker invocation: a batch of queries and the partitions to run them on.
+/// One node of the invocation tree below a worker: the function (worker slot) to invoke, the
+/// partitions it searches itself and its own children.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TreeNode {
+    /// Worker function name (or name with alias) to invoke.
+    pub function: String,
+    /// Partition tasks the node runs itself.
+    pub tasks: Vec<PartitionTask>,
+    /// Nodes this node invokes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<TreeNode>,
+}
+
+impl TreeNode {
+    /// Returns the partitions of this node and all its descendants.
+    pub fn subtree_partitions(&self) -> Vec<u32> {
+        let mut partitions: Vec<u32> = self.tasks.iter().map(|task| task.partition).collect();
+        for child in &self.children {
+            partitions.extend(child.subtree_partitions());
+        }
+        partitions
+    }
+
+    /// Returns the number of levels of this subtree (1 for a leaf).
+    pub fn depth(&self) -> usize {
+        1 + self.children.iter().map(TreeNode::depth).max().unwrap_or(0)
+    }
+}
+
+/// A worker invocation: a batch of queries, the partitions to run them on, and the sub-trees
+/// of workers to invoke meanwhile.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerRequest {
     /// Must equal [`PROTOCOL_VERSION`].
     pub protocol_version: u32,
+    /// Identifier of the client request, carried down the tree for logs.
+    #[serde(default)]
+    pub request_id: String,
+    /// Index name under the deployment's root location.
+    #[serde(default)]
+    pub index: String,
     /// The index version the coordinator planned against; a worker never mixes versions.
     pub index_version: String,
+    /// Milliseconds this node has to answer, children included.
+    #[serde(default = "default_budget_ms")]
+    pub budget_ms: u64,
     /// The queries.
     pub queries: Vec<WorkerQuery>,
-    /// Partition tasks.
+    /// Partition tasks this node runs itself.
     pub tasks: Vec<PartitionTask>,
+    /// Nodes this node invokes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<TreeNode>,
 }
+
+fn default_budget_ms() -> u64 {
+    DEFAULT_TIMEOUT_MS
+}
+
+/// The default time a query may take end to end, in milliseconds.
+pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 
 /// The top-k of one query on one partition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -279,13 +332,115 @@ pub enum PartitionOutcome {
     },
 }
 
-/// A worker's answer.
+/// Why a partition is missing from an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// Its object does not exist (the index version was removed by a later rebuild).
+    NotFound,
+    /// Its worker did not answer within the deadline.
+    Timeout,
+    /// Its worker or its store failed.
+    Error,
+}
+
+/// A partition that could not be searched.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailedPartition {
+    /// Partition id.
+    pub partition: u32,
+    /// Why.
+    pub kind: FailureKind,
+    /// Details.
+    pub message: String,
+}
+
+/// What one worker invocation did: the inputs of the cost model.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InvocationStats {
+    /// The function invoked.
+    pub function: String,
+    /// Whether this was the first invocation of its container (process).
+    pub cold_start: bool,
+    /// Partitions searched by this invocation itself.
+    pub partitions_searched: u32,
+    /// Partitions found decoded in the container's cache.
+    pub cache_hits: u32,
+    /// Partitions loaded from the store.
+    pub cache_misses: u32,
+    /// GET requests this invocation sent to the store.
+    pub store_get_requests: u32,
+    /// Bytes those GET requests returned.
+    pub store_bytes_fetched: u64,
+    /// Milliseconds spent fetching and decoding partitions.
+    pub load_ms: f64,
+    /// Milliseconds spent searching partitions.
+    pub search_ms: f64,
+    /// Milliseconds from receiving the request to answering (what Lambda bills, before
+    /// rounding up to the next millisecond).
+    pub duration_ms: f64,
+    /// Children invoked, retries included.
+    pub child_invocations: u32,
+    /// Child invocations that were retries.
+    pub child_retries: u32,
+}
+
+/// A worker's answer for its whole subtree.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerResponse {
     /// Echo of [`PROTOCOL_VERSION`].
     pub protocol_version: u32,
-    /// One outcome per task.
-    pub outcomes: Vec<PartitionOutcome>,
+    /// Per query of the request (by position), the merged top-k of the subtree.
+    pub results: Vec<QueryHits>,
+    /// Partitions searched in the subtree.
+    pub searched: Vec<u32>,
+    /// Partitions of the subtree that could not be searched.
+    pub failed: Vec<FailedPartition>,
+    /// One entry per invocation in the subtree, this one first.
+    pub invocations: Vec<InvocationStats>,
+}
+
+/// How a request was executed, summed over the coordinator and every worker invocation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionStats {
+    /// Identifier of the request (also in the functions' logs).
+    pub request_id: String,
+    /// The index version answered from.
+    pub index_version: String,
+    /// Whether the coordinator's container was cold.
+    pub coordinator_cold_start: bool,
+    /// GET requests the coordinator sent to the store (manifest, coordinator object).
+    pub coordinator_store_get_requests: u32,
+    /// Bytes those requests returned.
+    pub coordinator_store_bytes_fetched: u64,
+    /// Worker invocations, retries included.
+    pub invocations: u32,
+    /// Worker invocations that landed on a cold container.
+    pub worker_cold_starts: u32,
+    /// Levels of workers in the invocation tree.
+    pub tree_depth: u32,
+    /// Partitions found decoded in worker caches.
+    pub cache_hits: u32,
+    /// Partitions loaded from the store by workers.
+    pub cache_misses: u32,
+    /// GET requests sent to the store, coordinator and workers.
+    pub store_get_requests: u32,
+    /// Bytes returned by those requests.
+    pub store_bytes_fetched: u64,
+    /// Milliseconds the coordinator spent loading index metadata and planning.
+    pub plan_ms: f64,
+    /// Milliseconds from the first worker invocation to the last answer.
+    pub fan_out_ms: f64,
+    /// Milliseconds the coordinator spent on the request.
+    pub total_ms: f64,
+    /// Worker milliseconds spent loading partitions, summed.
+    pub worker_load_ms: f64,
+    /// Worker milliseconds spent searching, summed.
+    pub worker_search_ms: f64,
+    /// Worker durations summed, each rounded up to the next millisecond as Lambda bills.
+    pub worker_billed_ms: u64,
+    /// Per worker invocation that answered.
+    pub workers: Vec<InvocationStats>,
 }
 
 /// Statistics of one query, summed over the partitions searched.
@@ -299,6 +454,10 @@ pub struct QueryStats {
     pub estimated_matches: u64,
     /// Pruning counts.
     pub scan: ScanStats,
+    /// How the request was executed; set on single-query answers (a batch carries one for
+    /// all its queries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution: Option<ExecutionStats>,
 }
 
 /// The answer to one query.
@@ -306,8 +465,39 @@ pub struct QueryStats {
 pub struct QueryResponse {
     /// Hits, best first.
     pub hits: Vec<Hit>,
+    /// True when some partitions the query needed could not be searched.
+    #[serde(default)]
+    pub partial: bool,
+    /// The partitions the query needed that could not be searched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_partitions: Vec<u32>,
     /// Statistics.
     pub stats: QueryStats,
+}
+
+/// The largest number of queries in one batch request.
+pub const MAX_BATCH_QUERIES: usize = 10_000;
+
+/// A batch of queries as a client sends it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// The queries, at most [`MAX_BATCH_QUERIES`].
+    pub queries: Vec<QueryRequest>,
+    /// Fail (HTTP 503) instead of answering with some partitions missing.
+    #[serde(default)]
+    pub require_complete: bool,
+}
+
+/// The answer to a batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchResponse {
+    /// One answer per query, in request order.
+    pub results: Vec<QueryResponse>,
+    /// True when some query's answer is partial.
+    pub partial: bool,
+    /// How the batch was executed.
+    pub stats: ExecutionStats,
 }
 
 #[cfg(test)]
@@ -319,7 +509,10 @@ mod tests {
         let knobs = SearchKnobs::resolve(&SearchOptions::default()).expect("defaults");
         let request = WorkerRequest {
             protocol_version: PROTOCOL_VERSION,
+            request_id: "r1".into(),
+            index: "films".into(),
             index_version: "v1".into(),
+            budget_ms: 2_000,
             queries: vec![WorkerQuery {
                 vector: vec![0.5, -1.25],
                 k: 3,
@@ -331,6 +524,14 @@ mod tests {
                 partition: 4,
                 queries: vec![0],
             }],
+            children: vec![TreeNode {
+                function: "worker-1".into(),
+                tasks: vec![PartitionTask {
+                    partition: 2,
+                    queries: vec![0],
+                }],
+                children: vec![],
+            }],
         };
         let text = serde_json::to_string(&request).expect("encode");
         assert_eq!(
@@ -339,28 +540,25 @@ mod tests {
         );
         let response = WorkerResponse {
             protocol_version: PROTOCOL_VERSION,
-            outcomes: vec![
-                PartitionOutcome::Ok {
-                    partition: 4,
-                    results: vec![QueryHits {
-                        query: 0,
-                        hits: vec![Hit {
-                            id: 9,
-                            distance: 0.5,
-                            attributes: None,
-                        }],
-                        stats: ScanStats::default(),
-                    }],
-                },
-                PartitionOutcome::Failed {
-                    partition: 5,
-                    message: "gone".into(),
-                    retryable: true,
-                },
-            ],
+            results: vec![QueryHits {
+                query: 0,
+                hits: vec![Hit {
+                    id: 9,
+                    distance: 0.5,
+                    attributes: None,
+                }],
+                stats: ScanStats::default(),
+            }],
+            searched: vec![4],
+            failed: vec![FailedPartition {
+                partition: 2,
+                kind: FailureKind::Timeout,
+                message: "no answer in 900 ms".into(),
+            }],
+            invocations: vec![InvocationStats::default()],
         };
         let text = serde_json::to_string(&response).expect("encode");
-        assert!(text.contains(r#""status":"failed""#));
+        assert!(text.contains(r#""kind":"timeout""#));
         assert_eq!(
             serde_json::from_str::<WorkerResponse>(&text).expect("decode"),
             response

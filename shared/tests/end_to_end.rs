@@ -1,77 +1,24 @@
 //! End to end through the library: build into a store, open, search, compare with a
 //! brute-force oracle; rebuilds, corruption and the committed real sample.
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
-use shared::attributes::{AttributeColumn, AttributeKind, AttributeSchema, AttributeTable};
 use shared::embedded::{write_index, EmbeddedIndex};
 use shared::eval::{ground_truth_distance, recall_at_k};
 use shared::filter::Filter;
 use shared::index::build::NoProgress;
-use shared::index::{BuildInput, BuildParams, MANIFEST_KEY};
+use shared::index::{BuildInput, MANIFEST_KEY};
 use shared::metric::{normalize_in_place, Metric};
 use shared::protocol::{QueryRequest, SearchOptions};
 use shared::storage::{BlobStore, LocalStore, MemoryStore};
 
-const COLORS: [&str; 5] = ["blue", "green", "red", "violet", "yellow"];
-
-/// Clustered vectors with three attributes: year (int), price (float), color (categorical).
-fn synthetic(num_vectors: usize, dim: usize, seed: u64) -> BuildInput {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let num_clusters = 12;
-    let centers: Vec<f32> = (0..num_clusters * dim)
-        .map(|_| rng.random::<f32>() * 10.0 - 5.0)
-        .collect();
-    let mut vectors = Vec::with_capacity(num_vectors * dim);
-    let mut table = AttributeTable::with_columns(3, num_vectors);
-    for _ in 0..num_vectors {
-        let cluster = rng.random_range(0..num_clusters);
-        for d in 0..dim {
-            vectors.push(centers[cluster * dim + d] + (rng.random::<f32>() - 0.5) * 3.0);
-        }
-        table.columns[0].push(f64::from(rng.random_range(2000..2025)));
-        table.columns[1].push((rng.random::<f64>() * 1000.0).round() / 10.0);
-        table.columns[2].push(rng.random_range(0..COLORS.len()) as f64);
-    }
-    table.num_rows = num_vectors;
-    let schema = AttributeSchema {
-        columns: vec![
-            AttributeColumn {
-                name: "year".into(),
-                kind: AttributeKind::Integer,
-                dictionary: vec![],
-            },
-            AttributeColumn {
-                name: "price".into(),
-                kind: AttributeKind::Float,
-                dictionary: vec![],
-            },
-            AttributeColumn {
-                name: "color".into(),
-                kind: AttributeKind::Categorical,
-                dictionary: COLORS.iter().map(|c| c.to_string()).collect(),
-            },
-        ],
-    };
-    BuildInput {
-        dim,
-        vectors,
-        ids: (0..num_vectors as u64).map(|i| i * 3 + 7).collect(),
-        schema,
-        attributes: table,
-    }
-}
-
-fn params(metric: Metric, partitions: usize, version: &str) -> BuildParams {
-    let mut params = BuildParams::new(metric, version);
-    params.num_partitions = Some(partitions);
-    params.seed = 42;
-    params
-}
+use common::{params, synthetic};
 
 /// Exact filtered top-k by brute force: (id, distance), best first, ties by id.
 fn oracle(
@@ -414,6 +361,7 @@ async fn glove_sample_recall_per_workload() {
                 let query_id = query_id.as_u64().expect("id") as usize;
                 let filter = workload["filters"][position].clone();
                 requests.push(QueryRequest {
+                    require_complete: false,
                     vector: queries.data[query_id * queries.dim..][..queries.dim].to_vec(),
                     k,
                     filter: (!filter.is_null()).then_some(filter),

@@ -94,6 +94,7 @@ async fn version_1_index_still_opens_and_answers() {
         k: 5,
         filter: Some(filter),
         include_attributes: true,
+        require_complete: false,
         options: SearchOptions {
             exact: true,
             ..SearchOptions::default()

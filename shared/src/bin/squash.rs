@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 use serde_json::json;
 use shared::attributes::{AttributeSchema, AttributeTable};
+use shared::cache::{default_capacity_bytes, PartitionCache};
 use shared::embedded::{write_index, EmbeddedIndex};
 use shared::error::{Error, Result};
 use shared::eval::{ground_truth_distance, recall_at_k};
@@ -19,6 +20,7 @@ use shared::input::{self, VectorSet};
 use shared::metric::Metric;
 use shared::protocol::{QueryRequest, QueryResponse, ScanStats, SearchOptions};
 use shared::search::plan_batch;
+use shared::service::{split_index_location, CoordinatorService, InProcessInvoker, ServiceConfig};
 use shared::storage::store_for_location;
 
 #[derive(Parser)]
@@ -367,8 +369,27 @@ fn parse_filter(text: &Option<String>) -> Result<Option<serde_json::Value>> {
     }
 }
 
+/// Returns a coordinator running in this process over the index's parent location, with
+/// in-process workers: the serverless code path, minus Lambda.
+async fn embedded_service(location: &str) -> Result<(CoordinatorService, String)> {
+    let (root, name) = split_index_location(location)?;
+    let root_store = store_for_location(&root).await?;
+    let cache = Arc::new(PartitionCache::new(default_capacity_bytes()));
+    let invoker = Arc::new(InProcessInvoker::new(Arc::clone(&root_store), cache));
+    let config = ServiceConfig {
+        worker_functions: (0..EMBEDDED_WORKER_SLOTS)
+            .map(|slot| format!("embedded-{slot}"))
+            .collect(),
+        ..ServiceConfig::default()
+    };
+    Ok((CoordinatorService::new(root_store, invoker, config), name))
+}
+
+/// Worker slots of the embedded mode: in-process, they only shape the invocation tree.
+const EMBEDDED_WORKER_SLOTS: usize = 4;
+
 async fn run_query(args: QueryArgs) -> Result<()> {
-    let index = EmbeddedIndex::open(store_for_location(&args.index).await?).await?;
+    let (service, name) = embedded_service(&args.index).await?;
     let vectors = input::read_vectors(&args.vector_file)?;
     if args.row >= vectors.num_vectors {
         return Err(Error::invalid(
@@ -387,14 +408,13 @@ async fn run_query(args: QueryArgs) -> Result<()> {
         filter: parse_filter(&args.filter)?,
         include_attributes: true,
         options: args.knobs.options(),
+        require_complete: true,
     };
     let started = Instant::now();
-    let response = index.query_batch(std::slice::from_ref(&request)).await?;
+    let response = service
+        .query(&name, request, "cli", service.default_deadline())
+        .await?;
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let response = response
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::invalid("query", "no response"))?;
     if args.json {
         let mut value = serde_json::to_value(&response)
             .map_err(|e| Error::invalid("response", e.to_string()))?;
@@ -520,6 +540,7 @@ async fn run_eval(args: EvalArgs) -> Result<()> {
                 ));
             }
             requests.push(QueryRequest {
+                require_complete: false,
                 vector: queries.data[query_id * queries.dim..][..queries.dim].to_vec(),
                 k: args.k,
                 filter: workload.filters.get(position).cloned().flatten(),

@@ -15,25 +15,37 @@ pub(super) const ENTRY_OVERHEAD_BYTES: u64 = 128;
 
 /// Which bytes of an object an entry holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(super) enum Slot {
+pub(crate) enum Slot {
     /// The whole object.
     Whole,
     /// Bytes `start..end` of the object.
     Range { start: u64, end: u64 },
 }
 
+/// A cached value that knows how many bytes of memory it holds.
+pub(crate) trait Weighed: Clone {
+    /// Returns the bytes held by the value's payload.
+    fn payload_bytes(&self) -> usize;
+}
+
+impl Weighed for Arc<Vec<u8>> {
+    fn payload_bytes(&self) -> usize {
+        self.len()
+    }
+}
+
 #[derive(Debug)]
-struct Entry {
-    bytes: Arc<Vec<u8>>,
+struct Entry<V> {
+    bytes: V,
     tick: u64,
     charge_bytes: u64,
 }
 
-/// A map from (key, slot) to bytes that evicts least recently used entries to stay within a
-/// byte budget.
+/// A map from (key, slot) to values (bytes by default) that evicts least recently used entries
+/// to stay within a byte budget.
 #[derive(Debug)]
-pub(super) struct ByteLru {
-    entries: HashMap<String, HashMap<Slot, Entry>>,
+pub(crate) struct ByteLru<V: Weighed = Arc<Vec<u8>>> {
+    entries: HashMap<String, HashMap<Slot, Entry<V>>>,
     recency: BTreeMap<u64, (String, Slot)>,
     next_tick: u64,
     capacity_bytes: u64,
@@ -50,7 +62,7 @@ pub(super) fn charge_bytes(key: &str, num_bytes: usize) -> u64 {
         .saturating_add(ENTRY_OVERHEAD_BYTES)
 }
 
-impl ByteLru {
+impl<V: Weighed> ByteLru<V> {
     /// Returns an empty map holding at most `capacity_bytes` (as counted by [`charge_bytes`]).
     pub(super) fn new(capacity_bytes: u64) -> Self {
         ByteLru {
@@ -77,12 +89,12 @@ impl ByteLru {
     }
 
     /// Returns the entry's bytes and marks it most recently used.
-    pub(super) fn get(&mut self, key: &str, slot: Slot) -> Option<Arc<Vec<u8>>> {
+    pub(super) fn get(&mut self, key: &str, slot: Slot) -> Option<V> {
         let entry = self.entries.get_mut(key)?.get_mut(&slot)?;
         let tick = self.next_tick;
         self.next_tick += 1;
         let old_tick = std::mem::replace(&mut entry.tick, tick);
-        let bytes = Arc::clone(&entry.bytes);
+        let bytes = entry.bytes.clone();
         let id = self
             .recency
             .remove(&old_tick)
@@ -94,8 +106,8 @@ impl ByteLru {
     /// Stores the bytes as the most recently used entry, evicting the least recently used
     /// entries to make room. Returns false, storing nothing, when the entry alone exceeds the
     /// capacity.
-    pub(super) fn insert(&mut self, key: &str, slot: Slot, bytes: Arc<Vec<u8>>) -> bool {
-        let charge = charge_bytes(key, bytes.len());
+    pub(super) fn insert(&mut self, key: &str, slot: Slot, bytes: V) -> bool {
+        let charge = charge_bytes(key, bytes.payload_bytes());
         if charge > self.capacity_bytes {
             return false;
         }
@@ -177,7 +189,10 @@ impl ByteLru {
             for (slot, entry) in slots {
                 num_entries += 1;
                 bytes_cached += entry.charge_bytes;
-                assert_eq!(entry.charge_bytes, charge_bytes(key, entry.bytes.len()));
+                assert_eq!(
+                    entry.charge_bytes,
+                    charge_bytes(key, entry.bytes.payload_bytes())
+                );
                 assert_eq!(self.recency.get(&entry.tick), Some(&(key.clone(), *slot)));
             }
         }

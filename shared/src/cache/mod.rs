@@ -27,6 +27,9 @@ use crate::index::MANIFEST_KEY;
 use crate::storage::BlobStore;
 
 mod lru;
+mod partitions;
+
+pub use partitions::PartitionCache;
 
 use lru::{ByteLru, Slot};
 

@@ -252,6 +252,30 @@ impl PartitionData {
         self.ids.len()
     }
 
+    /// Returns the heap bytes the decoded partition holds (its arrays; small metadata is
+    /// rounded into a fixed allowance), the figure a memory-bounded cache charges for it.
+    pub fn memory_bytes(&self) -> usize {
+        const METADATA_ALLOWANCE_BYTES: usize = 4096;
+        let attribute_bytes: usize = self
+            .attributes
+            .columns
+            .iter()
+            .map(|column| column.len() * std::mem::size_of::<f64>())
+            .sum();
+        let pca_bytes =
+            (self.pca.mean.len() + self.pca.components.len() + self.pca.variances.len()) * 4;
+        let osq_bytes = self.osq.bits.len() + self.osq.boundaries.len() * 4;
+        self.ids.len() * 8
+            + self.vectors.len() * 4
+            + attribute_bytes
+            + pca_bytes
+            + osq_bytes
+            + self.planes.len()
+            + self.sign_codes.len() * 8
+            + self.sign_norms.len() * 4
+            + METADATA_ALLOWANCE_BYTES
+    }
+
     /// Returns the segment object's bytes.
     pub fn encode(&self) -> Result<Vec<u8>> {
         let meta = SegmentMeta {

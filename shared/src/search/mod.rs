@@ -11,4 +11,4 @@ pub mod worker;
 
 pub use coordinator::{plan_batch, plan_query, BatchPlan, QueryPlan};
 pub use merge::merge_hits;
-pub use worker::{run_worker_request, search_partition, PreparedQuery};
+pub use worker::{search_partition, search_tasks, PreparedQuery};

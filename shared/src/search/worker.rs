@@ -21,8 +21,7 @@ use crate::index::PartitionData;
 use crate::kernels;
 use crate::metric::normalize_in_place;
 use crate::protocol::{
-    Hit, PartitionOutcome, QueryHits, ScanStats, SearchKnobs, WorkerQuery, WorkerRequest,
-    WorkerResponse, PROTOCOL_VERSION,
+    Hit, PartitionOutcome, PartitionTask, QueryHits, ScanStats, SearchKnobs, WorkerQuery,
 };
 
 /// The sign-code prune keeps at least this many candidates per re-rank slot (5,000 for k = 10
@@ -351,32 +350,24 @@ fn exact_scan(
     heap.into_sorted_vec()
 }
 
-/// Runs every task of a worker request on partitions supplied by `partition_of` and returns
-/// the response. A partition that cannot be loaded or a query that cannot be prepared fails
-/// that task in-band; the request as a whole fails only for a protocol mismatch.
-pub fn run_worker_request(
-    request: &WorkerRequest,
+/// Runs every task on partitions supplied by `partition_of`, tasks in parallel (rayon), and
+/// returns one outcome per task. A partition that cannot be loaded or a query that cannot be
+/// prepared fails that task in-band, so the caller can report exactly which partitions are
+/// missing.
+pub fn search_tasks(
+    queries: &[WorkerQuery],
+    tasks: &[PartitionTask],
     partition_of: &(dyn Fn(u32) -> Result<std::sync::Arc<PartitionData>> + Sync),
-) -> Result<WorkerResponse> {
+) -> Vec<PartitionOutcome> {
     use rayon::prelude::*;
-    if request.protocol_version != PROTOCOL_VERSION {
-        return Err(Error::invalid(
-            "protocol_version",
-            format!(
-                "worker speaks version {PROTOCOL_VERSION}, request has {}",
-                request.protocol_version
-            ),
-        ));
-    }
-    let outcomes = request
-        .tasks
+    tasks
         .par_iter()
         .map(|task| {
             let outcome = (|| -> Result<Vec<QueryHits>> {
                 let partition = partition_of(task.partition)?;
                 let mut results = Vec::with_capacity(task.queries.len());
                 for &position in &task.queries {
-                    let query = request.queries.get(position as usize).ok_or_else(|| {
+                    let query = queries.get(position as usize).ok_or_else(|| {
                         Error::invalid(
                             "tasks.queries",
                             format!("query position {position} is out of range"),
@@ -404,11 +395,7 @@ pub fn run_worker_request(
                 },
             }
         })
-        .collect();
-    Ok(WorkerResponse {
-        protocol_version: PROTOCOL_VERSION,
-        outcomes,
-    })
+        .collect()
 }
 
 #[cfg(test)]

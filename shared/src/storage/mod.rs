@@ -17,12 +17,14 @@ pub mod conformance;
 mod counting;
 mod local;
 mod memory;
+mod prefixed;
 mod s3;
 
 pub use counting::{CountingStore, StoreCounters};
 pub use local::LocalStore;
 pub use memory::MemoryStore;
-pub use s3::{client_from_env, S3Store};
+pub use prefixed::PrefixedStore;
+pub use s3::{client_from_env, sdk_config_from_env, S3Store};
 
 /// An object store rooted at one prefix.
 #[async_trait]

@@ -32,6 +32,24 @@ pub const MULTIPART_PART_BYTES: usize = 8 * 1024 * 1024;
 /// Total attempts per request (first try included) in the SDK's standard retry mode.
 pub const MAX_ATTEMPTS: u32 = 5;
 
+/// Returns the AWS SDK configuration from the environment (credentials, region, endpoints),
+/// with the lean feature set's explicit HTTP client and the standard retry mode with
+/// `max_attempts` attempts (first try included) and jittered exponential backoff.
+pub async fn sdk_config_from_env(max_attempts: u32) -> aws_config::SdkConfig {
+    // The lean SDK feature set carries no default HTTP client, so one is given explicitly.
+    // `build_https` also speaks plain http:// to local endpoints.
+    let http_client = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http_client)
+        .retry_config(RetryConfig::standard().with_max_attempts(max_attempts))
+        .load()
+        .await
+}
+
 /// Returns an S3 client configured from the environment (credentials, region, endpoint).
 ///
 /// Uses the SDK's standard retry mode with [`MAX_ATTEMPTS`] attempts and jittered exponential
@@ -40,18 +58,7 @@ pub const MAX_ATTEMPTS: u32 = 5;
 /// `bucket.localhost` do not resolve. The region defaults to `us-east-1` when none is
 /// configured.
 pub async fn client_from_env() -> Client {
-    // The lean SDK feature set carries no default HTTP client, so one is given explicitly.
-    // `build_https` also speaks plain http:// to local endpoints.
-    let http_client = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
-    let sdk_config = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http_client)
-        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
-        .load()
-        .await;
+    let sdk_config = sdk_config_from_env(MAX_ATTEMPTS).await;
     let endpoint_is_overridden = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
         .iter()
         .any(|name| std::env::var(name).is_ok_and(|value| !value.is_empty()));
