@@ -1,0 +1,6 @@
+//! The coordinator Lambda function (see `squash_functions::coordinator`).
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    squash_functions::coordinator::run().await
+}

@@ -1,0 +1,154 @@
+//! Configuration of both functions, read once per cold start from environment variables.
+//!
+//! | variable | meaning | default |
+//! | --- | --- | --- |
+//! | `SQUASH_ROOT` | where indexes live: `s3://bucket/prefix` or a folder | required |
+//! | `SQUASH_WORKER_FUNCTIONS` | comma-separated worker slots (function names or ARNs) | `worker` |
+//! | `SQUASH_BRANCHING` | children per invocation-tree node | 4 |
+//! | `SQUASH_MAX_DEPTH` | levels of workers at most | 3 |
+//! | `SQUASH_TIMEOUT_MS` | time a request may take | 10000 |
+//! | `SQUASH_MANIFEST_TTL_MS` | how long an opened index is served before its manifest is re-read | 5000 |
+//! | `SQUASH_CACHE_BYTES` | worker partition cache budget | half of the function memory |
+
+use shared::cache::default_capacity_bytes;
+use shared::error::{Error, Result};
+use shared::service::coordinator::{DEFAULT_BRANCHING, DEFAULT_MANIFEST_TTL_MS, DEFAULT_MAX_DEPTH};
+use shared::service::{ServiceConfig, TreeShape};
+
+/// Everything the functions read from the environment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionConfig {
+    /// Where indexes live.
+    pub root: String,
+    /// Coordinator settings.
+    pub service: ServiceConfig,
+    /// Worker partition cache budget in bytes.
+    pub cache_bytes: u64,
+}
+
+fn number<T: std::str::FromStr>(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+    default: T,
+) -> Result<T> {
+    match lookup(name) {
+        None => Ok(default),
+        Some(text) if text.trim().is_empty() => Ok(default),
+        Some(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| Error::invalid(name, format!("'{text}' is not a valid number"))),
+    }
+}
+
+impl FunctionConfig {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<FunctionConfig> {
+        FunctionConfig::from_lookup(&|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<FunctionConfig> {
+        let root = lookup("SQUASH_ROOT")
+            .filter(|root| !root.trim().is_empty())
+            .ok_or_else(|| {
+                Error::invalid(
+                    "SQUASH_ROOT",
+                    "must be set to where indexes live (s3://bucket/prefix or a folder)",
+                )
+            })?;
+        let worker_functions: Vec<String> = lookup("SQUASH_WORKER_FUNCTIONS")
+            .unwrap_or_else(|| "worker".to_string())
+            .split(',')
+            .map(|name| name.trim().to_string())
+            .filter(|name| !name.is_empty())
+            .collect();
+        if worker_functions.is_empty() {
+            return Err(Error::invalid(
+                "SQUASH_WORKER_FUNCTIONS",
+                "must name at least one worker function",
+            ));
+        }
+        let tree = TreeShape::try_new(
+            number(lookup, "SQUASH_BRANCHING", DEFAULT_BRANCHING)?,
+            number(lookup, "SQUASH_MAX_DEPTH", DEFAULT_MAX_DEPTH)?,
+        )
+        .map_err(|error| match error {
+            Error::InvalidInput { field, reason } => Error::invalid(
+                if field == "branching" {
+                    "SQUASH_BRANCHING"
+                } else {
+                    "SQUASH_MAX_DEPTH"
+                },
+                reason,
+            ),
+            other => other,
+        })?;
+        let timeout_ms = number(
+            lookup,
+            "SQUASH_TIMEOUT_MS",
+            shared::protocol::DEFAULT_TIMEOUT_MS,
+        )?;
+        if timeout_ms == 0 {
+            return Err(Error::invalid("SQUASH_TIMEOUT_MS", "must be positive"));
+        }
+        Ok(FunctionConfig {
+            root,
+            service: ServiceConfig {
+                worker_functions,
+                tree,
+                timeout_ms,
+                manifest_ttl_ms: number(lookup, "SQUASH_MANIFEST_TTL_MS", DEFAULT_MANIFEST_TTL_MS)?,
+            },
+            cache_bytes: number(lookup, "SQUASH_CACHE_BYTES", default_capacity_bytes())?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<FunctionConfig> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        FunctionConfig::from_lookup(&|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_and_bad_values_name_their_variable() {
+        let parsed = config(&[
+            ("SQUASH_ROOT", "s3://b/p"),
+            ("SQUASH_WORKER_FUNCTIONS", "a, b,c"),
+        ])
+        .expect("config");
+        assert_eq!(parsed.service.worker_functions, vec!["a", "b", "c"]);
+        assert_eq!(parsed.service.tree.branching, DEFAULT_BRANCHING);
+        let field_of = |result: Result<FunctionConfig>| match result {
+            Err(Error::InvalidInput { field, .. }) => field,
+            other => panic!("expected an error, got {other:?}"),
+        };
+        assert_eq!(field_of(config(&[])), "SQUASH_ROOT");
+        assert_eq!(
+            field_of(config(&[
+                ("SQUASH_ROOT", "x"),
+                ("SQUASH_BRANCHING", "many")
+            ])),
+            "SQUASH_BRANCHING"
+        );
+        assert_eq!(
+            field_of(config(&[("SQUASH_ROOT", "x"), ("SQUASH_MAX_DEPTH", "0")])),
+            "SQUASH_MAX_DEPTH"
+        );
+        assert_eq!(
+            field_of(config(&[
+                ("SQUASH_ROOT", "x"),
+                ("SQUASH_WORKER_FUNCTIONS", " , ")
+            ])),
+            "SQUASH_WORKER_FUNCTIONS"
+        );
+    }
+}

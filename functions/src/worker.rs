@@ -1,0 +1,77 @@
+//! The worker function's event handler: a `WorkerRequest` in, a `WorkerResponse` out.
+
+use std::sync::Arc;
+
+use lambda_runtime::{service_fn, LambdaEvent};
+use serde_json::Value;
+use shared::cache::PartitionCache;
+use shared::protocol::{WorkerRequest, WorkerResponse};
+use shared::service::WorkerService;
+use shared::storage::store_for_location;
+
+use crate::config::FunctionConfig;
+use crate::faults::{fault_for, Fault};
+use crate::invoker::LambdaInvoker;
+
+/// A worker request that could not be served; Lambda reports it as a function error.
+#[derive(Debug)]
+pub struct WorkerError(pub String);
+
+impl std::fmt::Display for WorkerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for WorkerError {}
+
+impl From<WorkerError> for lambda_runtime::Diagnostic {
+    fn from(error: WorkerError) -> Self {
+        lambda_runtime::Diagnostic {
+            error_type: "SquashWorkerError".to_string(),
+            error_message: error.0,
+        }
+    }
+}
+
+/// Handles one worker event.
+pub async fn handle_event(
+    worker: &WorkerService,
+    function: &str,
+    payload: Value,
+) -> Result<WorkerResponse, WorkerError> {
+    match fault_for(function) {
+        Some(Fault::Crash) => std::process::abort(),
+        Some(Fault::Fail) => return Err(WorkerError(format!("{function}: injected failure"))),
+        Some(Fault::Sleep(delay)) => tokio::time::sleep(delay).await,
+        None => {}
+    }
+    let request: WorkerRequest = serde_path_to_error::deserialize(payload).map_err(|e| {
+        WorkerError(format!(
+            "invalid worker request at {}: {}",
+            e.path(),
+            e.inner()
+        ))
+    })?;
+    worker
+        .handle(request)
+        .await
+        .map_err(|e| WorkerError(e.to_string()))
+}
+
+/// Runs the worker function: configuration and clients once per cold start, then events.
+pub async fn run() -> Result<(), lambda_runtime::Error> {
+    crate::init_logging();
+    let config = FunctionConfig::from_env()?;
+    let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "worker".into());
+    let root = store_for_location(&config.root).await?;
+    let invoker = Arc::new(LambdaInvoker::from_env().await);
+    let cache = Arc::new(PartitionCache::new(config.cache_bytes));
+    let worker = WorkerService::new(&function, root, cache, invoker);
+    let worker = &worker;
+    let function = function.as_str();
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        handle_event(worker, function, event.payload).await
+    }))
+    .await
+}
