@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
-# The test command: formatting, lints, purity of the compute modules, every test, then the S3
-# adapter against a local S3 server (SeaweedFS `weed mini`, see scripts/s3-local.sh).
+# The test command: formatting, lints, purity of the compute modules, every test, then the
+# tests that need real parts: the S3 adapter against a local S3 server, and the serverless
+# path (curl -> cargo lambda watch -> coordinator -> worker tree -> S3) against the local stack
+# (scripts/local-stack.sh, stopped again on exit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 scripts/check-pure.sh
 cargo test --workspace
-trap 'scripts/s3-local.sh stop' EXIT
-scripts/s3-local.sh start >/dev/null
+trap 'scripts/local-stack.sh down' EXIT
+scripts/local-stack.sh up >/dev/null
 (
-    eval "$(scripts/s3-local.sh env)"
+    eval "$(scripts/local-stack.sh env)"
     SQUASH_TEST_S3=1 cargo test -p shared --test s3_store
+    SQUASH_TEST_STACK=1 cargo test -p squash-tests --test local_stack -- --test-threads=1 \
+        --nocapture --skip worker_process_killed_mid_query
+    # Last: it kills a worker process, which the emulator does not restart.
+    SQUASH_TEST_STACK=1 cargo test -p squash-tests --test local_stack -- --exact \
+        worker_process_killed_mid_query_is_named_missing
 )

@@ -25,6 +25,12 @@ pub async fn handle_event(
 ) -> Value {
     let budget = crate::remaining_budget(deadline_epoch_ms, service.config().timeout_ms);
     let deadline = Instant::now() + budget;
+    tracing::debug!(
+        request_id,
+        deadline_epoch_ms,
+        budget_ms = budget.as_millis() as u64,
+        "request budget"
+    );
     let is_http = payload
         .get("requestContext")
         .and_then(|context| context.get("http"))
@@ -81,6 +87,8 @@ fn http_event_response(response: &HttpResponse, request_id: &str) -> Value {
         "headers": headers,
         "body": response.body.to_string(),
         "isBase64Encoded": false,
+        // Required by strict payload-2.0 parsers (the local emulator's among them).
+        "cookies": [],
     })
 }
 

@@ -6,8 +6,12 @@
 //! - `crash`: the process aborts mid-request (the container dies);
 //! - `fail`: the invocation returns a function error;
 //! - `sleep <ms>`: the invocation stalls that long before working;
-//! - `crash-once <marker file>`: crash unless the marker exists, creating it first, so the
+//! - `fail-once <marker file>`: fail unless the marker exists, creating it first, so the
 //!   retry succeeds.
+//!
+//! (`cargo lambda watch` does not restart a function process that died, so under the
+//! emulator a crashed slot stays down until the emulator restarts; on AWS the next invocation
+//! gets a new container.)
 
 use std::time::Duration;
 
@@ -43,12 +47,12 @@ pub fn parse_fault(text: &str, function: &str) -> Option<Fault> {
                 .parse()
                 .ok()
                 .map(|ms| Fault::Sleep(Duration::from_millis(ms))),
-            (Some("crash-once"), Some(marker)) => {
+            (Some("fail-once"), Some(marker)) => {
                 if std::path::Path::new(marker).exists() {
                     None
                 } else {
-                    std::fs::write(marker, b"crashed once").ok()?;
-                    Some(Fault::Crash)
+                    std::fs::write(marker, b"failed once").ok()?;
+                    Some(Fault::Fail)
                 }
             }
             _ => None,
@@ -73,8 +77,8 @@ mod tests {
         assert_eq!(parse_fault(text, "worker-1"), None);
         let marker = std::env::temp_dir().join(format!("squash-fault-{}", std::process::id()));
         let _ = std::fs::remove_file(&marker);
-        let once = format!("w crash-once {}", marker.display());
-        assert_eq!(parse_fault(&once, "w"), Some(Fault::Crash));
+        let once = format!("w fail-once {}", marker.display());
+        assert_eq!(parse_fault(&once, "w"), Some(Fault::Fail));
         assert_eq!(parse_fault(&once, "w"), None);
         let _ = std::fs::remove_file(&marker);
     }

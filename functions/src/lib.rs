@@ -25,9 +25,12 @@ pub fn init_logging() {
 }
 
 /// Returns the time left before `deadline_epoch_ms` (the Lambda context deadline), minus a
-/// margin to send the answer, capped at `timeout_ms`.
+/// margin to send the answer, capped at `timeout_ms`. A deadline that is not a plausible
+/// epoch time (`cargo lambda watch` sends its 600,000 ms timeout itself) is ignored.
 pub fn remaining_budget(deadline_epoch_ms: u64, timeout_ms: u64) -> std::time::Duration {
     const ANSWER_MARGIN_MS: u64 = 200;
+    /// 2001-09-09 in milliseconds since the epoch: anything smaller is not an epoch time.
+    const PLAUSIBLE_EPOCH_MS: u64 = 1_000_000_000_000;
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -35,10 +38,29 @@ pub fn remaining_budget(deadline_epoch_ms: u64, timeout_ms: u64) -> std::time::D
     let lambda_left_ms = deadline_epoch_ms
         .saturating_sub(now_ms)
         .saturating_sub(ANSWER_MARGIN_MS);
-    let budget_ms = if deadline_epoch_ms == 0 {
+    let budget_ms = if deadline_epoch_ms < PLAUSIBLE_EPOCH_MS {
         timeout_ms
     } else {
         lambda_left_ms.min(timeout_ms)
     };
     std::time::Duration::from_millis(budget_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budgets_follow_the_lambda_deadline_and_ignore_implausible_ones() {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis() as u64;
+        assert_eq!(remaining_budget(600_000, 5_000).as_millis(), 5_000);
+        assert_eq!(remaining_budget(0, 5_000).as_millis(), 5_000);
+        let budget = remaining_budget(now_ms + 2_000, 5_000).as_millis();
+        assert!((1_700..=1_800).contains(&budget), "{budget}");
+        assert_eq!(remaining_budget(now_ms + 60_000, 5_000).as_millis(), 5_000);
+        assert_eq!(remaining_budget(now_ms - 1, 5_000).as_millis(), 0);
+    }
 }

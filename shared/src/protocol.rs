@@ -131,6 +131,10 @@ pub struct QueryRequest {
     /// Fail (HTTP 503) instead of answering with some partitions missing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub require_complete: bool,
+    /// Children per node of the invocation tree for this request, overriding the deployment's
+    /// setting (for tuning and measurement).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branching: Option<usize>,
 }
 
 impl QueryRequest {
@@ -143,6 +147,7 @@ impl QueryRequest {
             include_attributes: false,
             options: SearchOptions::default(),
             require_complete: false,
+            branching: None,
         }
     }
 
@@ -487,6 +492,10 @@ pub struct BatchRequest {
     /// Fail (HTTP 503) instead of answering with some partitions missing.
     #[serde(default)]
     pub require_complete: bool,
+    /// Children per node of the invocation tree for this batch, overriding the deployment's
+    /// setting (for tuning and measurement).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branching: Option<usize>,
 }
 
 /// The answer to a batch.

@@ -362,6 +362,7 @@ async fn glove_sample_recall_per_workload() {
                 let filter = workload["filters"][position].clone();
                 requests.push(QueryRequest {
                     require_complete: false,
+                    branching: None,
                     vector: queries.data[query_id * queries.dim..][..queries.dim].to_vec(),
                     k,
                     filter: (!filter.is_null()).then_some(filter),

@@ -95,6 +95,7 @@ async fn version_1_index_still_opens_and_answers() {
         filter: Some(filter),
         include_attributes: true,
         require_complete: false,
+        branching: None,
         options: SearchOptions {
             exact: true,
             ..SearchOptions::default()

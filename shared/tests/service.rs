@@ -27,6 +27,9 @@ use shared::storage::{BlobStore, MemoryStore, PrefixedStore};
 use common::{params, synthetic};
 
 const NUM_PARTITIONS: usize = 8;
+
+/// A bad HTTP request: method, path, body, expected status, expected field.
+type BadCase = (&'static str, String, Vec<u8>, u16, Option<&'static str>);
 const SLOTS: [&str; 4] = ["w0", "w1", "w2", "w3"];
 
 /// What a [`FaultyInvoker`] does to calls of one function.
@@ -426,7 +429,7 @@ async fn http_routes_answer_good_and_bad_requests() {
     assert_eq!(direct.body["hits"].as_array().map(Vec::len), Some(4));
 
     let short: Vec<f32> = vec![0.5; 3];
-    let cases: Vec<(&str, String, Vec<u8>, u16, Option<&str>)> = vec![
+    let cases: Vec<BadCase> = vec![
         (
             "POST",
             "/v1/indexes/films/query".into(),

@@ -409,6 +409,7 @@ async fn run_query(args: QueryArgs) -> Result<()> {
         include_attributes: true,
         options: args.knobs.options(),
         require_complete: true,
+        branching: None,
     };
     let started = Instant::now();
     let response = service
@@ -541,6 +542,7 @@ async fn run_eval(args: EvalArgs) -> Result<()> {
             }
             requests.push(QueryRequest {
                 require_complete: false,
+                branching: None,
                 vector: queries.data[query_id * queries.dim..][..queries.dim].to_vec(),
                 k: args.k,
                 filter: workload.filters.get(position).cloned().flatten(),

@@ -289,11 +289,13 @@ impl CoordinatorService {
         deadline: Instant,
     ) -> Result<QueryResponse> {
         let require_complete = request.require_complete;
+        let tree = self.tree_shape(request.branching)?;
         let (mut responses, execution) = self
             .run(
                 name,
                 std::slice::from_ref(&request),
                 require_complete,
+                tree,
                 request_id,
                 deadline,
             )
@@ -323,11 +325,13 @@ impl CoordinatorService {
                 ),
             ));
         }
+        let tree = self.tree_shape(batch.branching)?;
         let (results, stats) = self
             .run(
                 name,
                 &batch.queries,
                 batch.require_complete,
+                tree,
                 request_id,
                 deadline,
             )
@@ -339,11 +343,20 @@ impl CoordinatorService {
         })
     }
 
+    /// Returns the configured tree shape with the request's branching, if it sets one.
+    fn tree_shape(&self, branching_opt: Option<usize>) -> Result<TreeShape> {
+        match branching_opt {
+            None => Ok(self.config.tree),
+            Some(branching) => TreeShape::try_new(branching, self.config.tree.max_depth),
+        }
+    }
+
     async fn run(
         &self,
         name: &str,
         requests: &[QueryRequest],
         require_complete: bool,
+        tree: TreeShape,
         request_id: &str,
         deadline: Instant,
     ) -> Result<(Vec<QueryResponse>, ExecutionStats)> {
@@ -354,7 +367,7 @@ impl CoordinatorService {
         loop {
             let opened = self.open(name, refresh, &mut reads).await?;
             let plan = plan_batch(&opened.coordinator, requests)?;
-            let nodes = plan_tree(&plan.tasks, &self.config.worker_functions, self.config.tree)?;
+            let nodes = plan_tree(&plan.tasks, &self.config.worker_functions, tree)?;
             let plan_ms = started.elapsed().as_secs_f64() * 1e3;
             let fan_out_started = Instant::now();
             let root_request = Arc::new(WorkerRequest {

@@ -1,0 +1,208 @@
+//! `stack-bench`: latency and throughput of the serverless path on the local stack
+//! (`scripts/local-stack.sh up`, then `eval "$(scripts/local-stack.sh env)"`).
+//!
+//! Measures, through `curl` against the coordinator's function URL:
+//! - cold-cache single queries (first query on a freshly built index: S3 reads and decoding)
+//!   next to the warm repeat;
+//! - warm single queries over the sample's workloads: p50/p95/p99;
+//! - batch throughput (queries per second) for batches of the sample's queries;
+//! - the cost of one tree level: the same queries over all 4 worker slots with a branching
+//!   of 4 (one level of workers) and of 2 (two levels).
+//!
+//! Usage: `cargo run -p squash-tests --bin stack-bench -- [--queries N] [--json FILE]`
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use shared::embedded::write_index;
+use shared::index::build::NoProgress;
+use shared::index::{BuildInput, BuildParams};
+use shared::input;
+use shared::metric::Metric;
+use squash_tests::{quantile, sample_dir, sample_workloads, workload_requests, Stack};
+
+const SAMPLE_INDEX: &str = "glove-20k";
+const COLD_TRIALS: usize = 5;
+
+struct Args {
+    num_queries: usize,
+    json_path_opt: Option<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        num_queries: 200,
+        json_path_opt: None,
+    };
+    let mut iter = std::env::args().skip(1);
+    while let Some(arg) = iter.next() {
+        match arg.as_str() {
+            "--queries" => {
+                args.num_queries = iter
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or("--queries needs a positive number")?;
+            }
+            "--json" => args.json_path_opt = Some(iter.next().ok_or("--json needs a file")?),
+            "-h" | "--help" => {
+                return Err("usage: stack-bench [--queries N] [--json FILE]".to_string())
+            }
+            other => return Err(format!("unknown argument '{other}' (see --help)")),
+        }
+    }
+    Ok(args)
+}
+
+fn summary(latencies_s: &mut [f64]) -> Value {
+    let ms = |q: f64, values: &mut [f64]| (quantile(values, q) * 1e4).round() / 10.0;
+    json!({
+        "n": latencies_s.len(),
+        "p50_ms": ms(0.5, latencies_s),
+        "p95_ms": ms(0.95, latencies_s),
+        "p99_ms": ms(0.99, latencies_s),
+    })
+}
+
+fn build_fresh_index(stack: &Stack, name: &str) {
+    let vectors = input::read_vectors(&sample_dir().join("base.fvecs")).expect("sample vectors");
+    let mut attributes = shared::attributes::AttributeTable::with_columns(0, vectors.num_vectors);
+    attributes.num_rows = vectors.num_vectors;
+    let build = BuildInput {
+        dim: vectors.dim,
+        ids: (0..vectors.num_vectors as u64).collect(),
+        vectors: vectors.data,
+        schema: Default::default(),
+        attributes,
+    };
+    let mut params = BuildParams::new(Metric::Cosine, "1");
+    params.num_partitions = Some(4);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let store = shared::storage::store_for_location(&format!("{}/{name}", stack.root))
+            .await
+            .expect("store");
+        write_index(store, build, params, Arc::new(NoProgress))
+            .await
+            .expect("build");
+    });
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("{message}");
+            std::process::exit(2);
+        }
+    };
+    let Some(stack) = Stack::from_env("stack-bench") else {
+        std::process::exit(2);
+    };
+    let (file, queries) = sample_workloads();
+    let mut requests = Vec::new();
+    for workload in &file.workloads {
+        requests.extend(workload_requests(workload, &queries, 10));
+    }
+    requests.truncate(args.num_queries.max(1));
+    let query_path = format!("/v1/indexes/{SAMPLE_INDEX}/query");
+    let mut report = json!({});
+
+    // Cold cache vs warm repeat, on freshly built copies of the sample.
+    let (mut cold, mut warm_repeat) = (Vec::new(), Vec::new());
+    let mut cold_bytes = 0u64;
+    for (trial, request) in requests.iter().enumerate().take(COLD_TRIALS) {
+        let name = format!("bench-cold-{}-{trial}", std::process::id());
+        build_fresh_index(&stack, &name);
+        let body = serde_json::to_vec(request).expect("json");
+        let path = format!("/v1/indexes/{name}/query");
+        let (status, answer, seconds) = stack.call_timed("POST", &path, Some(&body));
+        assert_eq!(status, 200, "{answer}");
+        cold.push(seconds);
+        cold_bytes += answer["stats"]["execution"]["store_bytes_fetched"]
+            .as_u64()
+            .unwrap_or(0);
+        let (status, answer, seconds) = stack.call_timed("POST", &path, Some(&body));
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["stats"]["execution"]["store_get_requests"], json!(0));
+        warm_repeat.push(seconds);
+    }
+    report["cold_cache_single"] = summary(&mut cold);
+    report["cold_cache_single"]["mean_bytes_from_s3"] = json!(cold_bytes / COLD_TRIALS as u64);
+    report["warm_repeat_single"] = summary(&mut warm_repeat);
+
+    // Warm single queries (the default tree; partitions as the planner picks them).
+    for request in requests.iter().take(20) {
+        stack.call(
+            "POST",
+            &query_path,
+            Some(&serde_json::to_vec(request).expect("json")),
+        );
+    }
+    let (mut latencies, mut server_ms, mut invocations) = (Vec::new(), Vec::new(), 0u64);
+    let mut bytes_from_s3 = 0u64;
+    for request in &requests {
+        let body = serde_json::to_vec(request).expect("json");
+        let (status, answer, seconds) = stack.call_timed("POST", &query_path, Some(&body));
+        assert_eq!(status, 200, "{answer}");
+        latencies.push(seconds);
+        let execution = &answer["stats"]["execution"];
+        server_ms.push(execution["total_ms"].as_f64().unwrap_or(f64::NAN) / 1e3);
+        invocations += execution["invocations"].as_u64().unwrap_or(0);
+        bytes_from_s3 += execution["store_bytes_fetched"].as_u64().unwrap_or(0);
+    }
+    report["warm_single"] = summary(&mut latencies);
+    report["warm_single"]["server_side"] = summary(&mut server_ms);
+    report["warm_single"]["mean_invocations"] = json!(invocations as f64 / requests.len() as f64);
+    report["warm_single"]["bytes_from_s3"] = json!(bytes_from_s3);
+
+    // Batch throughput.
+    let batch_path = format!("/v1/indexes/{SAMPLE_INDEX}/query-batch");
+    let mut batch_rows = Vec::new();
+    for batch_size in [10usize, 100, requests.len()] {
+        let batch_size = batch_size.min(requests.len());
+        let mut seconds_total = 0.0;
+        let mut num_queries = 0usize;
+        for chunk in requests.chunks(batch_size) {
+            let body = serde_json::to_vec(&json!({ "queries": chunk })).expect("json");
+            let (status, answer, seconds) = stack.call_timed("POST", &batch_path, Some(&body));
+            assert_eq!(status, 200, "{answer}");
+            seconds_total += seconds;
+            num_queries += chunk.len();
+        }
+        batch_rows.push(json!({
+            "batch_size": batch_size,
+            "queries": num_queries,
+            "queries_per_s": (num_queries as f64 / seconds_total * 10.0).round() / 10.0,
+        }));
+    }
+    report["batch"] = json!(batch_rows);
+
+    // One tree level: all four slots, branching 4 (depth 1) vs 2 (depth 2), alternated.
+    let (mut flat, mut deep) = (Vec::new(), Vec::new());
+    for request in requests.iter().take(100) {
+        for (branching, sink) in [(4usize, &mut flat), (2usize, &mut deep)] {
+            let mut request = request.clone();
+            request.options.min_partitions = Some(4);
+            request.branching = Some(branching);
+            let body = serde_json::to_vec(&request).expect("json");
+            let (status, answer, seconds) = stack.call_timed("POST", &query_path, Some(&body));
+            assert_eq!(status, 200, "{answer}");
+            let depth = answer["stats"]["execution"]["tree_depth"].as_u64();
+            assert_eq!(depth, Some(if branching == 4 { 1 } else { 2 }), "{answer}");
+            sink.push(seconds);
+        }
+    }
+    let (flat_p50, deep_p50) = (quantile(&mut flat, 0.5), quantile(&mut deep, 0.5));
+    report["tree_depth_1"] = summary(&mut flat);
+    report["tree_depth_2"] = summary(&mut deep);
+    report["one_level_overhead_p50_ms"] = json!(((deep_p50 - flat_p50) * 1e4).round() / 10.0);
+
+    println!("{}", serde_json::to_string_pretty(&report).expect("report"));
+    if let Some(path) = args.json_path_opt {
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&report).expect("report"),
+        )
+        .expect("report written");
+    }
+}
