@@ -32,13 +32,23 @@ impl Stack {
             );
             return None;
         }
+        match Stack::from_vars() {
+            Ok(stack) => Some(stack),
+            Err(message) => panic!("SQUASH_TEST_STACK=1: {message}"),
+        }
+    }
+
+    /// Returns the stack described by `SQUASH_API`, `SQUASH_ROOT` and `SQUASH_FAULT_FILE`.
+    pub fn from_vars() -> Result<Stack, String> {
         let var = |name: &str| {
-            std::env::var(name).unwrap_or_else(|_| panic!("SQUASH_TEST_STACK=1 needs {name}"))
+            std::env::var(name).map_err(|_| {
+                format!("{name} is not set; run eval \"$(scripts/local-stack.sh env)\" first")
+            })
         };
-        Some(Stack {
-            api: var("SQUASH_API"),
-            root: var("SQUASH_ROOT"),
-            fault_file: PathBuf::from(var("SQUASH_FAULT_FILE")),
+        Ok(Stack {
+            api: var("SQUASH_API")?,
+            root: var("SQUASH_ROOT")?,
+            fault_file: PathBuf::from(var("SQUASH_FAULT_FILE")?),
         })
     }
 

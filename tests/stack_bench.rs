@@ -2,8 +2,8 @@
 //! (`scripts/local-stack.sh up`, then `eval "$(scripts/local-stack.sh env)"`).
 //!
 //! Measures, through `curl` against the coordinator's function URL:
-//! - cold-cache single queries (first query on a freshly built index: S3 reads and decoding)
-//!   next to the warm repeat;
+//! - cold single queries (first query on a freshly built index: S3 reads and decoding; listed
+//!   apart when function processes were started for it) next to the warm repeat;
 //! - warm single queries over the sample's workloads: p50/p95/p99;
 //! - batch throughput (queries per second) for batches of the sample's queries;
 //! - the cost of one tree level: the same queries over all 4 worker slots with a branching
@@ -95,8 +95,12 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let Some(stack) = Stack::from_env("stack-bench") else {
-        std::process::exit(2);
+    let stack = match Stack::from_vars() {
+        Ok(stack) => stack,
+        Err(message) => {
+            eprintln!("stack-bench: {message}");
+            std::process::exit(2);
+        }
     };
     let (file, queries) = sample_workloads();
     let mut requests = Vec::new();
@@ -108,7 +112,7 @@ fn main() {
     let mut report = json!({});
 
     // Cold cache vs warm repeat, on freshly built copies of the sample.
-    let (mut cold, mut warm_repeat) = (Vec::new(), Vec::new());
+    let (mut cold, mut warm_repeat, mut cold_containers) = (Vec::new(), Vec::new(), Vec::new());
     let mut cold_bytes = 0u64;
     for (trial, request) in requests.iter().enumerate().take(COLD_TRIALS) {
         let name = format!("bench-cold-{}-{trial}", std::process::id());
@@ -117,15 +121,25 @@ fn main() {
         let path = format!("/v1/indexes/{name}/query");
         let (status, answer, seconds) = stack.call_timed("POST", &path, Some(&body));
         assert_eq!(status, 200, "{answer}");
-        cold.push(seconds);
-        cold_bytes += answer["stats"]["execution"]["store_bytes_fetched"]
-            .as_u64()
-            .unwrap_or(0);
+        let execution = &answer["stats"]["execution"];
+        cold_bytes += execution["store_bytes_fetched"].as_u64().unwrap_or(0);
+        let containers_started = execution["worker_cold_starts"].as_u64().unwrap_or(0)
+            + u64::from(execution["coordinator_cold_start"] == json!(true));
+        if containers_started > 0 {
+            // Functions started for this query: a cold container, not only a cold cache.
+            cold_containers.push(json!({
+                "ms": (seconds * 1e4).round() / 10.0,
+                "containers_started": containers_started,
+            }));
+        } else {
+            cold.push(seconds);
+        }
         let (status, answer, seconds) = stack.call_timed("POST", &path, Some(&body));
         assert_eq!(status, 200, "{answer}");
         assert_eq!(answer["stats"]["execution"]["store_get_requests"], json!(0));
         warm_repeat.push(seconds);
     }
+    report["cold_container_single"] = json!(cold_containers);
     report["cold_cache_single"] = summary(&mut cold);
     report["cold_cache_single"]["mean_bytes_from_s3"] = json!(cold_bytes / COLD_TRIALS as u64);
     report["warm_repeat_single"] = summary(&mut warm_repeat);
