@@ -40,6 +40,7 @@ impl WorkerInvoker for LambdaInvoker {
             message: format!("encoding the request for {function}: {e}"),
             retryable: false,
         })?;
+        let payload = crate::envelope::wrap(payload)?;
         if payload.len() > MAX_PAYLOAD_BYTES {
             return Err(Error::invalid(
                 "queries",
@@ -75,9 +76,13 @@ impl WorkerInvoker for LambdaInvoker {
                 retryable: true,
             });
         }
-        serde_json::from_slice(body).map_err(|e| Error::Storage {
+        let not_a_response = |e: &dyn std::fmt::Display| Error::Storage {
             message: format!("{function} answered something that is not a worker response: {e}"),
             retryable: true,
-        })
+        };
+        let value: serde_json::Value =
+            serde_json::from_slice(body).map_err(|e| not_a_response(&e))?;
+        let value = crate::envelope::unwrap(value).map_err(|e| not_a_response(&e))?;
+        serde_json::from_value(value).map_err(|e| not_a_response(&e))
     }
 }

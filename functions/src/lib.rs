@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod coordinator;
+pub mod envelope;
 pub mod faults;
 pub mod invoker;
 pub mod worker;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 use shared::cache::PartitionCache;
-use shared::protocol::{WorkerRequest, WorkerResponse};
+use shared::protocol::WorkerRequest;
 use shared::service::WorkerService;
 use shared::storage::store_for_location;
 
@@ -39,13 +39,14 @@ pub async fn handle_event(
     worker: &WorkerService,
     function: &str,
     payload: Value,
-) -> Result<WorkerResponse, WorkerError> {
+) -> Result<Value, WorkerError> {
     match fault_for(function) {
         Some(Fault::Crash) => std::process::abort(),
         Some(Fault::Fail) => return Err(WorkerError(format!("{function}: injected failure"))),
         Some(Fault::Sleep(delay)) => tokio::time::sleep(delay).await,
         None => {}
     }
+    let payload = crate::envelope::unwrap(payload).map_err(|e| WorkerError(e.to_string()))?;
     let request: WorkerRequest = serde_path_to_error::deserialize(payload).map_err(|e| {
         WorkerError(format!(
             "invalid worker request at {}: {}",
@@ -53,10 +54,14 @@ pub async fn handle_event(
             e.inner()
         ))
     })?;
-    worker
+    let response = worker
         .handle(request)
         .await
-        .map_err(|e| WorkerError(e.to_string()))
+        .map_err(|e| WorkerError(e.to_string()))?;
+    // Large answers (thousands of queries' hits) travel compressed, like large requests.
+    let json = serde_json::to_vec(&response).map_err(|e| WorkerError(e.to_string()))?;
+    let wrapped = crate::envelope::wrap(json).map_err(|e| WorkerError(e.to_string()))?;
+    serde_json::from_slice(&wrapped).map_err(|e| WorkerError(e.to_string()))
 }
 
 /// Runs the worker function: configuration and clients once per cold start, then events.
