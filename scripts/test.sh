@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 scripts/check-pure.sh
+scripts/check-infra.sh
 cargo test --workspace
 trap 'scripts/local-stack.sh down' EXIT
 scripts/local-stack.sh up >/dev/null
