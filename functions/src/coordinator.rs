@@ -53,6 +53,21 @@ pub async fn handle_event(
         .or_else(|| payload["requestContext"]["http"]["path"].as_str())
         .unwrap_or("/")
         .to_string();
+    // A named API Gateway stage stays in `rawPath` (`/prod/v1/...`); the routes start after it.
+    let path = match payload["requestContext"]["stage"].as_str() {
+        Some(stage) if stage != "$default" => path
+            .strip_prefix(&format!("/{stage}"))
+            .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+            .map(|rest| {
+                if rest.is_empty() {
+                    "/".to_string()
+                } else {
+                    rest.to_string()
+                }
+            })
+            .unwrap_or(path),
+        _ => path,
+    };
     let body_text = payload["body"].as_str().unwrap_or("");
     let body = if payload["isBase64Encoded"].as_bool().unwrap_or(false) {
         match base64::engine::general_purpose::STANDARD.decode(body_text) {
@@ -107,4 +122,60 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
         )
     }))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::cache::PartitionCache;
+    use shared::service::{InProcessInvoker, ServiceConfig};
+    use shared::storage::{BlobStore, MemoryStore};
+
+    fn service() -> CoordinatorService {
+        let root: Arc<dyn BlobStore> = Arc::new(MemoryStore::new());
+        let invoker =
+            InProcessInvoker::new(Arc::clone(&root), Arc::new(PartitionCache::new(1 << 20)));
+        CoordinatorService::new(root, Arc::new(invoker), ServiceConfig::default())
+    }
+
+    fn http_event(stage: &str, raw_path: &str, method: &str) -> Value {
+        json!({
+            "version": "2.0",
+            "rawPath": raw_path,
+            "requestContext": {"stage": stage, "http": {"method": method, "path": raw_path}},
+            "isBase64Encoded": false,
+        })
+    }
+
+    #[tokio::test]
+    async fn http_events_route_with_and_without_a_named_stage() {
+        let service = service();
+        for (stage, path) in [("$default", "/health"), ("prod", "/prod/health")] {
+            let answer = handle_event(&service, http_event(stage, path, "GET"), "r", 0).await;
+            assert_eq!(answer["statusCode"], json!(200), "{answer}");
+            assert_eq!(answer["cookies"], json!([]));
+            let body: Value =
+                serde_json::from_str(answer["body"].as_str().expect("body")).expect("json");
+            assert_eq!(body["status"], json!("ok"));
+        }
+        let missing = handle_event(
+            &service,
+            http_event("prod", "/prod/v1/indexes/nope", "GET"),
+            "r",
+            0,
+        )
+        .await;
+        assert_eq!(missing["statusCode"], json!(404), "{missing}");
+    }
+
+    #[tokio::test]
+    async fn direct_invocations_answer_with_the_http_body_and_status() {
+        let service = service();
+        let answer = handle_event(&service, json!({"vector": [1.0]}), "r", 0).await;
+        assert_eq!(answer["status"], json!(400), "{answer}");
+        assert_eq!(answer["error"]["field"], json!("index"));
+        let answer =
+            handle_event(&service, json!({"index": "nope", "vector": [1.0]}), "r", 0).await;
+        assert_eq!(answer["status"], json!(404), "{answer}");
+    }
 }

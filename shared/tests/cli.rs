@@ -179,7 +179,7 @@ fn bad_inputs_fail_clearly_and_write_nothing() {
     ]);
     assert!(!missing.status.success());
     assert!(
-        stderr(&missing).contains("no index"),
+        stderr(&missing).contains("not found: index"),
         "{}",
         stderr(&missing)
     );

@@ -390,6 +390,8 @@ const EMBEDDED_WORKER_SLOTS: usize = 4;
 
 async fn run_query(args: QueryArgs) -> Result<()> {
     let (service, name) = embedded_service(&args.index).await?;
+    // Opening the index first reports a wrong --index before any problem with the query file.
+    service.describe(&name).await?;
     let vectors = input::read_vectors(&args.vector_file)?;
     if args.row >= vectors.num_vectors {
         return Err(Error::invalid(

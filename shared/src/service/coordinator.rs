@@ -335,7 +335,21 @@ impl CoordinatorService {
                 request_id,
                 deadline,
             )
-            .await?;
+            .await
+            .map_err(|error| match error {
+                // A batch names the query even when it holds only one.
+                Error::InvalidInput { field, reason }
+                    if batch.queries.len() == 1
+                        && field != "index"
+                        && !field.starts_with("queries") =>
+                {
+                    Error::InvalidInput {
+                        field: format!("queries[0].{field}"),
+                        reason,
+                    }
+                }
+                other => other,
+            })?;
         Ok(BatchResponse {
             partial: results.iter().any(|r| r.partial),
             results,

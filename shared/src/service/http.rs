@@ -130,12 +130,8 @@ fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, HttpResponse> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
-        let field = if path == "." {
-            "body".to_string()
-        } else {
-            path
-        };
         let inner = error.into_inner();
+        let field = field_of_parse_error(&path, &inner.to_string());
         HttpResponse::error(
             400,
             "invalid_request",
@@ -143,6 +139,20 @@ fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, HttpResponse> {
             Some(&field),
         )
     })
+}
+
+/// Returns the request field a body parse error is about: the path where parsing stopped,
+/// extended by the name of a missing field; `body` for errors about the body as a whole.
+fn field_of_parse_error(path: &str, message: &str) -> String {
+    let missing_opt = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    match (path, missing_opt) {
+        ("." | "?", Some(missing)) => missing.to_string(),
+        (path, Some(missing)) => format!("{path}.{missing}"),
+        ("." | "?", None) => "body".to_string(),
+        (path, None) => path.to_string(),
+    }
 }
 
 /// Answers one HTTP request.
@@ -263,4 +273,26 @@ pub async fn handle_direct(
     let body = serde_json::to_vec(&object).unwrap_or_default();
     let path = format!("/v1/indexes/{index}/{route}");
     handle_http(service, "POST", &path, &body, request_id, deadline).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_errors_name_the_field() {
+        assert_eq!(
+            field_of_parse_error(".", "missing field `vector` at line 1 column 9"),
+            "vector"
+        );
+        assert_eq!(
+            field_of_parse_error("queries[2]", "missing field `vector` at line 1 column 40"),
+            "queries[2].vector"
+        );
+        assert_eq!(
+            field_of_parse_error("?", "key must be a string at line 1 column 2"),
+            "body"
+        );
+        assert_eq!(field_of_parse_error("k", "invalid type: string"), "k");
+    }
 }
