@@ -1,0 +1,364 @@
+"""The HTTP client: builds request bodies, checks what can be checked locally, sends with
+``urllib.request`` and turns answers into results or typed errors.
+
+It has no dependencies. Vectors may be lists, tuples, any iterable of numbers, or objects with
+``tolist()`` (NumPy arrays); NumPy itself is never imported.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import math
+import operator
+import socket
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
+
+from . import __version__
+from .errors import ServerError, TransportError, Unavailable, error_from_response
+from .models import BatchResult, IndexSummary, QueryResult, SearchOptions
+
+Filter = Mapping[str, Any]
+# What parsing a body of the wrong shape raises (a missing key, a string where a list belongs).
+_SHAPE_ERRORS = (KeyError, TypeError, ValueError, AttributeError)
+Options = Union[SearchOptions, Mapping[str, Any]]
+
+
+def _vector_to_list(vector: Any, where: str) -> List[float]:
+    """Returns ``vector`` as a list of finite floats, or raises naming the bad position."""
+    if isinstance(vector, (str, bytes, Mapping)):
+        raise TypeError(f"{where} must be a sequence of numbers, got {type(vector).__name__}")
+    if hasattr(vector, "tolist"):
+        vector = vector.tolist()
+    if not isinstance(vector, Iterable):
+        raise TypeError(f"{where} must be a sequence of numbers, got {type(vector).__name__}")
+    components: List[float] = []
+    for position, value in enumerate(vector):
+        if isinstance(value, bool) or isinstance(value, (str, bytes)):
+            raise TypeError(f"{where}[{position}] must be a number, got {value!r}")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"{where}[{position}] must be a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ValueError(
+                f"{where}[{position}] must be a finite number (NaN and infinity are not"
+                f" allowed), got {number}"
+            )
+        components.append(number)
+    if not components:
+        raise ValueError(f"{where} must have at least one component")
+    return components
+
+
+def _check_k(k: Any) -> int:
+    # operator.index accepts ints and NumPy integers, and refuses floats such as 10.0.
+    try:
+        if isinstance(k, bool):
+            raise TypeError
+        k = operator.index(k)
+    except TypeError:
+        raise TypeError(f"k must be an integer, got {k!r}") from None
+    if k < 1:
+        raise ValueError(f"k must be a positive integer, got {k}")
+    return k
+
+
+def _options_to_json(options: Optional[Options]) -> Optional[Dict[str, Any]]:
+    if options is None:
+        return None
+    if isinstance(options, SearchOptions):
+        return options.to_json()
+    if isinstance(options, Mapping):
+        return dict(options)
+    raise TypeError(f"options must be a SearchOptions or a mapping, got {type(options).__name__}")
+
+
+def _check_filter(filter: Any, where: str) -> Optional[Dict[str, Any]]:
+    if filter is None:
+        return None
+    if not isinstance(filter, Mapping):
+        raise TypeError(f"{where} must be a mapping (a JSON object), got {type(filter).__name__}")
+    return dict(filter)
+
+
+class Client:
+    """A client of one squash deployment.
+
+    Args:
+        base_url: the API's root, e.g. ``https://abc.lambda-url.eu-west-1.on.aws`` or
+            ``http://127.0.0.1:9000/lambda-url/coordinator``; routes are appended to it.
+        timeout: seconds to wait for each HTTP exchange.
+        headers: extra headers sent with every request (an API key, a bearer token).
+        retries: how many times to retry a request answered with 503 (``Unavailable``);
+            0 turns retrying off.
+        max_retry_wait_s: the longest wait before one retry, whatever the service suggests.
+
+    The client holds no connection, so one instance may be shared between threads.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float = 30.0,
+        headers: Optional[Mapping[str, str]] = None,
+        retries: int = 0,
+        max_retry_wait_s: float = 10.0,
+    ) -> None:
+        parsed = urllib.parse.urlsplit(base_url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
+        if retries < 0:
+            raise ValueError(f"retries must be >= 0, got {retries}")
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.headers = dict(headers or {})
+        self.retries = retries
+        self.max_retry_wait_s = max_retry_wait_s
+
+    def __repr__(self) -> str:
+        return f"Client({self.base_url!r})"
+
+    # Routes.
+
+    def health(self) -> Dict[str, Any]:
+        """Returns the health document (``{"status": "ok"}``) or raises."""
+        return self._request("GET", "/health")
+
+    def list_indexes(self) -> List[str]:
+        """Returns the names of the indexes the deployment serves, sorted."""
+        body = self._request("GET", "/v1/indexes")
+        try:
+            return [str(name) for name in body["indexes"]]
+        except _SHAPE_ERRORS as error:
+            raise self._bad_response(body, error) from None
+
+    def describe(self, index: str) -> IndexSummary:
+        """Returns the summary of ``index``: metric, dimension, sizes, attribute columns."""
+        body = self._request("GET", f"/v1/indexes/{self._quote(index)}")
+        try:
+            return IndexSummary.from_json(body)
+        except _SHAPE_ERRORS as error:
+            raise self._bad_response(body, error) from None
+
+    def query(
+        self,
+        index: str,
+        vector: Any,
+        k: int = 10,
+        filter: Optional[Filter] = None,
+        include_attributes: bool = False,
+        options: Optional[Options] = None,
+        require_complete: bool = False,
+        branching: Optional[int] = None,
+    ) -> QueryResult:
+        """Returns the ``k`` nearest neighbours of ``vector`` in ``index``.
+
+        Args:
+            vector: the query vector (list, tuple, 1-d NumPy array, any iterable of numbers).
+            k: hits wanted (1 to 10,000).
+            filter: a Mongo-style filter on attributes, e.g.
+                ``{"freq_rank": {"$lt": 5000}, "initial_class": {"$in": ["a", "b"]}}``.
+            include_attributes: return each hit's attributes.
+            options: a :class:`SearchOptions` or the equivalent mapping.
+            require_complete: raise :class:`Unavailable` rather than answer with partitions
+                missing.
+            branching: children per node of the worker tree for this request (tuning only).
+        """
+        body = self._query_body(
+            _vector_to_list(vector, "vector"),
+            _check_k(k),
+            _check_filter(filter, "filter"),
+            include_attributes,
+            _options_to_json(options),
+        )
+        if require_complete:
+            body["require_complete"] = True
+        if branching is not None:
+            body["branching"] = branching
+        answer = self._request("POST", f"/v1/indexes/{self._quote(index)}/query", body)
+        try:
+            return QueryResult.from_json(answer)
+        except _SHAPE_ERRORS as error:
+            raise self._bad_response(answer, error) from None
+
+    def query_batch(
+        self,
+        index: str,
+        vectors: Any,
+        k: int = 10,
+        filters: Union[None, Filter, Sequence[Optional[Filter]]] = None,
+        include_attributes: bool = False,
+        options: Optional[Options] = None,
+        require_complete: bool = False,
+        branching: Optional[int] = None,
+    ) -> BatchResult:
+        """Runs several queries in one request (the workers load each partition once).
+
+        Args:
+            vectors: the query vectors: a 2-d NumPy array, or a sequence of vectors.
+            k: hits wanted per query.
+            filters: ``None``; one mapping applied to every query; or a sequence with one
+                filter (or ``None``) per vector.
+            include_attributes, options, require_complete, branching: as for :meth:`query`,
+                applied to every query.
+        """
+        rows = vectors.tolist() if hasattr(vectors, "tolist") else vectors
+        if isinstance(rows, (str, bytes, Mapping)) or not isinstance(rows, Iterable):
+            kind = type(vectors).__name__
+            raise TypeError(f"vectors must be a sequence of vectors or a 2-d array, got {kind}")
+        rows = list(rows)
+        if not rows:
+            raise ValueError("vectors must hold at least one vector")
+        parsed = []
+        for position, row in enumerate(rows):
+            if isinstance(row, (int, float)):
+                raise TypeError(
+                    "vectors must be a sequence of vectors or a 2-d array, not a single vector"
+                    " (use query() for one vector)"
+                )
+            parsed.append(_vector_to_list(row, f"vectors[{position}]"))
+        for position, row in enumerate(parsed):
+            if len(row) != len(parsed[0]):
+                raise ValueError(
+                    f"vectors[{position}] has {len(row)} components, vectors[0] has"
+                    f" {len(parsed[0])}"
+                )
+        if filters is None or isinstance(filters, Mapping):
+            shared_filter = _check_filter(filters, "filters")
+            per_query = [shared_filter] * len(parsed)
+        elif isinstance(filters, (str, bytes)) or not isinstance(filters, Iterable):
+            raise TypeError(
+                "filters must be None, a mapping, or a sequence of mappings, got"
+                f" {type(filters).__name__}"
+            )
+        else:
+            per_query = [
+                _check_filter(one, f"filters[{position}]") for position, one in enumerate(filters)
+            ]
+            if len(per_query) != len(parsed):
+                raise ValueError(f"filters has {len(per_query)} entries for {len(parsed)} vectors")
+        k = _check_k(k)
+        options_json = _options_to_json(options)
+        body: Dict[str, Any] = {
+            "queries": [
+                self._query_body(vector, k, one_filter, include_attributes, options_json)
+                for vector, one_filter in zip(parsed, per_query)
+            ]
+        }
+        if require_complete:
+            body["require_complete"] = True
+        if branching is not None:
+            body["branching"] = branching
+        answer = self._request("POST", f"/v1/indexes/{self._quote(index)}/query-batch", body)
+        try:
+            return BatchResult.from_json(answer)
+        except _SHAPE_ERRORS as error:
+            raise self._bad_response(answer, error) from None
+
+    # Plumbing.
+
+    @staticmethod
+    def _query_body(
+        vector: List[float],
+        k: int,
+        filter: Optional[Dict[str, Any]],
+        include_attributes: bool,
+        options: Optional[Dict[str, Any]],
+    ) -> Dict[str, Any]:
+        body: Dict[str, Any] = {"vector": vector, "k": k}
+        if filter is not None:
+            body["filter"] = filter
+        if include_attributes:
+            body["include_attributes"] = True
+        if options:
+            body["options"] = options
+        return body
+
+    @staticmethod
+    def _quote(index: str) -> str:
+        if not isinstance(index, str) or not index:
+            raise ValueError(f"index must be a non-empty string, got {index!r}")
+        return urllib.parse.quote(index, safe="")
+
+    @staticmethod
+    def _bad_response(body: Any, error: Exception) -> ServerError:
+        return ServerError(
+            f"the response does not have the expected shape ({error!r})",
+            status=200,
+            code="bad_response",
+            body=body,
+        )
+
+    def _request(self, method: str, path: str, body: Optional[Dict[str, Any]] = None) -> Any:
+        data = None
+        if body is not None:
+            # allow_nan=False: the vectors were checked, but a filter may still hold a NaN.
+            try:
+                data = json.dumps(body, allow_nan=False, separators=(",", ":")).encode("utf-8")
+            except ValueError as error:
+                raise ValueError(f"the request cannot be encoded as JSON: {error}") from None
+        attempt = 0
+        while True:
+            try:
+                return self._send_once(method, path, data)
+            except Unavailable as error:
+                if attempt >= self.retries:
+                    raise
+                wait_s = error.retry_after_s if error.retry_after_s is not None else 1.0
+                time.sleep(max(0.0, min(wait_s, self.max_retry_wait_s)))
+                attempt += 1
+
+    def _send_once(self, method: str, path: str, data: Optional[bytes]) -> Any:
+        headers = {
+            "accept": "application/json",
+            "user-agent": f"squash-client/{__version__}",
+        }
+        if data is not None:
+            headers["content-type"] = "application/json"
+        headers.update(self.headers)
+        request = urllib.request.Request(
+            self.base_url + path, data=data, headers=headers, method=method
+        )
+        url = f"{method} {self.base_url}{path}"
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                status = response.status
+                raw = response.read()
+                response_headers = {k.lower(): v for k, v in response.headers.items()}
+        except urllib.error.HTTPError as error:
+            status = error.code
+            try:
+                raw = error.read()
+            except (OSError, http.client.HTTPException):
+                raw = b""
+            response_headers = {k.lower(): v for k, v in (error.headers or {}).items()}
+            error.close()
+        except urllib.error.URLError as error:
+            code = "timeout" if isinstance(error.reason, socket.timeout) else "transport"
+            raise TransportError(f"{url}: {error.reason}", code=code) from error
+        except (socket.timeout, TimeoutError) as error:
+            raise TransportError(
+                f"{url}: timed out after {self.timeout} s", code="timeout"
+            ) from error
+        except (OSError, http.client.HTTPException) as error:
+            raise TransportError(f"{url}: {error!r}") from error
+        text = raw.decode("utf-8", errors="replace")
+        try:
+            decoded = json.loads(text) if text.strip() else None
+        except ValueError:
+            decoded = None
+        if 200 <= status < 300:
+            if decoded is None:
+                raise ServerError(
+                    f"{url}: the response is not JSON: {text[:200]!r}",
+                    status=status,
+                    code="bad_response",
+                    request_id=response_headers.get("x-request-id"),
+                )
+            return decoded
+        raise error_from_response(status, decoded, text, response_headers)
