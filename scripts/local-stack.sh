@@ -98,6 +98,19 @@ up() {
         fi
         sleep 0.5
     done
+    # Start every worker process now (watch starts them on first use, each through `cargo run`),
+    # so the first real query does not pay for it: one query over all four slots, until whole.
+    local warm_query
+    warm_query="{\"vector\": [$(python3 -c 'print(", ".join(["0.1"] * 50))')], \"k\": 1, \"options\": {\"min_partitions\": 4}}"
+    until curl -s --max-time 60 -X POST "$API/v1/indexes/glove-20k/query" \
+            -H 'content-type: application/json' -d "$warm_query" | grep -q '"partial":false'; do
+        if (( SECONDS - started > 300 )); then
+            echo "local-stack: the workers did not all answer within 300 s; see $LOG_FILE" >&2
+            down
+            exit 1
+        fi
+        sleep 0.5
+    done
     echo "local-stack: up. API $API (watch pid $(cat "$PID_FILE"), log $LOG_FILE)" >&2
     echo "local-stack: try: curl -s $API/v1/indexes/glove-20k" >&2
     print_env

@@ -231,6 +231,7 @@ fn a_cold_query_reads_s3_and_the_warm_repeat_reads_nothing() {
     let path = format!("/v1/indexes/{name}/query");
     let (status, cold) = stack.post(&path, &body);
     assert_eq!(status, 200, "{cold}");
+    assert_eq!(cold["partial"], json!(false), "{cold}");
     let (status, warm) = stack.post(&path, &body);
     assert_eq!(status, 200, "{warm}");
     assert_eq!(cold["hits"], warm["hits"]);
