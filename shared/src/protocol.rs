@@ -14,6 +14,10 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// The largest `k` a query may ask for.
 pub const MAX_K: usize = 10_000;
 
+/// The largest magnitude of a query vector component: beyond it squared distances can overflow
+/// `f32` (no embedding comes near it).
+pub const MAX_COMPONENT_MAGNITUDE: f32 = 1e15;
+
 /// Tuning knobs of one query. Every field is optional; [`SearchKnobs::resolve`] fills defaults.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -172,6 +176,16 @@ impl QueryRequest {
             return Err(Error::invalid(
                 format!("vector[{position}]"),
                 "must be a finite number (NaN and infinity are not allowed)",
+            ));
+        }
+        if let Some(position) = self
+            .vector
+            .iter()
+            .position(|v| v.abs() > MAX_COMPONENT_MAGNITUDE)
+        {
+            return Err(Error::invalid(
+                format!("vector[{position}]"),
+                format!("must be at most {MAX_COMPONENT_MAGNITUDE:e} in magnitude (distances would overflow)"),
             ));
         }
         Ok(())

@@ -2399,7 +2399,6 @@ fn query_vector() -> Vec<f32> {
 }
 
 #[test]
-#[ignore = "defect: distances overflow to infinity, travel as null, and workers' answers are lost"]
 fn defect_huge_finite_components_lose_every_partition() {
     let huge = vec![1e30f32; DIM];
     let response = call_http(
@@ -2409,7 +2408,10 @@ fn defect_huge_finite_components_lose_every_partition() {
     );
     // Either refuse the vector or answer it; a partial answer with no hits is neither.
     assert!(
-        response.status == 400 && response.body["error"]["field"] == json!("vector")
+        response.status == 400
+            && response.body["error"]["field"]
+                .as_str()
+                .is_some_and(|field| field.starts_with("vector"))
             || response.status == 200 && response.body["partial"] == json!(false),
         "{} {}",
         response.status,
@@ -2470,7 +2472,6 @@ fn defect_filters_nested_near_the_json_limit_fail_on_the_workers() {
 }
 
 #[test]
-#[ignore = "defect: parse_body never checks that the JSON document ends"]
 fn defect_trailing_bytes_after_the_body_are_ignored() {
     let body = format!(
         "{} {{\"k\": 0}} garbage",
@@ -2482,7 +2483,6 @@ fn defect_trailing_bytes_after_the_body_are_ignored() {
 }
 
 #[test]
-#[ignore = "defect: handle_direct puts the name into a path without validating it"]
 fn defect_direct_index_names_with_a_slash_get_no_route() {
     for name in ["a/b", "../films", "films/", "/films"] {
         let payload = json!({ "index": name, "vector": query_vector() });

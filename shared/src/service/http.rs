@@ -128,7 +128,7 @@ fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, HttpResponse> {
         ));
     }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+    let parsed: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
         let field = field_of_parse_error(&path, &inner.to_string());
@@ -138,7 +138,17 @@ fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, HttpResponse> {
             format!("{field}: {inner}"),
             Some(&field),
         )
-    })
+    })?;
+    // One JSON document: anything after it is an error, not ignored.
+    deserializer.end().map_err(|error| {
+        HttpResponse::error(
+            400,
+            "invalid_request",
+            format!("body: unexpected data after the JSON document ({error})"),
+            Some("body"),
+        )
+    })?;
+    Ok(parsed)
 }
 
 /// Returns the request field a body parse error is about: the path where parsing stopped,
@@ -265,6 +275,9 @@ pub async fn handle_direct(
             )
         }
     };
+    if let Err(error) = super::validate_index_name(&index) {
+        return HttpResponse::from_error(&error);
+    }
     let route = if object.contains_key("queries") {
         "query-batch"
     } else {
