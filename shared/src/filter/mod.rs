@@ -24,7 +24,7 @@ mod quantized;
 pub use quantized::{AttributeQuantizer, ColumnQuantizer, QuantizedAttributes};
 
 use crate::attributes::{AttributeKind, AttributeSchema, AttributeTable, Bitmap};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// A filter compiled against an [`AttributeSchema`]: column names are resolved to column
 /// indices and strings to dictionary codes, and predicates that can never (or always) match are
@@ -37,6 +37,29 @@ pub struct Filter {
     expr: Expr,
 }
 
+/// The deepest nesting of objects and arrays a filter may have. Workers receive the filter
+/// inside a request three containers deep (request, `queries`, query), and serde_json refuses
+/// documents nested deeper than 127; parsing also recurses once per level, so the bound keeps
+/// the stack small for filters built in code.
+pub const MAX_FILTER_NESTING: usize = 124;
+
+/// Returns the nesting depth of objects and arrays in `json` (0 for a scalar), without
+/// recursion.
+fn nesting_depth(json: &serde_json::Value) -> usize {
+    let mut deepest = 0;
+    let mut pending = vec![(json, 0usize)];
+    while let Some((value, depth)) = pending.pop() {
+        let children: Box<dyn Iterator<Item = &serde_json::Value>> = match value {
+            serde_json::Value::Array(items) => Box::new(items.iter()),
+            serde_json::Value::Object(entries) => Box::new(entries.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(depth + 1);
+        pending.extend(children.map(|child| (child, depth + 1)));
+    }
+    deepest
+}
+
 impl Filter {
     /// Compiles a filter written as JSON against `schema`.
     ///
@@ -44,6 +67,15 @@ impl Filter {
     /// path of the offending part, rooted at `filter` (e.g. `filter.$or[1].nnz.$gte`). A string
     /// that is not in a categorical column's dictionary is not an error: it matches no row.
     pub fn parse(json: &serde_json::Value, schema: &AttributeSchema) -> Result<Filter> {
+        let depth = nesting_depth(json);
+        if depth > MAX_FILTER_NESTING {
+            return Err(Error::invalid(
+                "filter",
+                format!(
+                    "nests {depth} levels of objects and arrays; at most {MAX_FILTER_NESTING} are allowed"
+                ),
+            ));
+        }
         Ok(Filter {
             expr: parse::parse_root(json, schema)?,
         })
@@ -401,6 +433,29 @@ mod tests {
     use serde_json::{json, Map, Value};
 
     use super::*;
+
+    #[test]
+    fn filters_nested_too_deep_are_refused_without_recursing() {
+        let schema = AttributeSchema::default();
+        let mut filter = serde_json::json!({});
+        for _ in 0..MAX_FILTER_NESTING - 1 {
+            filter = serde_json::json!({ "$not": filter });
+        }
+        assert_eq!(nesting_depth(&filter), MAX_FILTER_NESTING);
+        assert!(Filter::parse(&filter, &schema).is_ok());
+        // Far deeper than a debug thread's stack would survive if parsing recursed first.
+        let mut deep = filter;
+        for _ in 0..20_000 {
+            // Built by hand: `json!` would copy the value through a recursive serializer.
+            let mut wrapper = serde_json::Map::new();
+            wrapper.insert("$not".to_string(), deep);
+            deep = serde_json::Value::Object(wrapper);
+        }
+        let error = Filter::parse(&deep, &schema).expect_err("too deep");
+        assert!(matches!(error, Error::InvalidInput { ref field, .. } if field == "filter"));
+        // Values this deep drop recursively; leak it so the test thread's stack survives.
+        std::mem::forget(deep);
+    }
     use crate::attributes::AttributeColumn;
 
     const GENRES: [&str; 3] = ["action", "comedy", "drama"];
