@@ -15,11 +15,12 @@ trap 'scripts/local-stack.sh down' EXIT
 scripts/local-stack.sh up >/dev/null
 (
     eval "$(scripts/local-stack.sh env)"
-    SQUASH_TEST_S3=1 cargo test -p shared --test s3_store
-    SQUASH_TEST_STACK=1 cargo test -p squash-tests --test local_stack -- --test-threads=1 \
+    # --workspace keeps the dependency features of the first `cargo test`, so nothing rebuilds.
+    SQUASH_TEST_S3=1 cargo test --workspace --test s3_store
+    SQUASH_TEST_STACK=1 cargo test --workspace --test local_stack -- --test-threads=1 \
         --nocapture --skip worker_process_killed_mid_query
     scripts/test-python-client.sh
     # Last: it kills a worker process, which the emulator does not restart.
-    SQUASH_TEST_STACK=1 cargo test -p squash-tests --test local_stack -- --exact \
+    SQUASH_TEST_STACK=1 cargo test --workspace --test local_stack -- --exact \
         worker_process_killed_mid_query_is_named_missing
 )
