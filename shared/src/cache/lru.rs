@@ -76,14 +76,28 @@ impl<V: Weighed> ByteLru<V> {
         }
     }
 
+    /// Returns the occupancy and eviction count with the caller's hit and miss counts.
+    pub(super) fn stats(&self, num_hits: u64, num_misses: u64) -> super::CacheStats {
+        super::CacheStats {
+            num_hits,
+            num_misses,
+            num_evictions: self.num_evictions,
+            bytes_cached: self.bytes_cached,
+            num_entries: self.num_entries,
+        }
+    }
+
+    #[cfg(test)]
     pub(super) fn bytes_cached(&self) -> u64 {
         self.bytes_cached
     }
 
+    #[cfg(test)]
     pub(super) fn num_entries(&self) -> u64 {
         self.num_entries
     }
 
+    #[cfg(test)]
     pub(super) fn num_evictions(&self) -> u64 {
         self.num_evictions
     }

@@ -93,12 +93,6 @@ impl PartitionCache {
         let Ok(state) = self.lock() else {
             return CacheStats::default();
         };
-        CacheStats {
-            num_hits: state.num_hits,
-            num_misses: state.num_misses,
-            num_evictions: state.lru.num_evictions(),
-            bytes_cached: state.lru.bytes_cached(),
-            num_entries: state.lru.num_entries(),
-        }
+        state.lru.stats(state.num_hits, state.num_misses)
     }
 }
