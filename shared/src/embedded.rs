@@ -133,15 +133,7 @@ impl EmbeddedIndex {
         let manifest = Manifest::decode(MANIFEST_KEY, manifest_bytes)?;
         let coordinator_bytes = store.get(&manifest.coordinator_key).await?;
         let coordinator = CoordinatorData::decode(&manifest.coordinator_key, coordinator_bytes)?;
-        if coordinator.num_partitions() != manifest.partitions.len()
-            || coordinator.dim != manifest.dim
-        {
-            return Err(Error::corrupt(
-                &manifest.coordinator_key,
-                0,
-                "does not match the manifest",
-            ));
-        }
+        coordinator.check_matches(&manifest, &manifest.coordinator_key)?;
         Ok(EmbeddedIndex {
             store,
             manifest,

@@ -124,6 +124,14 @@ impl CoordinatorData {
         self.partition_sizes.len()
     }
 
+    /// Checks that this coordinator object (read from `object`) belongs to `manifest`.
+    pub fn check_matches(&self, manifest: &Manifest, object: &str) -> Result<()> {
+        if self.num_partitions() != manifest.partitions.len() || self.dim != manifest.dim {
+            return Err(Error::corrupt(object, 0, "does not match the manifest"));
+        }
+        Ok(())
+    }
+
     /// Returns the coordinator object's bytes.
     pub fn encode(&self) -> Result<Vec<u8>> {
         let meta = CoordinatorMeta {

@@ -243,11 +243,7 @@ impl CoordinatorService {
                     message: format!("decode task failed: {e}"),
                     retryable: false,
                 })??;
-                if coordinator.num_partitions() != manifest.partitions.len()
-                    || coordinator.dim != manifest.dim
-                {
-                    return Err(Error::corrupt(&key, 0, "does not match the manifest"));
-                }
+                coordinator.check_matches(&manifest, &key)?;
                 Arc::new(coordinator)
             }
         };
