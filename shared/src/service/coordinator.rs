@@ -17,7 +17,7 @@ use super::invoker::WorkerInvoker;
 use super::tree::{plan_tree, TreeShape};
 use super::validate_index_name;
 use super::worker::{spawn_children, SubtreeAnswer};
-use crate::attributes::AttributeSchema;
+use crate::attributes::{AttributeKind, AttributeSchema};
 use crate::error::{Error, Result};
 use crate::index::{CoordinatorData, Manifest, MANIFEST_KEY};
 use crate::metric::Metric;
@@ -68,7 +68,7 @@ pub struct ColumnSummary {
     /// Column name.
     pub name: String,
     /// `integer`, `float` or `categorical`.
-    pub kind: String,
+    pub kind: AttributeKind,
     /// Distinct values of a categorical column.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_categories: Option<usize>,
@@ -116,18 +116,12 @@ fn summarize(name: &str, manifest: &Manifest) -> IndexSummary {
 }
 
 fn summarize_schema(schema: &AttributeSchema) -> Vec<ColumnSummary> {
-    use crate::attributes::AttributeKind;
     schema
         .columns
         .iter()
         .map(|column| ColumnSummary {
             name: column.name.clone(),
-            kind: match column.kind {
-                AttributeKind::Integer => "integer",
-                AttributeKind::Float => "float",
-                AttributeKind::Categorical => "categorical",
-            }
-            .to_string(),
+            kind: column.kind,
             num_categories: (column.kind == AttributeKind::Categorical)
                 .then_some(column.dictionary.len()),
         })
