@@ -19,6 +19,7 @@ scripts/local-stack.sh up >/dev/null
     SQUASH_TEST_S3=1 cargo test --workspace --test s3_store
     SQUASH_TEST_STACK=1 cargo test --workspace --test local_stack -- --test-threads=1 \
         --nocapture --skip worker_process_killed_mid_query
+    SQUASH_TEST_STACK=1 cargo test --workspace --test rust_client
     scripts/test-python-client.sh
     # Last: it kills a worker process, which the emulator does not restart.
     SQUASH_TEST_STACK=1 cargo test --workspace --test local_stack -- --exact \

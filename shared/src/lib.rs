@@ -12,6 +12,7 @@
 //! - [`index`] (pure): index build pipeline, manifest, coordinator and segment objects.
 //! - [`search`] (pure): coordinator stage (filter + partition choice), worker stage, merge.
 //! - [`eval`] (pure): recall scored by distance against ground truth.
+//! - [`cost`] (pure): dollars per query on AWS from measured usage and a dated price list.
 //! - [`protocol`]: request/response types carried between coordinator and workers.
 //! - [`input`] (I/O): readers for `.fvecs`, `.bvecs`, `.npy` and attribute CSV files.
 //! - [`metric`]: distance metrics.
@@ -21,12 +22,15 @@
 //!   and decoded partitions for warm workers.
 //! - [`service`] (I/O): the coordinator and worker services the Lambda functions wrap, the
 //!   invocation tree, the HTTP routes and the `WorkerInvoker` port.
+//! - [`client`] (I/O): a typed client of the HTTP API (optionally SigV4-signed).
 #![warn(missing_docs)]
 
 pub mod attributes;
 pub mod cache;
+pub mod client;
 pub mod codec;
 pub mod container;
+pub mod cost;
 pub mod embedded;
 pub mod error;
 pub mod eval;

@@ -315,6 +315,13 @@ impl CoordinatorService {
                 ),
             ));
         }
+        // The tree is one per batch: a query's own `branching` would be silently ignored.
+        if let Some(position) = batch.queries.iter().position(|q| q.branching.is_some()) {
+            return Err(Error::invalid(
+                format!("queries[{position}].branching"),
+                "set branching on the batch, not on its queries",
+            ));
+        }
         let tree = self.tree_shape(batch.branching)?;
         let (results, stats) = self
             .run(
