@@ -9,7 +9,13 @@
 //! - the cost of one tree level: the same queries over all 4 worker slots with a branching
 //!   of 4 (one level of workers) and of 2 (two levels).
 //!
+//! With `--load N`, runs only a load test instead: N queries of the sample's workloads (mixed
+//! filters) over `--concurrency C` keep-alive connections (default 16), each answer checked
+//! against the embedded path, stopped after 10 minutes at most; reports throughput, p50/p99
+//! latency, errors and the peak memory of every function process.
+//!
 //! Usage: `cargo run -p squash-tests --bin stack-bench -- [--queries N] [--json FILE]`
+//!        `cargo run -p squash-tests --bin stack-bench -- --load 5000 [--concurrency 16] [--json FILE]`
 
 use std::sync::Arc;
 
@@ -19,6 +25,7 @@ use shared::index::build::NoProgress;
 use shared::index::{BuildInput, BuildParams};
 use shared::input;
 use shared::metric::Metric;
+use squash_tests::loopback::{memory_json, run_load, sample_load_queries, stack_function_memory};
 use squash_tests::{quantile, sample_dir, sample_workloads, workload_requests, Stack};
 
 const SAMPLE_INDEX: &str = "glove-20k";
@@ -27,12 +34,18 @@ const COLD_TRIALS: usize = 5;
 struct Args {
     num_queries: usize,
     json_path_opt: Option<String>,
+    load_queries_opt: Option<usize>,
+    concurrency: usize,
 }
+
+const USAGE: &str = "usage: stack-bench [--queries N] [--json FILE]\n       stack-bench --load N [--concurrency C] [--json FILE]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         num_queries: 200,
         json_path_opt: None,
+        load_queries_opt: None,
+        concurrency: 16,
     };
     let mut iter = std::env::args().skip(1);
     while let Some(arg) = iter.next() {
@@ -44,9 +57,22 @@ fn parse_args() -> Result<Args, String> {
                     .ok_or("--queries needs a positive number")?;
             }
             "--json" => args.json_path_opt = Some(iter.next().ok_or("--json needs a file")?),
-            "-h" | "--help" => {
-                return Err("usage: stack-bench [--queries N] [--json FILE]".to_string())
+            "--load" => {
+                args.load_queries_opt = Some(
+                    iter.next()
+                        .and_then(|v| v.parse().ok())
+                        .filter(|&n: &usize| n > 0)
+                        .ok_or("--load needs a positive number of queries")?,
+                );
             }
+            "--concurrency" => {
+                args.concurrency = iter
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|&n: &usize| n > 0)
+                    .ok_or("--concurrency needs a positive number")?;
+            }
+            "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument '{other}' (see --help)")),
         }
     }
@@ -87,6 +113,30 @@ fn build_fresh_index(stack: &Stack, name: &str) {
     });
 }
 
+/// Runs the load test alone and returns its report.
+fn load_report(stack: &Stack, num_queries: usize, concurrency: usize) -> Value {
+    let queries = sample_load_queries(stack, SAMPLE_INDEX);
+    let report = run_load(
+        &stack.api,
+        &format!("/v1/indexes/{SAMPLE_INDEX}/query"),
+        &queries,
+        num_queries,
+        concurrency,
+        std::time::Duration::from_secs(600),
+    )
+    .expect("load run");
+    let memory = stack_function_memory().unwrap_or_else(|message| {
+        eprintln!("stack-bench: no process memory: {message}");
+        Vec::new()
+    });
+    json!({
+        "load": report.to_json(),
+        "function_memory_bound_mib": std::env::var("SQUASH_STACK_FUNCTION_MEMORY_MIB").ok(),
+        "worker_cache_bytes": std::env::var("SQUASH_STACK_CACHE_BYTES").ok(),
+        "processes": memory_json(&memory),
+    })
+}
+
 fn main() {
     let args = match parse_args() {
         Ok(args) => args,
@@ -102,6 +152,18 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if let Some(num_queries) = args.load_queries_opt {
+        let report = load_report(&stack, num_queries, args.concurrency);
+        println!("{}", serde_json::to_string_pretty(&report).expect("report"));
+        if let Some(path) = args.json_path_opt {
+            std::fs::write(
+                &path,
+                serde_json::to_string_pretty(&report).expect("report"),
+            )
+            .expect("report written");
+        }
+        return;
+    }
     let (file, queries) = sample_workloads();
     let mut requests = Vec::new();
     for workload in &file.workloads {
