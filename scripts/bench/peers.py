@@ -261,7 +261,7 @@ def parse_args(argv):
         "--point-seconds",
         type=float,
         help="end a setting's timed loop after this many seconds, once --min-queries ran "
-        "(default 6, quick: never; 0 = never)",
+        "(default 4, quick: never; 0 = never)",
     )
     parser.add_argument("--min-queries", type=int, default=100, help="queries a setting runs at least (100)")
     parser.add_argument("--cpu", type=int, help="CPU the queries are pinned to (default: the last allowed one)")
@@ -274,7 +274,7 @@ def parse_args(argv):
     if args.warmup is None:
         args.warmup = 5 if args.quick else 20
     if args.point_seconds is None:
-        args.point_seconds = 0 if args.quick else 6
+        args.point_seconds = 0 if args.quick else 4
     args.workloads = set(args.workloads.split(",")) if args.workloads else None
     if args.no_pin or not hasattr(os, "sched_setaffinity"):
         args.query_cpu = None
