@@ -192,8 +192,9 @@ struct BenchArgs {
     /// Also draw plots/<dataset>__<workload>.png (recall@10 vs QPS, one line per engine).
     #[arg(long)]
     plot: bool,
-    /// Queries per workload at most (default: 1000, or 100 with --quick).
-    #[arg(long, hide = true)]
+    /// Queries per workload at most (default: 500, or 100 with --quick); the first ones of
+    /// each workload, so other engines can run the same queries.
+    #[arg(long)]
     max_queries: Option<usize>,
 }
 
