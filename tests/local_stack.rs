@@ -92,7 +92,7 @@ fn http_answers_equal_the_embedded_path_on_every_workload() {
         let results = body["results"].as_array().expect("results");
         assert_eq!(results.len(), requests.len());
         let ground_truth =
-            input::read_vectors(&sample_dir().join(&workload.gt_dist_fvecs)).expect("gt");
+            input::read_distances(&sample_dir().join(&workload.gt_dist_fvecs)).expect("gt");
         let (mut recall_http, mut recall_embedded) = (0.0, 0.0);
         for (position, (result, expected)) in results.iter().zip(&expected).enumerate() {
             let hits = hits_of(result);

@@ -119,7 +119,7 @@ impl WorkloadSuite {
         if k == 0 {
             return Err(Error::invalid("k", "must be at least 1"));
         }
-        let ground_truth = input::read_vectors(&self.folder.join(&workload.gt_dist_fvecs))?;
+        let ground_truth = input::read_distances(&self.folder.join(&workload.gt_dist_fvecs))?;
         if ground_truth.dim < k {
             return Err(Error::invalid(
                 "k",

@@ -346,7 +346,7 @@ async fn glove_sample_recall_per_workload() {
     let k = 10;
     for workload in workloads["workloads"].as_array().expect("array") {
         let name = workload["name"].as_str().expect("name");
-        let truth = shared::input::read_vectors(
+        let truth = shared::input::read_distances(
             &sample.join(workload["gt_dist_fvecs"].as_str().expect("gt")),
         );
         let truth = truth.expect("gt");

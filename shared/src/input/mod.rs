@@ -13,7 +13,9 @@ use std::path::Path;
 pub use attributes::{
     parse_attributes, parse_schema_spec, row_number_ids, AttributeInput, ID_COLUMN,
 };
-pub use vectors::{parse_vectors, write_fvecs, VectorFormat, VectorSet, MAX_DIMENSION};
+pub use vectors::{
+    parse_distances, parse_vectors, write_fvecs, VectorFormat, VectorSet, MAX_DIMENSION,
+};
 
 use crate::attributes::{AttributeKind, AttributeSchema, AttributeTable};
 use crate::error::{Error, Result};
@@ -26,6 +28,13 @@ pub fn read_vectors(path: &Path) -> Result<VectorSet> {
     let format = VectorFormat::from_path(path)?;
     let bytes = std::fs::read(path).map_err(|error| Error::io(path, error))?;
     parse_vectors(&path.display().to_string(), format, &bytes)
+}
+
+/// Reads a ground-truth distance file (the layouts of [`read_vectors`]): any finite values.
+pub fn read_distances(path: &Path) -> Result<VectorSet> {
+    let format = VectorFormat::from_path(path)?;
+    let bytes = std::fs::read(path).map_err(|error| Error::io(path, error))?;
+    parse_distances(&path.display().to_string(), format, &bytes)
 }
 
 /// Reads an attribute CSV file with one data row per vector (`expected_rows` of them).

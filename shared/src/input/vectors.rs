@@ -76,12 +76,47 @@ impl VectorFormat {
     }
 }
 
+/// Which values a file may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ValueRange {
+    /// Vector components: finite and at most [`MAX_COMPONENT_MAGNITUDE`] in magnitude.
+    Components,
+    /// Any finite value (ground-truth distances, whose files pad missing neighbours with
+    /// -f32::MAX).
+    Finite,
+}
+
+impl ValueRange {
+    fn max_magnitude(self) -> f32 {
+        match self {
+            ValueRange::Components => MAX_COMPONENT_MAGNITUDE,
+            ValueRange::Finite => f32::MAX,
+        }
+    }
+}
+
 /// Parses the bytes of a vector file; `name` (usually the path) prefixes every error field.
+/// Components must be finite and at most [`MAX_COMPONENT_MAGNITUDE`] in magnitude.
 pub fn parse_vectors(name: &str, format: VectorFormat, bytes: &[u8]) -> Result<VectorSet> {
+    parse_rows(name, format, bytes, ValueRange::Components)
+}
+
+/// Parses the bytes of a ground-truth distance file (same layouts as vector files): values
+/// must be finite, of any magnitude.
+pub fn parse_distances(name: &str, format: VectorFormat, bytes: &[u8]) -> Result<VectorSet> {
+    parse_rows(name, format, bytes, ValueRange::Finite)
+}
+
+fn parse_rows(
+    name: &str,
+    format: VectorFormat,
+    bytes: &[u8],
+    range: ValueRange,
+) -> Result<VectorSet> {
     match format {
-        VectorFormat::Fvecs => parse_texmex::<F32Le>(name, bytes),
-        VectorFormat::Bvecs => parse_texmex::<U8>(name, bytes),
-        VectorFormat::Npy => parse_npy(name, bytes),
+        VectorFormat::Fvecs => parse_texmex::<F32Le>(name, bytes, range),
+        VectorFormat::Bvecs => parse_texmex::<U8>(name, bytes, range),
+        VectorFormat::Npy => parse_npy(name, bytes, range),
     }
 }
 
@@ -190,7 +225,7 @@ fn checked_dimension(field: impl FnOnce() -> String, dim: i64) -> Result<usize> 
 }
 
 /// Parses the TEXMEX layouts (fvecs, bvecs): records of `| d: i32 LE | d elements |`.
-fn parse_texmex<E: Element>(name: &str, bytes: &[u8]) -> Result<VectorSet> {
+fn parse_texmex<E: Element>(name: &str, bytes: &[u8], range: ValueRange) -> Result<VectorSet> {
     const HEADER_BYTES: usize = 4;
     if bytes.is_empty() {
         return Err(Error::invalid(name, "empty file (zero vectors)"));
@@ -235,7 +270,7 @@ fn parse_texmex<E: Element>(name: &str, bytes: &[u8]) -> Result<VectorSet> {
             ));
         }
         let payload = &remaining[HEADER_BYTES..record_bytes];
-        decode_row::<E>(payload, &mut data, || {
+        decode_row::<E>(payload, &mut data, range, || {
             record_field(name, record_index, offset)
         })?;
         offset += record_bytes;
@@ -259,12 +294,14 @@ fn truncated_header(name: &str, index: usize, offset: usize, available: usize) -
     )
 }
 
-/// Appends the decoded elements of one row to `data`, rejecting NaN and infinite values and
-/// components beyond [`MAX_COMPONENT_MAGNITUDE`], whose squared distances would overflow.
+/// Appends the decoded elements of one row to `data`, rejecting NaN and infinite values and,
+/// for vector components, values beyond [`MAX_COMPONENT_MAGNITUDE`], whose squared distances
+/// would overflow.
 #[inline]
 fn decode_row<E: Element>(
     payload: &[u8],
     data: &mut Vec<f32>,
+    range: ValueRange,
     field: impl FnOnce() -> String,
 ) -> Result<()> {
     let row_start = data.len();
@@ -276,7 +313,8 @@ fn decode_row<E: Element>(
     // decode; a fold (not `all`) has no early exit, so it stays branch-free and vectorises.
     let row = &data[row_start..];
     // NaN fails the comparison too.
-    let in_range = |value: &f32| value.abs() <= MAX_COMPONENT_MAGNITUDE;
+    let max_magnitude = range.max_magnitude();
+    let in_range = |value: &f32| value.abs() <= max_magnitude;
     if row
         .iter()
         .fold(true, |all_in_range, value| all_in_range & in_range(value))
@@ -331,7 +369,7 @@ struct NpyHeader {
 
 const NPY_MAGIC: &[u8; 6] = b"\x93NUMPY";
 
-fn parse_npy(name: &str, bytes: &[u8]) -> Result<VectorSet> {
+fn parse_npy(name: &str, bytes: &[u8], range: ValueRange) -> Result<VectorSet> {
     let header = parse_npy_header(name, bytes)?;
     let width = header.dtype.width();
     let row_bytes = header.dim * width;
@@ -370,9 +408,9 @@ fn parse_npy(name: &str, bytes: &[u8]) -> Result<VectorSet> {
     for (row_index, row) in data_bytes.chunks_exact(row_bytes).enumerate() {
         let field = || record_field(name, row_index, header.data_offset + row_index * row_bytes);
         match header.dtype {
-            NpyDtype::F32 => decode_row::<F32Le>(row, &mut data, field)?,
-            NpyDtype::F64 => decode_row::<F64Le>(row, &mut data, field)?,
-            NpyDtype::U8 => decode_row::<U8>(row, &mut data, field)?,
+            NpyDtype::F32 => decode_row::<F32Le>(row, &mut data, range, field)?,
+            NpyDtype::F64 => decode_row::<F64Le>(row, &mut data, range, field)?,
+            NpyDtype::U8 => decode_row::<U8>(row, &mut data, range, field)?,
         }
     }
     Ok(VectorSet {
@@ -797,6 +835,29 @@ mod tests {
         let parsed = parse_vectors("x.fvecs", VectorFormat::Fvecs, &bytes).unwrap();
         assert_eq!(parsed, vectors);
         assert_eq!(parsed.row(2), &vectors.data[10..15]);
+    }
+
+    #[test]
+    fn distance_files_take_any_finite_value_and_vector_files_are_bounded() {
+        // Ground-truth files pad the neighbours a filter leaves missing with -f32::MAX.
+        let padded = VectorSet {
+            num_vectors: 1,
+            dim: 3,
+            data: vec![0.5, -f32::MAX, 1e20],
+        };
+        let bytes = write_fvecs(&padded);
+        let parsed = parse_distances("gt.fvecs", VectorFormat::Fvecs, &bytes).unwrap();
+        assert_eq!(parsed, padded);
+        let (field, reason) = fvecs_error(&bytes);
+        assert_eq!(field, "base.fvecs: record 0 (byte 0)");
+        assert!(
+            reason.contains("component 1") && reason.contains("beyond"),
+            "{reason}"
+        );
+        let mut infinite = bytes.clone();
+        infinite[8..12].copy_from_slice(&f32::INFINITY.to_le_bytes());
+        let error = parse_distances("gt.fvecs", VectorFormat::Fvecs, &infinite).unwrap_err();
+        assert!(error.to_string().contains("component 1 is inf"), "{error}");
     }
 
     proptest::proptest! {
