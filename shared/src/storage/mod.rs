@@ -18,12 +18,14 @@ mod counting;
 mod local;
 mod memory;
 mod prefixed;
+#[cfg(feature = "s3")]
 mod s3;
 
 pub use counting::{CountingStore, StoreCounters};
 pub use local::LocalStore;
 pub use memory::MemoryStore;
 pub use prefixed::PrefixedStore;
+#[cfg(feature = "s3")]
 pub use s3::{client_from_env, sdk_config_from_env, S3Store};
 
 /// An object store rooted at one prefix.
@@ -74,12 +76,21 @@ pub(crate) fn validate_key(key: &str) -> Result<()> {
     Ok(())
 }
 
-/// Returns the store behind an index location: an [`S3Store`] for `s3://bucket/prefix`
-/// (client configured from the environment), a [`LocalStore`] for anything else.
+/// Returns the store behind an index location: an `S3Store` for `s3://bucket/prefix`
+/// (client configured from the environment), a [`LocalStore`] for anything else. A build
+/// without the `s3` feature refuses s3:// locations.
 pub async fn store_for_location(location: &str) -> Result<Arc<dyn BlobStore>> {
     if location.starts_with("s3://") {
-        let client = client_from_env().await;
-        return Ok(Arc::new(S3Store::from_url(location, &client)?));
+        #[cfg(feature = "s3")]
+        {
+            let client = client_from_env().await;
+            return Ok(Arc::new(S3Store::from_url(location, &client)?));
+        }
+        #[cfg(not(feature = "s3"))]
+        return Err(crate::error::Error::invalid(
+            "index location",
+            format!("'{location}': this build has no S3 support (the `s3` feature is off)"),
+        ));
     }
     if location.contains("://") {
         return Err(crate::error::Error::invalid(
