@@ -10,7 +10,9 @@ use std::time::Instant;
 use base64::Engine;
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
-use shared::service::{handle_direct, handle_http, CoordinatorService, HttpResponse};
+use shared::service::{
+    handle_direct_payload, handle_http, CoordinatorService, HttpResponse, JsonPayload,
+};
 use shared::storage::store_for_location;
 
 use crate::config::FunctionConfig;
@@ -19,7 +21,7 @@ use crate::invoker::LambdaInvoker;
 /// Handles one coordinator event whose Lambda deadline is `deadline_epoch_ms`.
 pub async fn handle_event(
     service: &CoordinatorService,
-    payload: Value,
+    event: JsonPayload,
     request_id: &str,
     deadline_epoch_ms: u64,
 ) -> Value {
@@ -31,19 +33,21 @@ pub async fn handle_event(
         budget_ms = budget.as_millis() as u64,
         "request budget"
     );
-    let is_http = payload
+    let is_http = event
+        .value
         .get("requestContext")
         .and_then(|context| context.get("http"))
         .is_some();
     if !is_http {
-        let body = serde_json::to_vec(&payload).unwrap_or_default();
-        let response = handle_direct(service, &body, request_id, deadline).await;
+        let response = handle_direct_payload(service, event, request_id, deadline).await;
         let mut body = response.body;
         if response.status != 200 {
             body["status"] = json!(response.status);
         }
         return body;
     }
+    // The HTTP body is a string inside the event: repeated keys in it are found by the route.
+    let payload = event.value;
     let method = payload["requestContext"]["http"]["method"]
         .as_str()
         .unwrap_or("GET")
@@ -115,12 +119,14 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
     let invoker = Arc::new(LambdaInvoker::from_env().await);
     let service = CoordinatorService::new(root, invoker, config.service);
     let service = &service;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let request_id = event.context.request_id.clone();
-        Ok::<Value, lambda_runtime::Error>(
-            handle_event(service, event.payload, &request_id, event.context.deadline).await,
-        )
-    }))
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<JsonPayload>| async move {
+            let request_id = event.context.request_id.clone();
+            Ok::<Value, lambda_runtime::Error>(
+                handle_event(service, event.payload, &request_id, event.context.deadline).await,
+            )
+        },
+    ))
     .await
 }
 
@@ -151,7 +157,8 @@ mod tests {
     async fn http_events_route_with_and_without_a_named_stage() {
         let service = service();
         for (stage, path) in [("$default", "/health"), ("prod", "/prod/health")] {
-            let answer = handle_event(&service, http_event(stage, path, "GET"), "r", 0).await;
+            let answer =
+                handle_event(&service, http_event(stage, path, "GET").into(), "r", 0).await;
             assert_eq!(answer["statusCode"], json!(200), "{answer}");
             assert_eq!(answer["cookies"], json!([]));
             let body: Value =
@@ -160,7 +167,7 @@ mod tests {
         }
         let missing = handle_event(
             &service,
-            http_event("prod", "/prod/v1/indexes/nope", "GET"),
+            http_event("prod", "/prod/v1/indexes/nope", "GET").into(),
             "r",
             0,
         )
@@ -171,11 +178,23 @@ mod tests {
     #[tokio::test]
     async fn direct_invocations_answer_with_the_http_body_and_status() {
         let service = service();
-        let answer = handle_event(&service, json!({"vector": [1.0]}), "r", 0).await;
+        let answer = handle_event(&service, json!({"vector": [1.0]}).into(), "r", 0).await;
         assert_eq!(answer["status"], json!(400), "{answer}");
         assert_eq!(answer["error"]["field"], json!("index"));
-        let answer =
-            handle_event(&service, json!({"index": "nope", "vector": [1.0]}), "r", 0).await;
+        let answer = handle_event(
+            &service,
+            json!({"index": "nope", "vector": [1.0]}).into(),
+            "r",
+            0,
+        )
+        .await;
         assert_eq!(answer["status"], json!(404), "{answer}");
+        // The runtime parses the event: a repeated key is refused as over HTTP, not last-wins.
+        let event: JsonPayload =
+            serde_json::from_str(r#"{"index": "nope", "vector": [1.0], "k": 3, "k": 5}"#)
+                .expect("valid JSON");
+        let answer = handle_event(&service, event, "r", 0).await;
+        assert_eq!(answer["status"], json!(400), "{answer}");
+        assert_eq!(answer["error"]["field"], json!("k"));
     }
 }

@@ -6,6 +6,10 @@
 //! planes), 10k sorted rows gathered out of 50k; L2 and dot products at 50 and 784 dims over 1k
 //! gathered rows. Throughput is in rows per second. Runs are short (2 s per bench) so the whole
 //! file takes about a minute: `cargo bench -p shared --bench kernels`.
+//!
+//! `memory_bandwidth` reads a 1 GiB buffer (larger than any cache here) once per iteration, in
+//! bytes per second: multiplied by the bytes a kernel reads per row, it is the row rate at which
+//! that kernel would be bound by memory rather than by compute.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -180,5 +184,40 @@ fn bench_float_gathers(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_hamming, bench_adc, bench_float_gathers);
+/// Size of the buffer the bandwidth bench streams through.
+const BANDWIDTH_BUFFER_BYTES: usize = 1 << 30;
+
+fn bench_memory_bandwidth(c: &mut Criterion) {
+    // Distinct non-zero words so no page is shared or compressed by the host.
+    let words: Vec<u64> = (0..BANDWIDTH_BUFFER_BYTES / 8)
+        .map(|i| (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+        .collect();
+    let mut group = c.benchmark_group("memory_bandwidth");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(4))
+        .throughput(Throughput::Bytes(BANDWIDTH_BUFFER_BYTES as u64));
+    group.bench_function("read_1GiB", |b| {
+        // Four independent sums keep several loads in flight; wrapping adds vectorise.
+        b.iter(|| {
+            let mut sums = [0u64; 4];
+            for chunk in black_box(&words).chunks_exact(4) {
+                for (sum, &word) in sums.iter_mut().zip(chunk) {
+                    *sum = sum.wrapping_add(word);
+                }
+            }
+            black_box(sums)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_hamming,
+    bench_adc,
+    bench_float_gathers,
+    bench_memory_bandwidth
+);
 criterion_main!(benches);

@@ -3,7 +3,8 @@
 //! Callers branch on the variant: `InvalidInput` is the caller's fault and is never retried,
 //! `NotFound` names what is missing, `Corrupt`/`UnsupportedVersion` mean the stored bytes cannot
 //! be trusted, `Io`/`Storage` are environmental and may be retried, `Incomplete` means workers
-//! did not answer for some partitions in time (retry later).
+//! did not answer for some partitions in time (retry later), `Remote` is what the HTTP client
+//! reports when the service fails or cannot be reached.
 
 use std::path::Path;
 
@@ -65,6 +66,18 @@ pub enum Error {
         message: String,
         /// Partitions that were not searched.
         missing_partitions: Vec<u32>,
+    },
+    /// The HTTP API answered with an error that is neither the caller's request nor a state the
+    /// other variants describe (a service fault, a gateway's refusal), or could not be reached
+    /// (`status` 0).
+    #[error("service answered {status}: {message}")]
+    Remote {
+        /// HTTP status, 0 when no answer came.
+        status: u16,
+        /// What the service or the transport said.
+        message: String,
+        /// Whether a retry may succeed (throttling, gateway errors, no answer).
+        retryable: bool,
     },
     /// A remote store failed; `retryable` tells whether trying again may help.
     #[error("storage: {message}")]

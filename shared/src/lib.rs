@@ -12,21 +12,29 @@
 //! - [`index`] (pure): index build pipeline, manifest, coordinator and segment objects.
 //! - [`search`] (pure): coordinator stage (filter + partition choice), worker stage, merge.
 //! - [`eval`] (pure): recall scored by distance against ground truth.
+//! - [`cost`] (pure): dollars per query on AWS from measured usage and a dated price list.
+//! - [`bench`] (pure, except `bench::run`): benchmark points, the settings squash sweeps,
+//!   Markdown tables and PNG plots; `bench::run` drives `squash bench`.
 //! - [`protocol`]: request/response types carried between coordinator and workers.
 //! - [`input`] (I/O): readers for `.fvecs`, `.bvecs`, `.npy` and attribute CSV files.
 //! - [`metric`]: distance metrics.
+//! - [`workloads`] (I/O): workloads.json suites and the timed one-thread run of a workload.
 //! - [`embedded`] (I/O): index writing and in-process search over a store.
 //! - [`storage`] (I/O): the `BlobStore` port with local-folder and in-memory adapters.
 //! - [`cache`] (I/O): memory-bounded LRU caches: objects and byte ranges over a `BlobStore`,
 //!   and decoded partitions for warm workers.
 //! - [`service`] (I/O): the coordinator and worker services the Lambda functions wrap, the
 //!   invocation tree, the HTTP routes and the `WorkerInvoker` port.
+//! - [`client`] (I/O): a typed client of the HTTP API (optionally SigV4-signed).
 #![warn(missing_docs)]
 
 pub mod attributes;
+pub mod bench;
 pub mod cache;
+pub mod client;
 pub mod codec;
 pub mod container;
+pub mod cost;
 pub mod embedded;
 pub mod error;
 pub mod eval;
@@ -40,5 +48,6 @@ pub mod protocol;
 pub mod search;
 pub mod service;
 pub mod storage;
+pub mod workloads;
 
 pub use error::{Error, Result};

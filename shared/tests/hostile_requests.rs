@@ -8,9 +8,8 @@
 //! `{"error": {"code", "message", "field"?}}`, with `field` naming the part of the request the
 //! generator broke. No input may panic or answer 5xx.
 //!
-//! Known defects are pinned by the `#[ignore]`d `defect_*` tests at the end, which assert the
-//! behaviour a client should get; the property tests mark the narrow inputs that hit those
-//! defects as [`Expect::KnownDefect`] and only check that they do not crash the service.
+//! Defects the property tests found are pinned by the `regression_*` tests at the end, which
+//! assert the behaviour a client gets now.
 //!
 //! `cargo test -p shared --test hostile_requests -- --nocapture` prints the cases tried per
 //! strategy and in total.
@@ -222,9 +221,6 @@ enum Expect {
     Error(u16, FieldIs),
     /// Any 4xx with a well-formed error body.
     ClientError,
-    /// An input that hits a defect pinned by the named `defect_*` test: only the absence of a
-    /// crash and of other statuses than 200, 4xx and 503 is checked here.
-    KnownDefect(&'static str),
 }
 
 impl Expect {
@@ -250,20 +246,9 @@ fn cut(text: &str) -> String {
 fn check(context: &str, response: &HttpResponse, expect: &Expect) -> Result<(), TestCaseError> {
     let status = response.status;
     let body = &response.body;
-    let defect_note = match expect {
-        Expect::KnownDefect(defect) => format!(" (an input of {defect})"),
-        _ => String::new(),
-    };
-    let shown = || {
-        format!(
-            "{context}{defect_note}\n=> {status} {}",
-            cut(&body.to_string())
-        )
-    };
-    // The known defects lose every partition, which `require_complete` turns into a 503.
-    let known_defect = matches!(expect, Expect::KnownDefect(_));
+    let shown = || format!("{context}\n=> {status} {}", cut(&body.to_string()));
     prop_assert!(
-        status == 200 || (400..500).contains(&status) || known_defect && status == 503,
+        status == 200 || (400..500).contains(&status),
         "status outside 200 and 4xx: {}",
         shown()
     );
@@ -322,7 +307,6 @@ fn check(context: &str, response: &HttpResponse, expect: &Expect) -> Result<(), 
         Expect::ClientError => {
             prop_assert!((400..500).contains(&status), "{}", shown());
         }
-        Expect::KnownDefect(_) => {}
     }
     Ok(())
 }
@@ -706,7 +690,8 @@ fn valid_options() -> impl Strategy<Value = Value> {
         })
 }
 
-/// A valid query body and what its answer must satisfy.
+/// A valid query body and what its answer must satisfy. It has no `branching`, which only a
+/// query sent alone may carry.
 fn valid_query() -> impl Strategy<Value = (Map<String, Value>, QueryCheck)> {
     let k = prop_oneof![
         6 => (1usize..=20).prop_map(Some),
@@ -726,10 +711,9 @@ fn valid_query() -> impl Strategy<Value = (Map<String, Value>, QueryCheck)> {
         proptest::option::of(any::<bool>()),
         proptest::option::of(valid_options()),
         proptest::option::of(any::<bool>()),
-        proptest::option::of(2usize..=64),
     )
         .prop_map(
-            |(vector, k_opt, filter_opt, include_opt, options_opt, complete_opt, branching_opt)| {
+            |(vector, k_opt, filter_opt, include_opt, options_opt, complete_opt)| {
                 let mut body = Map::new();
                 body.insert("vector".into(), json!(vector));
                 if let Some(k) = k_opt {
@@ -750,9 +734,6 @@ fn valid_query() -> impl Strategy<Value = (Map<String, Value>, QueryCheck)> {
                 }
                 if let Some(complete) = complete_opt {
                     body.insert("require_complete".into(), json!(complete));
-                }
-                if let Some(branching) = branching_opt {
-                    body.insert("branching".into(), json!(branching));
                 }
                 let check = QueryCheck {
                     k: k_opt.unwrap_or(10),
@@ -872,8 +853,6 @@ const F32_OVERFLOW_TOKENS: [&str; 5] = [
 struct Mutation {
     edit: Edit,
     field: FieldIs,
-    /// The edit concerns a field that a query inside a batch does not use.
-    single_query_only: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -927,7 +906,6 @@ fn set(path: &[&'static str], value: Value, field: &str) -> Mutation {
     Mutation {
         edit: Edit::Set(path.to_vec(), value),
         field: exactly(field),
-        single_query_only: false,
     }
 }
 
@@ -1014,16 +992,15 @@ fn mutation() -> BoxedStrategy<Mutation> {
     ];
     let wrong_branching = prop_oneof![
         one_of(NOT_COUNT).prop_map(|v| set(&["branching"], v, "branching")),
-        prop_oneof![Just(0u64), Just(1), 65u64..=u64::MAX].prop_map(|b| Mutation {
-            // Queries in a batch do not use their own branching; see
-            // `defect_branching_inside_a_batch_is_neither_used_nor_checked`.
-            single_query_only: true,
-            ..set(&["branching"], json!(b), "branching")
-        }),
+        // In a batch, any branching of a query is refused (the batch has one tree).
+        prop_oneof![Just(0u64), Just(1), 65u64..=u64::MAX].prop_map(|b| set(
+            &["branching"],
+            json!(b),
+            "branching"
+        )),
     ];
     let wrong_options = prop_oneof![
-        // Not arrays: see `defect_a_json_array_is_accepted_in_place_of_an_object`.
-        one_of(&[Kind::Null, Kind::Bool, Kind::Int, Kind::Str]).prop_map(|v| set(
+        one_of(&[Kind::Null, Kind::Bool, Kind::Int, Kind::Str, Kind::Array]).prop_map(|v| set(
             &["options"],
             v,
             "options"
@@ -1093,12 +1070,10 @@ fn mutation() -> BoxedStrategy<Mutation> {
             .prop_filter("an unknown key", |(key, _)| {
                 !QUERY_FIELDS.contains(&key.as_str())
                     && !["index", "queries"].contains(&key.as_str())
-                    && is_nameable_key(key)
             })
             .prop_map(|(key, value)| Mutation {
-                field: exactly(key.clone()),
+                field: exactly(unknown_key_field("", &key)),
                 edit: Edit::SetUnknown(key, value),
-                single_query_only: false,
             }),
         (
             "[a-zA-Z0-9_.$ é-]{1,16}",
@@ -1107,24 +1082,27 @@ fn mutation() -> BoxedStrategy<Mutation> {
             .prop_filter("an unknown option", |(key, _)| !OPTION_FIELDS
                 .contains(&key.as_str()))
             .prop_map(|(key, value)| Mutation {
-                field: exactly(format!("options.{key}")),
+                field: exactly(unknown_key_field("options", &key)),
                 edit: Edit::SetUnknownOption(key, value),
-                single_query_only: false,
             }),
     ];
     let missing_or_not_an_object = prop_oneof![
         Just(Mutation {
             edit: Edit::Remove("vector"),
             field: exactly("vector"),
-            single_query_only: false,
         }),
-        // Not arrays: serde reads a struct from an array too; see
-        // `defect_a_json_array_is_accepted_in_place_of_an_object`.
-        one_of(&[Kind::Null, Kind::Bool, Kind::Int, Kind::Float, Kind::Str]).prop_map(|value| {
+        one_of(&[
+            Kind::Null,
+            Kind::Bool,
+            Kind::Int,
+            Kind::Float,
+            Kind::Str,
+            Kind::Array,
+        ])
+        .prop_map(|value| {
             Mutation {
                 edit: Edit::ReplaceBody(value),
                 field: exactly("body"),
-                single_query_only: false,
             }
         }),
     ];
@@ -1141,10 +1119,15 @@ fn mutation() -> BoxedStrategy<Mutation> {
     .boxed()
 }
 
-/// Whether an unknown top-level key can be named by `error.field`; see
-/// `defect_unknown_keys_that_look_like_paths_are_not_named`.
-fn is_nameable_key(key: &str) -> bool {
-    !matches!(key, "" | "." | "?")
+/// How `error.field` names an unknown `key` under `parent` (empty at the top level): by
+/// itself, or quoted as `["key"]` when it would not read as one name.
+fn unknown_key_field(parent: &str, key: &str) -> String {
+    let plain = !key.is_empty() && key != "?" && !key.contains(['.', '[', ']', '"']);
+    match (parent, plain) {
+        ("", true) => key.to_string(),
+        (parent, true) => format!("{parent}.{key}"),
+        (parent, false) => format!("{parent}[{}]", Value::String(key.to_string())),
+    }
 }
 
 /// Returns `field` as named inside query `position` of a batch.
@@ -1152,6 +1135,8 @@ fn within_batch(position: usize, field: &FieldIs) -> FieldIs {
     let prefixed = |name: &str| {
         if name == "body" {
             format!("queries[{position}]")
+        } else if name.starts_with('[') {
+            format!("queries[{position}]{name}")
         } else {
             format!("queries[{position}].{name}")
         }
@@ -1634,9 +1619,18 @@ fn path() -> impl Strategy<Value = String> {
 
 #[test]
 fn valid_queries_are_answered_completely() {
-    run_strategy("valid queries", 1000, valid_query(), |(body, query)| {
-        send(&JsonCase::query(Value::Object(body), Expect::Answer(query)))
-    });
+    let strategy = (valid_query(), proptest::option::of(2usize..=64));
+    run_strategy(
+        "valid queries",
+        1000,
+        strategy,
+        |((mut body, query), branching_opt)| {
+            if let Some(branching) = branching_opt {
+                body.insert("branching".into(), json!(branching));
+            }
+            send(&JsonCase::query(Value::Object(body), Expect::Answer(query)))
+        },
+    );
 }
 
 #[test]
@@ -1672,7 +1666,6 @@ fn every_field_of_a_query_refuses_wrong_types_and_ranges() {
         3000,
         strategy,
         |((mut body, _), mutation, batch_opt)| {
-            let batch_opt = batch_opt.filter(|_| !mutation.single_query_only);
             let body = mutation
                 .edit
                 .apply(&mut body)
@@ -2101,7 +2094,7 @@ fn non_finite_and_out_of_range_numbers_are_refused() {
                 }
                 Token::HugeComponents(magnitude) => {
                     body.insert("vector".into(), json!(vec![magnitude; DIM]));
-                    Expect::KnownDefect("defect_huge_finite_components_lose_every_partition")
+                    Expect::invalid(FieldIs::StartsWith("vector[".into()))
                 }
             };
             // Answers are checked on single queries.
@@ -2156,7 +2149,7 @@ fn index_names_cannot_escape_or_crash_the_router() {
                 Expect::Error(404, FieldIs::Unchecked)
             } else if has_slash {
                 // Over HTTP a slash makes another path (no route); see
-                // `defect_direct_index_names_with_a_slash_get_no_route` for direct invocations.
+                // `regression_direct_index_names_with_a_slash_get_no_route` for direct invocations.
                 Expect::ClientError
             } else {
                 Expect::invalid(exactly("index"))
@@ -2337,7 +2330,6 @@ fn batch_envelopes_refuse_wrong_types_and_sizes() {
         20 => "[a-zA-Z_ é.]{1,12}"
             .prop_filter("unknown", |key| {
                 !["queries", "require_complete", "branching", "index"].contains(&key.as_str())
-                    && is_nameable_key(key)
             })
             .prop_map(BatchEdit::Unknown),
     ];
@@ -2378,7 +2370,7 @@ fn batch_envelopes_refuse_wrong_types_and_sizes() {
             }
             BatchEdit::Unknown(key) => {
                 body[key.as_str()] = json!(1);
-                key
+                unknown_key_field("", &key)
             }
         };
         let has_queries = body.get("queries").is_some();
@@ -2400,7 +2392,7 @@ fn query_vector() -> Vec<f32> {
 }
 
 #[test]
-fn defect_huge_finite_components_lose_every_partition() {
+fn regression_huge_finite_components_lose_every_partition() {
     let huge = vec![1e30f32; DIM];
     let response = call_http(
         "POST",
@@ -2441,7 +2433,7 @@ fn defect_huge_finite_components_lose_every_partition() {
 }
 
 #[test]
-fn defect_filters_nested_near_the_json_limit_fail_on_the_workers() {
+fn regression_filters_nested_near_the_json_limit_fail_on_the_workers() {
     for num_nots in [123usize, 124] {
         // 2 levels of leaf + num_nots: 125 and 126 levels, which the coordinator accepts. The
         // leaf is chosen so that the whole filter matches every row (a filter that matches
@@ -2472,7 +2464,7 @@ fn defect_filters_nested_near_the_json_limit_fail_on_the_workers() {
 }
 
 #[test]
-fn defect_trailing_bytes_after_the_body_are_ignored() {
+fn regression_trailing_bytes_after_the_body_are_ignored() {
     let body = format!(
         "{} {{\"k\": 0}} garbage",
         json!({ "vector": query_vector(), "k": 3 })
@@ -2483,7 +2475,7 @@ fn defect_trailing_bytes_after_the_body_are_ignored() {
 }
 
 #[test]
-fn defect_direct_index_names_with_a_slash_get_no_route() {
+fn regression_direct_index_names_with_a_slash_get_no_route() {
     for name in ["a/b", "../films", "films/", "/films"] {
         let payload = json!({ "index": name, "vector": query_vector() });
         let response = call_direct(payload.to_string().as_bytes());
@@ -2497,8 +2489,7 @@ fn defect_direct_index_names_with_a_slash_get_no_route() {
 }
 
 #[test]
-#[ignore = "defect: a query's own branching is parsed in a batch but neither used nor checked"]
-fn defect_branching_inside_a_batch_is_neither_used_nor_checked() {
+fn regression_branching_inside_a_batch_is_neither_used_nor_checked() {
     let batch = json!({ "queries": [
         { "vector": query_vector() },
         { "vector": query_vector(), "branching": 0 },
@@ -2512,8 +2503,7 @@ fn defect_branching_inside_a_batch_is_neither_used_nor_checked() {
 }
 
 #[test]
-#[ignore = "defect: unknown top-level keys \"\", \".\" and \"?\" read as no field or the body"]
-fn defect_unknown_keys_that_look_like_paths_are_not_named() {
+fn regression_unknown_keys_that_look_like_paths_are_not_named() {
     for key in ["", ".", "?"] {
         let body = json!({ "vector": query_vector(), key: 1 });
         let response = call_http("POST", QUERY_PATH, body.to_string().as_bytes());
@@ -2529,8 +2519,7 @@ fn defect_unknown_keys_that_look_like_paths_are_not_named() {
 }
 
 #[test]
-#[ignore = "defect: direct invocations parse into a map first, where a duplicate key silently wins"]
-fn defect_duplicate_keys_are_refused_over_http_but_not_direct() {
+fn regression_duplicate_keys_are_refused_over_http_but_not_direct() {
     let body = format!(
         "{{\"vector\": {}, \"k\": 3, \"k\": 5}}",
         json!(query_vector())
@@ -2545,8 +2534,7 @@ fn defect_duplicate_keys_are_refused_over_http_but_not_direct() {
 }
 
 #[test]
-#[ignore = "defect: serde's derived structs also read JSON arrays, by field position"]
-fn defect_a_json_array_is_accepted_in_place_of_an_object() {
+fn regression_a_json_array_is_accepted_in_place_of_an_object() {
     let vector = query_vector();
     let cases = [
         (QUERY_PATH, json!([vector, 3]), "body"),

@@ -18,6 +18,7 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::protocol::MAX_COMPONENT_MAGNITUDE;
 
 /// Largest accepted dimension: anything wider is far more likely a corrupt or misread header
 /// (e.g. a raw float read as an int32) than a real embedding.
@@ -258,7 +259,8 @@ fn truncated_header(name: &str, index: usize, offset: usize, available: usize) -
     )
 }
 
-/// Appends the decoded elements of one row to `data`, rejecting NaN and infinite values.
+/// Appends the decoded elements of one row to `data`, rejecting NaN and infinite values and
+/// components beyond [`MAX_COMPONENT_MAGNITUDE`], whose squared distances would overflow.
 #[inline]
 fn decode_row<E: Element>(
     payload: &[u8],
@@ -273,18 +275,25 @@ fn decode_row<E: Element>(
     // The row was just written and is still in L1, so this check costs little next to the
     // decode; a fold (not `all`) has no early exit, so it stays branch-free and vectorises.
     let row = &data[row_start..];
+    // NaN fails the comparison too.
+    let in_range = |value: &f32| value.abs() <= MAX_COMPONENT_MAGNITUDE;
     if row
         .iter()
-        .fold(true, |all_finite, value| all_finite & value.is_finite())
+        .fold(true, |all_in_range, value| all_in_range & in_range(value))
     {
         return Ok(());
     }
     let component = row
         .iter()
-        .position(|value| !value.is_finite())
-        .expect("a non-finite value exists since the fold found one");
+        .position(|value| !in_range(value))
+        .expect("an out-of-range value exists since the fold found one");
     let original = E::original(&payload[component * E::WIDTH..(component + 1) * E::WIDTH]);
-    let reason = if original.is_finite() {
+    let reason = if original.is_finite() && row[component].is_finite() {
+        format!(
+            "component {component} ({original:e}) is beyond {MAX_COMPONENT_MAGNITUDE:e} in \
+             magnitude, where distances overflow (components count from 0)"
+        )
+    } else if original.is_finite() {
         format!("component {component} ({original:e}) overflows float32 (components count from 0)")
     } else {
         format!("component {component} is {original} (components count from 0)")
@@ -794,7 +803,7 @@ mod tests {
         #[test]
         fn fvecs_round_trip_any_shape(
             dim in 1usize..6,
-            values in proptest::collection::vec(-1e30f32..1e30f32, 1..40),
+            values in proptest::collection::vec(-1e15f32..1e15f32, 1..40),
         ) {
             let num_vectors = values.len().div_ceil(dim);
             let mut data = values;
@@ -960,6 +969,15 @@ mod tests {
                 "{reason}"
             );
         }
+        // Finite, but squared distances would overflow.
+        let mut vectors = vector_set(3, 4);
+        vectors.data[2] = -1e18;
+        let (field, reason) = fvecs_error(&write_fvecs(&vectors));
+        assert_eq!(field, "base.fvecs: record 0 (byte 0)");
+        assert!(
+            reason.contains("component 2") && reason.contains("e17") && reason.contains("overflow"),
+            "{reason}"
+        );
         // A float64 that does not fit in float32.
         let data: Vec<u8> = [1.0f64, 1e300]
             .iter()

@@ -18,6 +18,7 @@ pub use pca::Pca;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::protocol::MAX_COMPONENT_MAGNITUDE;
 
 /// Rows per partial sum of the mean; partial sums are combined in chunk order.
 const MEAN_CHUNK_ROWS: usize = 4096;
@@ -41,13 +42,17 @@ fn check_matrix(field: &str, data: &[f32], dim: usize) -> Result<usize> {
     if num_rows == 0 {
         return Err(Error::invalid(field, "no rows"));
     }
-    let first_bad_opt = data
-        .par_chunks(dim)
-        .position_first(|row| row.iter().any(|value| !value.is_finite()));
+    let first_bad_opt = data.par_chunks(dim).position_first(|row| {
+        row.iter()
+            .any(|value| value.is_nan() || value.abs() > MAX_COMPONENT_MAGNITUDE)
+    });
     if let Some(row_index) = first_bad_opt {
         return Err(Error::invalid(
             format!("{field} row {row_index}"),
-            "value is not finite",
+            format!(
+                "a value is not finite or beyond {MAX_COMPONENT_MAGNITUDE:e} in magnitude, \
+                 where distances overflow"
+            ),
         ));
     }
     Ok(num_rows)

@@ -16,8 +16,9 @@
 
 use std::time::Instant;
 
-use serde::de::DeserializeOwned;
-use serde_json::{json, Value};
+use serde::de::{DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_json::{json, Map, Value};
 
 use super::coordinator::CoordinatorService;
 use crate::error::Error;
@@ -98,8 +99,49 @@ impl HttpResponse {
     }
 }
 
+/// Where a body must hold JSON objects, beyond what the typed parse checks: serde's derived
+/// structs also read a JSON array, by field position, which a client never means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyShape {
+    /// A [`QueryRequest`].
+    Query,
+    /// A [`BatchRequest`].
+    Batch,
+    /// Any JSON object.
+    Object,
+}
+
+impl BodyShape {
+    /// Returns the field that holds an array (or other non-object) where an object belongs.
+    fn misplaced_field(self, body: &Value) -> Option<String> {
+        if !body.is_object() {
+            return Some("body".to_string());
+        }
+        let options_of = |query: &Value, prefix: &str| -> Option<String> {
+            match query.get("options") {
+                Some(options) if options.is_array() => Some(format!("{prefix}options")),
+                _ => None,
+            }
+        };
+        match self {
+            BodyShape::Object => None,
+            BodyShape::Query => options_of(body, ""),
+            BodyShape::Batch => {
+                let queries = body.get("queries")?.as_array()?;
+                queries.iter().enumerate().find_map(|(position, query)| {
+                    if query.is_array() {
+                        Some(format!("queries[{position}]"))
+                    } else {
+                        options_of(query, &format!("queries[{position}]."))
+                    }
+                })
+            }
+        }
+    }
+}
+
 /// Parses a JSON body into `T`, naming the offending field on error.
-fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, HttpResponse> {
+fn parse_body<T: DeserializeOwned>(body: &[u8], shape: BodyShape) -> Result<T, HttpResponse> {
     if body.len() > MAX_BODY_BYTES {
         return Err(HttpResponse::error(
             413,
@@ -127,6 +169,18 @@ fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, HttpResponse> {
             Some("body"),
         ));
     }
+    // Arrays in place of objects are only checked on a body that is valid JSON; the typed
+    // parse below names every other error.
+    if let Ok(value) = serde_json::from_slice::<Value>(body) {
+        if let Some(field) = shape.misplaced_field(&value) {
+            return Err(HttpResponse::error(
+                400,
+                "invalid_request",
+                format!("{field}: a JSON object is required"),
+                Some(&field),
+            ));
+        }
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let parsed: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
@@ -153,10 +207,30 @@ fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, HttpResponse> {
 
 /// Returns the request field a body parse error is about: the path where parsing stopped,
 /// extended by the name of a missing field; `body` for errors about the body as a whole.
+/// An unknown key is named by itself, quoted as `["key"]` when it would not read as one name:
+/// empty, `?`, or holding `.`, `[`, `]` or `"`.
 fn field_of_parse_error(path: &str, message: &str) -> String {
     let missing_opt = message
         .strip_prefix("missing field `")
         .and_then(|rest| rest.split('`').next());
+    let unknown_opt = message.strip_prefix("unknown field `").map(|rest| {
+        rest.rsplit_once("`, expected")
+            .or_else(|| rest.rsplit_once("`, there are no fields"))
+            .map_or(rest, |(key, _)| key)
+    });
+    if let Some(unknown) = unknown_opt {
+        // The path ends with the unknown key itself, after its parent and a `.`.
+        let parent = path.strip_suffix(unknown).unwrap_or(path);
+        let parent = parent.strip_suffix('.').unwrap_or(parent);
+        let parent = if parent == "?" { "" } else { parent };
+        let plain =
+            !unknown.is_empty() && unknown != "?" && !unknown.contains(['.', '[', ']', '"']);
+        return match (parent, plain) {
+            ("", true) => unknown.to_string(),
+            (parent, true) => format!("{parent}.{unknown}"),
+            (parent, false) => format!("{parent}[{}]", Value::String(unknown.to_string())),
+        };
+    }
     match (path, missing_opt) {
         ("." | "?", Some(missing)) => missing.to_string(),
         (path, Some(missing)) => format!("{path}.{missing}"),
@@ -215,7 +289,7 @@ pub async fn handle_http(
             if let Some(refused) = expect("POST") {
                 return refused;
             }
-            let request: QueryRequest = match parse_body(body) {
+            let request: QueryRequest = match parse_body(body, BodyShape::Query) {
                 Ok(request) => request,
                 Err(response) => return response,
             };
@@ -228,7 +302,7 @@ pub async fn handle_http(
             if let Some(refused) = expect("POST") {
                 return refused;
             }
-            let batch: BatchRequest = match parse_body(body) {
+            let batch: BatchRequest = match parse_body(body, BodyShape::Batch) {
                 Ok(batch) => batch,
                 Err(response) => return response,
             };
@@ -252,6 +326,130 @@ pub async fn handle_http(
     }
 }
 
+/// A JSON document read the way the typed request parse reads it, as a plain value: a key
+/// repeated in one object is recorded (the HTTP route refuses it) instead of silently winning.
+///
+/// The Lambda adapter deserializes direct invocation events into this type, so a direct call and
+/// an HTTP call of the same body get the same answer.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct JsonPayload {
+    /// The document; of repeated keys, the last value.
+    pub value: Value,
+    /// The first repeated key, as a field path (`k`, `queries[1].vector`).
+    pub duplicate_key_opt: Option<String>,
+}
+
+impl From<Value> for JsonPayload {
+    fn from(value: Value) -> Self {
+        JsonPayload {
+            value,
+            duplicate_key_opt: None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for JsonPayload {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut duplicate_key_opt = None;
+        let value = TrackedValue {
+            path: String::new(),
+            duplicate_key_opt: &mut duplicate_key_opt,
+        }
+        .deserialize(deserializer)?;
+        Ok(JsonPayload {
+            value,
+            duplicate_key_opt,
+        })
+    }
+}
+
+/// Deserializes one value at `path`, recording the first repeated object key.
+struct TrackedValue<'a> {
+    path: String,
+    duplicate_key_opt: &'a mut Option<String>,
+}
+
+impl TrackedValue<'_> {
+    fn child(&mut self, segment: &str) -> TrackedValue<'_> {
+        TrackedValue {
+            path: format!("{}{segment}", self.path),
+            duplicate_key_opt: self.duplicate_key_opt,
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for TrackedValue<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TrackedValue<'_> {
+    type Value = Value;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
+        Ok(Value::Bool(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
+        Ok(Value::String(value.to_string()))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Value, E> {
+        Ok(Value::String(value))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        self.deserialize(deserializer)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(self.child(&format!("[{}]", items.len())))? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let separator = if self.path.is_empty() { "" } else { "." };
+            let value = map.next_value_seed(self.child(&format!("{separator}{key}")))?;
+            if object.insert(key.clone(), value).is_some() && self.duplicate_key_opt.is_none() {
+                *self.duplicate_key_opt = Some(format!("{}{separator}{key}", self.path));
+            }
+        }
+        Ok(Value::Object(object))
+    }
+}
+
 /// Answers a direct (non-HTTP) invocation: the body of a query or batch request with an added
 /// `"index"` field; a body with `"queries"` is a batch. Returns what the HTTP route would.
 pub async fn handle_direct(
@@ -260,9 +458,38 @@ pub async fn handle_direct(
     request_id: &str,
     deadline: Instant,
 ) -> HttpResponse {
-    let mut object: serde_json::Map<String, Value> = match parse_body(payload) {
-        Ok(object) => object,
-        Err(response) => return response,
+    match parse_body::<JsonPayload>(payload, BodyShape::Object) {
+        Ok(payload) => handle_direct_payload(service, payload, request_id, deadline).await,
+        Err(response) => response,
+    }
+}
+
+/// Answers a direct invocation whose payload the Lambda runtime has already parsed.
+pub async fn handle_direct_payload(
+    service: &CoordinatorService,
+    payload: JsonPayload,
+    request_id: &str,
+    deadline: Instant,
+) -> HttpResponse {
+    if let Some(field) = payload.duplicate_key_opt {
+        let key = field.rsplit('.').next().unwrap_or(&field).to_string();
+        return HttpResponse::error(
+            400,
+            "invalid_request",
+            format!("{field}: duplicate field `{key}`"),
+            Some(&field),
+        );
+    }
+    let mut object = match payload.value {
+        Value::Object(object) => object,
+        _ => {
+            return HttpResponse::error(
+                400,
+                "invalid_request",
+                "body: a JSON object is required",
+                Some("body"),
+            )
+        }
     };
     let index = match object.remove("index") {
         Some(Value::String(index)) => index,
@@ -307,5 +534,71 @@ mod tests {
             "body"
         );
         assert_eq!(field_of_parse_error("k", "invalid type: string"), "k");
+        let unknown = |key: &str| format!("unknown field `{key}`, expected one of `vector`, `k`");
+        assert_eq!(field_of_parse_error("zz", &unknown("zz")), "zz");
+        assert_eq!(
+            field_of_parse_error("options.zz", &unknown("zz")),
+            "options.zz"
+        );
+        assert_eq!(field_of_parse_error("", &unknown("")), "[\"\"]");
+        assert_eq!(field_of_parse_error(".", &unknown(".")), "[\".\"]");
+        assert_eq!(field_of_parse_error("?", &unknown("?")), "[\"?\"]");
+        assert_eq!(
+            field_of_parse_error("options.", &unknown("")),
+            "options[\"\"]"
+        );
+        assert_eq!(
+            field_of_parse_error("queries[0].a.b", &unknown("a.b")),
+            "queries[0][\"a.b\"]"
+        );
+    }
+
+    #[test]
+    fn direct_payloads_record_the_first_repeated_key() {
+        let parse = |text: &str| serde_json::from_str::<JsonPayload>(text).expect("valid JSON");
+        assert_eq!(parse(r#"{"k": 1, "v": [1, 2]}"#).duplicate_key_opt, None);
+        let repeated = parse(r#"{"k": 1, "k": 2}"#);
+        assert_eq!(repeated.duplicate_key_opt.as_deref(), Some("k"));
+        assert_eq!(repeated.value, json!({"k": 2}));
+        let nested = parse(r#"{"queries": [{"k": 1}, {"v": 1, "options": {"a": 1, "a": 2}}]}"#);
+        assert_eq!(
+            nested.duplicate_key_opt.as_deref(),
+            Some("queries[1].options.a")
+        );
+    }
+
+    #[test]
+    fn arrays_in_place_of_objects_are_named() {
+        let misplaced = |shape: BodyShape, body: Value| shape.misplaced_field(&body);
+        assert_eq!(
+            misplaced(BodyShape::Query, json!([1, 2])),
+            Some("body".into())
+        );
+        assert_eq!(
+            misplaced(
+                BodyShape::Query,
+                json!({"vector": [1.0], "options": [true]})
+            ),
+            Some("options".into())
+        );
+        assert_eq!(
+            misplaced(BodyShape::Query, json!({"vector": [1.0], "options": {}})),
+            None
+        );
+        assert_eq!(
+            misplaced(
+                BodyShape::Batch,
+                json!({"queries": [{"vector": [1.0]}, [[1.0]]]})
+            ),
+            Some("queries[1]".into())
+        );
+        assert_eq!(
+            misplaced(
+                BodyShape::Batch,
+                json!({"queries": [{"vector": [1.0], "options": [1]}]})
+            ),
+            Some("queries[0].options".into())
+        );
+        assert_eq!(misplaced(BodyShape::Object, json!({"a": [1]})), None);
     }
 }

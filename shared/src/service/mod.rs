@@ -14,7 +14,7 @@ pub mod tree;
 pub mod worker;
 
 pub use coordinator::{CoordinatorService, IndexSummary, ServiceConfig};
-pub use http::{handle_direct, handle_http, HttpResponse};
+pub use http::{handle_direct, handle_direct_payload, handle_http, HttpResponse, JsonPayload};
 pub use invoker::{InProcessInvoker, WorkerInvoker};
 pub use tree::{plan_tree, slot_of, TreeShape};
 pub use worker::{partition_object_key, WorkerService};
