@@ -34,6 +34,7 @@ type HttpsConnector = hyper_rustls::HttpsConnector<HttpConnector>;
 
 /// How requests are authenticated.
 #[derive(Clone)]
+#[cfg_attr(not(feature = "aws"), allow(dead_code))]
 enum Auth {
     /// No authentication (function URLs with auth NONE, the local emulator, an open API).
     None,
@@ -104,7 +105,9 @@ impl Client {
 
     /// Returns a client that signs every request with SigV4 (service `execute-api`), for an API
     /// deployed with IAM authorization. Credentials and, unless given, the region come from the
-    /// default AWS chain (environment, profile, container or instance role).
+    /// default AWS chain (environment, profile, container or instance role). Needs the `aws`
+    /// feature (on by default).
+    #[cfg(feature = "aws")]
     pub async fn with_iam_auth(base_url: &str, region_opt: Option<&str>) -> Result<Self> {
         let mut client = Client::new(base_url)?;
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())

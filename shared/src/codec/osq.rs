@@ -261,6 +261,23 @@ impl OsqQuantizer {
                 ),
             ));
         }
+        // Training yields finite boundaries, ascending within a dimension; the lower bounds
+        // are sound only then, and JSON cannot carry an infinite one back.
+        for (dim, &start) in boundary_offsets.iter().enumerate() {
+            let end = boundary_offsets
+                .get(dim + 1)
+                .copied()
+                .unwrap_or(self.boundaries.len());
+            let boundaries = &self.boundaries[start..end];
+            let is_ascending = boundaries.windows(2).all(|pair| pair[0] <= pair[1]);
+            if !is_ascending || !boundaries.iter().all(|b| b.is_finite()) {
+                return Err(Error::corrupt(
+                    "osq",
+                    dim as u64,
+                    format!("boundaries of dimension {dim} are not finite and ascending"),
+                ));
+            }
+        }
         Ok(OsqLayout {
             slots,
             slot_dims,
@@ -393,6 +410,29 @@ mod tests {
             .collect();
         let variances = scales.iter().map(|s| s * s / 12.0).collect();
         (data, variances)
+    }
+
+    #[test]
+    fn layout_refuses_boundaries_that_are_not_finite_and_ascending() {
+        let quantizer = |boundaries: Vec<f32>| OsqQuantizer {
+            bits: vec![1, 0],
+            boundaries,
+        };
+        assert!(quantizer(vec![-1.0, 0.0, 1.0, 2.0, 2.0]).layout().is_ok());
+        // Found by fuzzing the segment decoder: a JSON boundary of 1e39 decodes to an infinite
+        // f32, which the segment encoder then writes as null and cannot read back.
+        for bad in [
+            vec![-1.0, 0.0, 1e39f64 as f32, 2.0, 2.0],
+            vec![-1.0, 0.0, 1.0, f32::NAN, 2.0],
+            vec![-1.0, 1.0, 0.0, 2.0, 2.0],
+            vec![-1.0, 0.0, 1.0, 3.0, 2.0],
+        ] {
+            let error = quantizer(bad.clone()).layout().unwrap_err().to_string();
+            assert!(
+                error.contains("not finite and ascending"),
+                "{bad:?}: {error}"
+            );
+        }
     }
 
     #[test]

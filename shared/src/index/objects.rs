@@ -16,6 +16,9 @@ use crate::metric::Metric;
 /// Key of the manifest inside an index prefix.
 pub const MANIFEST_KEY: &str = "manifest.sqsh";
 
+/// The largest bits-per-dimension budget a build accepts (a code is at most one byte).
+const MAX_BITS_PER_DIM_BUDGET: f32 = 8.0;
+
 /// Raw rows per compressed block of full-precision vectors: about 1 MiB, so a reader that
 /// re-ranks a few hundred vectors can fetch only the blocks holding them.
 const VECTOR_CHUNK_BYTES: usize = 1 << 20;
@@ -75,11 +78,26 @@ impl Manifest {
     }
 
     /// Decodes a manifest object.
+    ///
+    /// Fails with `Corrupt` for a value the build never writes and [`Manifest::encode`]
+    /// could not write back: a JSON number beyond `f32` range becomes an infinite
+    /// `bits_per_dim`, which JSON cannot carry.
     pub fn decode(object: &str, bytes: Vec<u8>) -> Result<Manifest> {
         let container = Container::open(object, bytes, ObjectKind::Manifest)?;
         let json = container.block("manifest")?;
-        serde_json::from_slice(&json)
-            .map_err(|e| Error::corrupt(object, 0, format!("manifest JSON: {e}")))
+        let manifest: Manifest = serde_json::from_slice(&json)
+            .map_err(|e| Error::corrupt(object, 0, format!("manifest JSON: {e}")))?;
+        if !(manifest.bits_per_dim > 0.0 && manifest.bits_per_dim <= MAX_BITS_PER_DIM_BUDGET) {
+            return Err(Error::corrupt(
+                object,
+                0,
+                format!(
+                    "bits_per_dim {} is outside (0, {MAX_BITS_PER_DIM_BUDGET}]",
+                    manifest.bits_per_dim
+                ),
+            ));
+        }
+        Ok(manifest)
     }
 }
 
@@ -160,8 +178,11 @@ impl CoordinatorData {
             .map_err(|e| Error::corrupt(object, 0, format!("coordinator metadata: {e}")))?;
         let centroids =
             container::le_bytes_to_f32s(object, "centroids", &container.block("centroids")?)?;
+        // Checked: dim and the partition count are stored values, and a product that wrapped
+        // around could match a short centroid block.
+        let num_centroid_values = meta.num_partitions.checked_mul(meta.dim);
         if meta.partition_sizes.len() != meta.num_partitions
-            || centroids.len() != meta.num_partitions * meta.dim
+            || num_centroid_values != Some(centroids.len())
         {
             return Err(Error::corrupt(
                 object,
@@ -169,11 +190,24 @@ impl CoordinatorData {
                 "centroid count does not match the partition count",
             ));
         }
+        if meta.attribute_quantizer.columns.len() != meta.schema.num_columns() {
+            return Err(Error::corrupt(
+                object,
+                0,
+                format!(
+                    "{} attribute quantizers for {} attribute columns",
+                    meta.attribute_quantizer.columns.len(),
+                    meta.schema.num_columns()
+                ),
+            ));
+        }
         let mut partition_row_offsets = Vec::with_capacity(meta.num_partitions + 1);
         let mut total = 0u64;
         for &size in &meta.partition_sizes {
             partition_row_offsets.push(total);
-            total += size;
+            total = total.checked_add(size).ok_or_else(|| {
+                Error::corrupt(object, 0, "partition sizes add up beyond 2^64 vectors")
+            })?;
         }
         partition_row_offsets.push(total);
         let mut columns = Vec::with_capacity(meta.schema.num_columns());
@@ -346,6 +380,13 @@ impl PartitionData {
                 ))
             }
         };
+        // Expected lengths are products of stored values: a product that wrapped around could
+        // match a short block, so an overflow is corrupt.
+        let product = |what: &str, a: usize, b: usize| -> Result<usize> {
+            a.checked_mul(b).ok_or_else(|| {
+                Error::corrupt(object, 0, format!("{what}: {a} x {b} values overflow"))
+            })
+        };
         let mean = container::le_bytes_to_f32s(object, "pca.mean", &container.block("pca.mean")?)?;
         let components = container::le_bytes_to_f32s(
             object,
@@ -358,12 +399,16 @@ impl PartitionData {
             &container.block("pca.variances")?,
         )?;
         expect_len("pca.mean", mean.len(), dim)?;
-        expect_len("pca.components", components.len(), dim * dim)?;
+        expect_len(
+            "pca.components",
+            components.len(),
+            product("pca.components", dim, dim)?,
+        )?;
         expect_len("pca.variances", variances.len(), dim)?;
         let ids = container::le_bytes_to_u64s(object, "ids", &container.block("ids")?)?;
         expect_len("ids", ids.len(), n)?;
         let vectors = container::le_bytes_to_f32s(object, "vectors", &container.rows("vectors")?)?;
-        expect_len("vectors", vectors.len(), n * dim)?;
+        expect_len("vectors", vectors.len(), product("vectors", n, dim)?)?;
         if meta.osq.dim() != dim {
             return Err(Error::corrupt(
                 object,
@@ -376,17 +421,25 @@ impl PartitionData {
             .layout()
             .map_err(|e| Error::corrupt(object, 0, e.to_string()))?;
         let planes = container.block("osq.planes")?;
-        expect_len("osq.planes", planes.len(), layout.num_planes * n)?;
+        expect_len(
+            "osq.planes",
+            planes.len(),
+            product("osq.planes", layout.num_planes, n)?,
+        )?;
         let sign_codes =
             container::le_bytes_to_u64s(object, "sign_codes", &container.block("sign_codes")?)?;
         expect_len(
             "sign_codes",
             sign_codes.len(),
-            crate::codec::sign::words_for_bits(meta.num_sign_bits) * n,
+            product(
+                "sign_codes",
+                crate::codec::sign::words_for_bits(meta.num_sign_bits),
+                n,
+            )?,
         )?;
         let sign_norms =
             container::le_bytes_to_f32s(object, "sign_norms", &container.block("sign_norms")?)?;
-        expect_len("sign_norms", sign_norms.len(), 2 * n)?;
+        expect_len("sign_norms", sign_norms.len(), product("sign_norms", 2, n)?)?;
         if meta.num_sign_bits > dim {
             return Err(Error::corrupt(object, 0, "more sign bits than dimensions"));
         }
@@ -421,5 +474,150 @@ impl PartitionData {
             sign_codes,
             sign_norms,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Decoder regressions. Each case is an input the fuzz targets (`fuzz/`) found: a golden
+    //! object with one metadata value changed and valid checksums.
+
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    const GOLDEN_MANIFEST: &[u8] = include_bytes!("../../tests/data/golden/index-v1/manifest.sqsh");
+    const GOLDEN_COORDINATOR: &[u8] =
+        include_bytes!("../../tests/data/golden/index-v1/vgolden1/coordinator.sqsh");
+    const GOLDEN_PARTITION: &[u8] =
+        include_bytes!("../../tests/data/golden/index-v1/vgolden1/partition-00000.sqsh");
+
+    /// Returns the object `bytes` of `kind` rewritten with `edit` applied to its JSON block
+    /// `block_name`.
+    fn with_json_edit(
+        bytes: &[u8],
+        kind: ObjectKind,
+        block_name: &str,
+        edit: impl FnOnce(&mut Value),
+    ) -> Vec<u8> {
+        let container = Container::open("golden", bytes.to_vec(), kind).unwrap();
+        let mut writer = ContainerWriter::new(kind);
+        let mut edit_opt = Some(edit);
+        for entry in &container.toc().entries {
+            let mut raw = container.block(&entry.name).unwrap();
+            if entry.name == block_name {
+                let mut json: Value = serde_json::from_slice(&raw).unwrap();
+                (edit_opt.take().unwrap())(&mut json);
+                raw = serde_json::to_vec(&json).unwrap();
+            }
+            writer.add_block(&entry.name, &raw).unwrap();
+        }
+        assert!(edit_opt.is_none(), "no block {block_name}");
+        writer.finish().unwrap()
+    }
+
+    fn assert_corrupt<T>(result: Result<T>, object: &str, expected: &str) {
+        match result {
+            Err(Error::Corrupt {
+                object: named,
+                what,
+                ..
+            }) => {
+                assert_eq!(named, object);
+                assert!(what.contains(expected), "{what:?} lacks {expected:?}");
+            }
+            Err(other) => panic!("expected Corrupt, got {other:?}"),
+            Ok(_) => panic!("expected Corrupt, got a decoded object"),
+        }
+    }
+
+    #[test]
+    fn golden_objects_still_decode_after_a_rewrite() {
+        let unchanged = with_json_edit(GOLDEN_COORDINATOR, ObjectKind::Coordinator, "meta", |_| {});
+        assert!(CoordinatorData::decode("c", unchanged).is_ok());
+        let unchanged = with_json_edit(GOLDEN_PARTITION, ObjectKind::Segment, "meta", |_| {});
+        assert!(PartitionData::decode("p", unchanged).is_ok());
+        let unchanged = with_json_edit(GOLDEN_MANIFEST, ObjectKind::Manifest, "manifest", |_| {});
+        assert!(Manifest::decode("m", unchanged).is_ok());
+    }
+
+    #[test]
+    fn coordinator_with_a_huge_dimension_is_corrupt() {
+        // dim x num_partitions overflowed (a panic with overflow checks, a wrapped product
+        // matching a short centroid block without).
+        let bytes = with_json_edit(
+            GOLDEN_COORDINATOR,
+            ObjectKind::Coordinator,
+            "meta",
+            |meta| {
+                meta["dim"] = json!(u64::MAX);
+            },
+        );
+        assert_corrupt(
+            CoordinatorData::decode("c", bytes),
+            "c",
+            "centroid count does not match",
+        );
+    }
+
+    #[test]
+    fn coordinator_whose_partition_sizes_overflow_is_corrupt() {
+        // The row offsets overflowed; without overflow checks they wrapped to a total that
+        // matched empty attribute codes, and planning sliced the filter bitmap backwards.
+        let bytes = with_json_edit(
+            GOLDEN_COORDINATOR,
+            ObjectKind::Coordinator,
+            "meta",
+            |meta| {
+                meta["partition_sizes"] = json!([u64::MAX, 1]);
+            },
+        );
+        assert_corrupt(
+            CoordinatorData::decode("c", bytes),
+            "c",
+            "beyond 2^64 vectors",
+        );
+    }
+
+    #[test]
+    fn coordinator_without_a_quantizer_per_column_is_corrupt() {
+        // Decoded, then panicked (index out of bounds) when a filter was planned.
+        let bytes = with_json_edit(
+            GOLDEN_COORDINATOR,
+            ObjectKind::Coordinator,
+            "meta",
+            |meta| {
+                meta["attribute_quantizer"]["columns"] = json!([]);
+            },
+        );
+        assert_corrupt(
+            CoordinatorData::decode("c", bytes),
+            "c",
+            "0 attribute quantizers for 2 attribute columns",
+        );
+    }
+
+    #[test]
+    fn manifest_with_bits_per_dim_beyond_f32_is_corrupt() {
+        // 1e308 decoded to an infinite f32, which encode wrote as null and decode then refused.
+        for bits_per_dim in [json!(1e308), json!(0), json!(-1), json!(8.5)] {
+            let bytes = with_json_edit(GOLDEN_MANIFEST, ObjectKind::Manifest, "manifest", |m| {
+                m["bits_per_dim"] = bits_per_dim.clone();
+            });
+            assert_corrupt(Manifest::decode("m", bytes), "m", "bits_per_dim");
+        }
+    }
+
+    #[test]
+    fn segment_with_an_infinite_osq_boundary_is_corrupt() {
+        // As for the manifest: 1e39 decoded to an infinite f32 that could not be written back.
+        let bytes = with_json_edit(GOLDEN_PARTITION, ObjectKind::Segment, "meta", |meta| {
+            meta["osq"]["boundaries"][2] = json!(1e39);
+        });
+        assert_corrupt(
+            PartitionData::decode("p", bytes),
+            "p",
+            "not finite and ascending",
+        );
     }
 }

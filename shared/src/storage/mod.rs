@@ -18,12 +18,14 @@ mod counting;
 mod local;
 mod memory;
 mod prefixed;
+#[cfg(feature = "aws")]
 mod s3;
 
 pub use counting::{CountingStore, StoreCounters};
 pub use local::LocalStore;
 pub use memory::MemoryStore;
 pub use prefixed::PrefixedStore;
+#[cfg(feature = "aws")]
 pub use s3::{client_from_env, sdk_config_from_env, S3ReadTimeouts, S3Store};
 
 /// An object store rooted at one prefix.
@@ -74,15 +76,23 @@ pub(crate) fn validate_key(key: &str) -> Result<()> {
     Ok(())
 }
 
-/// Returns the store behind an index location: an [`S3Store`] for `s3://bucket/prefix`
+/// Returns the store behind an index location: an `S3Store` for `s3://bucket/prefix`
 /// (client and read timeouts configured from the environment), a [`LocalStore`] for anything
-/// else.
+/// else. A build without the `aws` feature refuses s3:// locations.
 pub async fn store_for_location(location: &str) -> Result<Arc<dyn BlobStore>> {
     if location.starts_with("s3://") {
-        let timeouts = S3ReadTimeouts::from_env()?;
-        let client = client_from_env().await;
-        return Ok(Arc::new(
-            S3Store::from_url(location, &client)?.with_read_timeouts(timeouts),
+        #[cfg(feature = "aws")]
+        {
+            let timeouts = S3ReadTimeouts::from_env()?;
+            let client = client_from_env().await;
+            return Ok(Arc::new(
+                S3Store::from_url(location, &client)?.with_read_timeouts(timeouts),
+            ));
+        }
+        #[cfg(not(feature = "aws"))]
+        return Err(crate::error::Error::invalid(
+            "index location",
+            format!("'{location}': this build has no S3 support (the `aws` feature is off)"),
         ));
     }
     if location.contains("://") {

@@ -1,0 +1,141 @@
+//! `PartitionData::decode` on any bytes, as given and with repaired checksums, then the
+//! worker stage on what decoded.
+//!
+//! Contract: a failure is `Corrupt`/`UnsupportedVersion` naming the object; a decoded segment
+//! encodes and decodes back to the same data; and a decoded segment is safe to search
+//! (filters on every column, approximate and exact): the decoder must refuse whatever would
+//! make the search panic or read out of bounds.
+#![no_main]
+
+use libfuzzer_sys::{fuzz_mutator, fuzz_target};
+use serde_json::{json, Value};
+use shared::attributes::AttributeKind;
+use shared::index::PartitionData;
+use shared::protocol::{SearchKnobs, SearchOptions, WorkerQuery, MAX_COMPONENT_MAGNITUDE};
+use shared::search::{search_partition, PreparedQuery};
+use shared::Error;
+use squash_fuzz::mutate::mutate_object;
+use squash_fuzz::{assert_stored_error, reseal};
+
+const OBJECT: &str = "films/v1/partition-00003.sqsh";
+
+/// Searching allocates per-query tables of the stored dimension; larger ones are skipped.
+const MAX_SEARCHED_DIM: usize = 4096;
+
+const K: usize = 5;
+
+fuzz_target!(|data: &[u8]| {
+    check(data);
+    let resealed = reseal(data);
+    if resealed != data {
+        check(&resealed);
+    }
+});
+
+fuzz_mutator!(|data: &mut [u8], size: usize, max_size: usize, seed: u32| {
+    mutate_object(data, size, max_size, seed, libfuzzer_sys::fuzzer_mutate)
+});
+
+fn check(data: &[u8]) {
+    let partition = match PartitionData::decode(OBJECT, data.to_vec()) {
+        Ok(partition) => partition,
+        Err(error) => return assert_stored_error(OBJECT, &error),
+    };
+    let bytes = partition.encode().expect("a decoded segment encodes");
+    let again = PartitionData::decode(OBJECT, bytes).expect("an encoded segment decodes");
+    assert_same(&partition, &again);
+    let _ = partition.memory_bytes();
+    if (1..=MAX_SEARCHED_DIM).contains(&partition.dim) {
+        search_on(&partition);
+    }
+}
+
+fn assert_same(a: &PartitionData, b: &PartitionData) {
+    let bits = |values: &[f32]| values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(a.partition, b.partition);
+    assert_eq!(a.dim, b.dim);
+    assert_eq!(a.metric, b.metric);
+    assert_eq!(a.ids, b.ids);
+    assert_eq!(bits(&a.vectors), bits(&b.vectors));
+    let column_bits = |columns: &[Vec<f64>]| {
+        columns
+            .iter()
+            .map(|column| column.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(a.attributes.num_rows, b.attributes.num_rows);
+    assert_eq!(
+        column_bits(&a.attributes.columns),
+        column_bits(&b.attributes.columns)
+    );
+    assert_eq!(a.schema, b.schema);
+    assert_eq!(bits(&a.pca.mean), bits(&b.pca.mean));
+    assert_eq!(bits(&a.pca.components), bits(&b.pca.components));
+    assert_eq!(bits(&a.pca.variances), bits(&b.pca.variances));
+    assert_eq!(a.osq.bits, b.osq.bits);
+    assert_eq!(bits(&a.osq.boundaries), bits(&b.osq.boundaries));
+    assert_eq!(a.layout, b.layout);
+    assert_eq!(a.planes, b.planes);
+    assert_eq!(a.num_sign_bits, b.num_sign_bits);
+    assert_eq!(a.sign_codes, b.sign_codes);
+    assert_eq!(bits(&a.sign_norms), bits(&b.sign_norms));
+}
+
+/// Searches with a constant vector and with the first stored vector (when a client could send
+/// it), unfiltered and with a filter on each column, approximate and exact.
+fn search_on(partition: &PartitionData) {
+    let mut vectors = vec![vec![0.5f32; partition.dim]];
+    if let Some(first) = partition.vectors.get(..partition.dim) {
+        if first
+            .iter()
+            .all(|v| v.is_finite() && v.abs() <= MAX_COMPONENT_MAGNITUDE)
+        {
+            vectors.push(first.to_vec());
+        }
+    }
+    let mut filters: Vec<Option<Value>> = vec![None];
+    for column in &partition.schema.columns {
+        let filter = match column.kind {
+            AttributeKind::Categorical => {
+                let value = column.dictionary.first().cloned().unwrap_or_default();
+                json!({ column.name.clone(): {"$nin": [value]} })
+            }
+            AttributeKind::Integer | AttributeKind::Float => {
+                json!({ column.name.clone(): {"$gte": 1, "$lt": 1000} })
+            }
+        };
+        filters.push(Some(filter));
+    }
+    for vector in &vectors {
+        for filter in &filters {
+            for exact in [false, true] {
+                let options = SearchOptions {
+                    exact,
+                    // The smallest re-rank depth: the sign-code prune then runs on
+                    // partitions of more than 250 vectors (5 x 1 x 50 kept at least).
+                    rerank_factor: Some(1),
+                    ..SearchOptions::default()
+                };
+                let query = WorkerQuery {
+                    vector: vector.clone(),
+                    k: K,
+                    filter: filter.clone(),
+                    include_attributes: true,
+                    knobs: SearchKnobs::resolve(&options).expect("valid options"),
+                };
+                let prepared = match PreparedQuery::try_new(&query, partition) {
+                    Ok(prepared) => prepared,
+                    // A zero vector under cosine, or a schema the parser refuses.
+                    Err(Error::InvalidInput { .. }) => continue,
+                    Err(other) => panic!("preparing the query failed with {other:?}"),
+                };
+                let (hits, stats) = search_partition(partition, &prepared);
+                assert!(hits.len() <= K);
+                assert!(stats.passed_filter <= partition.num_vectors() as u64);
+                for hit in &hits {
+                    assert!(partition.ids.contains(&hit.id));
+                }
+            }
+        }
+    }
+}
