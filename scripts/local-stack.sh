@@ -2,7 +2,10 @@
 # The whole serverless stack on this machine, from real parts:
 #   SeaweedFS `weed mini` as S3 (scripts/s3-local.sh), the coordinator and worker functions under
 #   `cargo lambda watch` (the Lambda Invoke API and function URLs on 127.0.0.1:9000), and the
-#   committed GloVe sample index built into s3://squash-test/indexes/glove-20k.
+#   committed GloVe sample index built into s3://squash-test/indexes/glove-20k. The functions
+#   reach S3 through scripts/s3-fault-proxy.py (127.0.0.1:8334), which passes everything through
+#   unless its rules file ($SQUASH_S3_FAULT_FILE) asks for throttling, 500s, stalls or cut bodies;
+#   clients and tests talk to SeaweedFS directly.
 #
 #   scripts/local-stack.sh up     install what is missing, start everything, upload the sample
 #   scripts/local-stack.sh env    print `export ...` lines for clients (eval "$(scripts/local-stack.sh env)")
@@ -21,6 +24,12 @@ STATE_DIR="${SQUASH_STACK_STATE_DIR:-${TMPDIR:-/tmp}/squash-stack-$(id -u)}"
 PID_FILE="$STATE_DIR/watch.pid"
 LOG_FILE="$STATE_DIR/watch.log"
 FAULT_FILE="$STATE_DIR/faults"
+S3_FAULT_FILE="$STATE_DIR/s3-faults"
+S3_FAULT_LOG="$STATE_DIR/s3-faults.log"
+PROXY_PID_FILE="$STATE_DIR/s3-proxy.pid"
+PROXY_LOG_FILE="$STATE_DIR/s3-proxy.log"
+PROXY_ADDRESS="127.0.0.1:8334"
+S3_ADDRESS="127.0.0.1:8333"
 PORT=9000
 LAMBDA_ENDPOINT="http://127.0.0.1:$PORT"
 API="$LAMBDA_ENDPOINT/lambda-url/coordinator"
@@ -31,6 +40,15 @@ SAMPLE="$ROOT/tests/data/glove-20k"
 WORKERS="worker,worker-1,worker-2,worker-3"
 BRANCHING=2
 TIMEOUT_MS=5000
+# Each function gets 256 MiB like a small Lambda (cargo lambda watch would say 4096), of which
+# the worker's partition cache may hold 64 MiB; tests check the processes' peak RSS against the
+# function memory.
+FUNCTION_MEMORY_MIB=256
+CACHE_BYTES=$((64 << 20))
+# S3 is on loopback: a read with no byte for 500 ms has stalled (the default, 2 s, is for S3
+# itself); cut off and retried, it still fits a leaf worker's share of the 5 s request budget.
+S3_CONNECT_TIMEOUT_MS=500
+S3_READ_TIMEOUT_MS=500
 
 print_env() {
     "$ROOT/scripts/s3-local.sh" env
@@ -40,7 +58,39 @@ export SQUASH_ROOT=$INDEX_ROOT
 export SQUASH_API=$API
 export SQUASH_FAULT_FILE=$FAULT_FILE
 export SQUASH_STACK_WORKERS=$WORKERS
+export SQUASH_S3_FAULT_FILE=$S3_FAULT_FILE
+export SQUASH_S3_FAULT_LOG=$S3_FAULT_LOG
+export SQUASH_STACK_WATCH_PID_FILE=$PID_FILE
+export SQUASH_STACK_FUNCTION_MEMORY_MIB=$FUNCTION_MEMORY_MIB
+export SQUASH_STACK_CACHE_BYTES=$CACHE_BYTES
 EOT
+}
+
+start_proxy() {
+    if [ -f "$PROXY_PID_FILE" ] && kill -0 "$(cat "$PROXY_PID_FILE")" 2>/dev/null; then
+        return 0
+    fi
+    : >"$S3_FAULT_FILE"
+    : >"$S3_FAULT_LOG"
+    setsid python3 "$ROOT/scripts/s3-fault-proxy.py" --listen "$PROXY_ADDRESS" \
+        --upstream "$S3_ADDRESS" --rules "$S3_FAULT_FILE" --log "$S3_FAULT_LOG" \
+        >"$PROXY_LOG_FILE" 2>&1 </dev/null &
+    echo $! >"$PROXY_PID_FILE"
+    for _ in $(seq 100); do
+        [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://$PROXY_ADDRESS/" || true)" != "000" ] && return 0
+        sleep 0.1
+    done
+    echo "local-stack: the S3 fault proxy did not start; see $PROXY_LOG_FILE" >&2
+    exit 1
+}
+
+stop_proxy() {
+    if [ -f "$PROXY_PID_FILE" ]; then
+        local pid
+        pid="$(cat "$PROXY_PID_FILE")"
+        kill "$pid" 2>/dev/null && echo "local-stack: stopped the S3 fault proxy (pid $pid)" >&2
+        rm -f "$PROXY_PID_FILE"
+    fi
 }
 
 running_pid() {
@@ -77,10 +127,16 @@ up() {
         --metric cosine --partitions 4 --out "$INDEX_ROOT/glove-20k" >"$STATE_DIR/build.log" 2>&1 \
         || { tail -20 "$STATE_DIR/build.log" >&2; exit 1; }
     : >"$FAULT_FILE"
+    start_proxy
     # setsid: watch and the function processes it spawns form one process group, stopped together.
+    # The memory size goes through --env-var: watch sets its own value before those.
     PATH="$VENV/bin:$PATH" SQUASH_WORKER_FUNCTIONS="$WORKERS" SQUASH_BRANCHING="$BRANCHING" \
         SQUASH_TIMEOUT_MS="$TIMEOUT_MS" RUST_LOG="${RUST_LOG:-info}" \
+        AWS_ENDPOINT_URL_S3="http://$PROXY_ADDRESS" SQUASH_CACHE_BYTES="$CACHE_BYTES" \
+        SQUASH_S3_CONNECT_TIMEOUT_MS="$S3_CONNECT_TIMEOUT_MS" \
+        SQUASH_S3_READ_TIMEOUT_MS="$S3_READ_TIMEOUT_MS" \
         setsid cargo lambda watch -A 127.0.0.1 -P "$PORT" --ignore-changes \
+        --env-var "AWS_LAMBDA_FUNCTION_MEMORY_SIZE=$FUNCTION_MEMORY_MIB" \
         >"$LOG_FILE" 2>&1 </dev/null &
     echo $! >"$PID_FILE"
     local started=$SECONDS
@@ -128,6 +184,7 @@ down() {
         echo "local-stack: stopped cargo lambda watch (pid $pid)" >&2
     fi
     rm -f "$PID_FILE"
+    stop_proxy
     "$ROOT/scripts/s3-local.sh" stop
 }
 

@@ -2,8 +2,8 @@
 # The test command: formatting, lints, purity of the compute modules, every test, then the
 # tests that need real parts: the S3 adapter against a local S3 server, and the serverless
 # path (curl -> cargo lambda watch -> coordinator -> worker tree -> S3) against the local stack
-# (scripts/local-stack.sh, stopped again on exit), and the Python client offline and against
-# that stack.
+# (scripts/local-stack.sh, stopped again on exit): faults injected through it and a bounded
+# load test, and the Python client offline and against that stack.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
@@ -20,6 +20,10 @@ scripts/local-stack.sh up >/dev/null
     SQUASH_TEST_STACK=1 cargo test --workspace --test local_stack -- --test-threads=1 \
         --nocapture --skip worker_process_killed_mid_query
     SQUASH_TEST_STACK=1 cargo test --workspace --test rust_client
+    # Faults injected on purpose (S3 through the fault proxy, objects damaged at rest, a slow
+    # worker, killed builds), then a bounded load test with the functions' memory.
+    SQUASH_TEST_STACK=1 cargo test --workspace --test faults -- --test-threads=1 --nocapture
+    SQUASH_TEST_STACK=1 cargo test --workspace --test load -- --nocapture
     scripts/test-python-client.sh
     # Last: it kills a worker process, which the emulator does not restart.
     SQUASH_TEST_STACK=1 cargo test --workspace --test local_stack -- --exact \

@@ -11,6 +11,9 @@ use serde_json::Value;
 use shared::input::{self, VectorSet};
 use shared::protocol::QueryRequest;
 
+pub mod loopback;
+pub mod stack_faults;
+
 /// The local stack, as `scripts/local-stack.sh env` describes it.
 #[derive(Debug, Clone)]
 pub struct Stack {

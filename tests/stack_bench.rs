@@ -6,19 +6,30 @@
 //!   apart when function processes were started for it) next to the warm repeat;
 //! - warm single queries over the sample's workloads: p50/p95/p99;
 //! - batch throughput (queries per second) for batches of the sample's queries;
-//! - the cost of one tree level: the same queries over all 4 worker slots with a branching
-//!   of 4 (one level of workers) and of 2 (two levels).
+//! - a sweep of branching factors: the same queries over all 4 worker slots with a branching
+//!   of 4 (one level of workers), 3 and 2 (two levels);
+//! - dollars per 1M queries (`shared::cost`, AWS list prices, the SAM template's memory sizes)
+//!   from the `stats` of every answer: invocations, billed milliseconds, S3 GETs.
+//!
+//! With `--load N`, runs only a load test instead: N queries of the sample's workloads (mixed
+//! filters) over `--concurrency C` keep-alive connections (default 16), each answer checked
+//! against the embedded path, stopped after 10 minutes at most; reports throughput, p50/p99
+//! latency, errors and the peak memory of every function process.
 //!
 //! Usage: `cargo run -p squash-tests --bin stack-bench -- [--queries N] [--json FILE]`
+//!        `cargo run -p squash-tests --bin stack-bench -- --load 5000 [--concurrency 16] [--json FILE]`
 
 use std::sync::Arc;
 
 use serde_json::{json, Value};
+use shared::cost::{cost_per_million_queries, RequestUsage, AWS_US_EAST_1, TEMPLATE_MEMORY};
 use shared::embedded::write_index;
 use shared::index::build::NoProgress;
 use shared::index::{BuildInput, BuildParams};
 use shared::input;
 use shared::metric::Metric;
+use shared::protocol::ExecutionStats;
+use squash_tests::loopback::{memory_json, run_load, sample_load_queries, stack_function_memory};
 use squash_tests::{quantile, sample_dir, sample_workloads, workload_requests, Stack};
 
 const SAMPLE_INDEX: &str = "glove-20k";
@@ -27,12 +38,18 @@ const COLD_TRIALS: usize = 5;
 struct Args {
     num_queries: usize,
     json_path_opt: Option<String>,
+    load_queries_opt: Option<usize>,
+    concurrency: usize,
 }
+
+const USAGE: &str = "usage: stack-bench [--queries N] [--json FILE]\n       stack-bench --load N [--concurrency C] [--json FILE]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         num_queries: 200,
         json_path_opt: None,
+        load_queries_opt: None,
+        concurrency: 16,
     };
     let mut iter = std::env::args().skip(1);
     while let Some(arg) = iter.next() {
@@ -44,9 +61,22 @@ fn parse_args() -> Result<Args, String> {
                     .ok_or("--queries needs a positive number")?;
             }
             "--json" => args.json_path_opt = Some(iter.next().ok_or("--json needs a file")?),
-            "-h" | "--help" => {
-                return Err("usage: stack-bench [--queries N] [--json FILE]".to_string())
+            "--load" => {
+                args.load_queries_opt = Some(
+                    iter.next()
+                        .and_then(|v| v.parse().ok())
+                        .filter(|&n: &usize| n > 0)
+                        .ok_or("--load needs a positive number of queries")?,
+                );
             }
+            "--concurrency" => {
+                args.concurrency = iter
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|&n: &usize| n > 0)
+                    .ok_or("--concurrency needs a positive number")?;
+            }
+            "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument '{other}' (see --help)")),
         }
     }
@@ -61,6 +91,34 @@ fn summary(latencies_s: &mut [f64]) -> Value {
         "p95_ms": ms(0.95, latencies_s),
         "p99_ms": ms(0.99, latencies_s),
     })
+}
+
+/// Sums the usage of answers (one request each, through API Gateway) and prices it per 1M
+/// queries.
+fn cost_json(usages: &[RequestUsage]) -> Value {
+    let mut total = RequestUsage::default();
+    for usage in usages {
+        total.add(usage);
+    }
+    let cost =
+        cost_per_million_queries(&total, usages.len() as u64, TEMPLATE_MEMORY, &AWS_US_EAST_1);
+    let per_query = |value: u64| value as f64 / total.num_queries.max(1) as f64;
+    json!({
+        "per_query": {
+            "lambda_invocations": per_query(usages.len() as u64 + total.worker_invocations),
+            "coordinator_billed_ms": per_query(total.coordinator_billed_ms),
+            "worker_billed_ms": per_query(total.worker_billed_ms),
+            "s3_gets": per_query(total.s3_gets),
+        },
+        "dollars_per_million_queries": cost,
+    })
+}
+
+/// Returns the usage recorded in an answer's execution stats.
+fn usage_of(execution: &Value, num_queries: u64) -> RequestUsage {
+    let stats: ExecutionStats =
+        serde_json::from_value(execution.clone()).expect("execution stats in the answer");
+    RequestUsage::from_stats(&stats, num_queries, true)
 }
 
 fn build_fresh_index(stack: &Stack, name: &str) {
@@ -87,6 +145,30 @@ fn build_fresh_index(stack: &Stack, name: &str) {
     });
 }
 
+/// Runs the load test alone and returns its report.
+fn load_report(stack: &Stack, num_queries: usize, concurrency: usize) -> Value {
+    let queries = sample_load_queries(stack, SAMPLE_INDEX);
+    let report = run_load(
+        &stack.api,
+        &format!("/v1/indexes/{SAMPLE_INDEX}/query"),
+        &queries,
+        num_queries,
+        concurrency,
+        std::time::Duration::from_secs(600),
+    )
+    .expect("load run");
+    let memory = stack_function_memory().unwrap_or_else(|message| {
+        eprintln!("stack-bench: no process memory: {message}");
+        Vec::new()
+    });
+    json!({
+        "load": report.to_json(),
+        "function_memory_bound_mib": std::env::var("SQUASH_STACK_FUNCTION_MEMORY_MIB").ok(),
+        "worker_cache_bytes": std::env::var("SQUASH_STACK_CACHE_BYTES").ok(),
+        "processes": memory_json(&memory),
+    })
+}
+
 fn main() {
     let args = match parse_args() {
         Ok(args) => args,
@@ -102,6 +184,18 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if let Some(num_queries) = args.load_queries_opt {
+        let report = load_report(&stack, num_queries, args.concurrency);
+        println!("{}", serde_json::to_string_pretty(&report).expect("report"));
+        if let Some(path) = args.json_path_opt {
+            std::fs::write(
+                &path,
+                serde_json::to_string_pretty(&report).expect("report"),
+            )
+            .expect("report written");
+        }
+        return;
+    }
     let (file, queries) = sample_workloads();
     let mut requests = Vec::new();
     for workload in &file.workloads {
@@ -114,6 +208,7 @@ fn main() {
     // Cold cache vs warm repeat, on freshly built copies of the sample.
     let (mut cold, mut warm_repeat, mut cold_containers) = (Vec::new(), Vec::new(), Vec::new());
     let mut cold_bytes = 0u64;
+    let mut cold_usages = Vec::new();
     for (trial, request) in requests.iter().enumerate().take(COLD_TRIALS) {
         let name = format!("bench-cold-{}-{trial}", std::process::id());
         build_fresh_index(&stack, &name);
@@ -123,6 +218,7 @@ fn main() {
         assert_eq!(status, 200, "{answer}");
         let execution = &answer["stats"]["execution"];
         cold_bytes += execution["store_bytes_fetched"].as_u64().unwrap_or(0);
+        cold_usages.push(usage_of(execution, 1));
         let containers_started = execution["worker_cold_starts"].as_u64().unwrap_or(0)
             + u64::from(execution["coordinator_cold_start"] == json!(true));
         if containers_started > 0 {
@@ -143,6 +239,7 @@ fn main() {
     report["cold_cache_single"] = summary(&mut cold);
     report["cold_cache_single"]["mean_bytes_from_s3"] = json!(cold_bytes / COLD_TRIALS as u64);
     report["warm_repeat_single"] = summary(&mut warm_repeat);
+    report["cold_cache_single"]["cost"] = cost_json(&cold_usages);
 
     // Warm single queries (the default tree; partitions as the planner picks them).
     for request in requests.iter().take(20) {
@@ -154,6 +251,7 @@ fn main() {
     }
     let (mut latencies, mut server_ms, mut invocations) = (Vec::new(), Vec::new(), 0u64);
     let mut bytes_from_s3 = 0u64;
+    let mut warm_usages = Vec::new();
     for request in &requests {
         let body = serde_json::to_vec(request).expect("json");
         let (status, answer, seconds) = stack.call_timed("POST", &query_path, Some(&body));
@@ -163,11 +261,13 @@ fn main() {
         server_ms.push(execution["total_ms"].as_f64().unwrap_or(f64::NAN) / 1e3);
         invocations += execution["invocations"].as_u64().unwrap_or(0);
         bytes_from_s3 += execution["store_bytes_fetched"].as_u64().unwrap_or(0);
+        warm_usages.push(usage_of(execution, 1));
     }
     report["warm_single"] = summary(&mut latencies);
     report["warm_single"]["server_side"] = summary(&mut server_ms);
     report["warm_single"]["mean_invocations"] = json!(invocations as f64 / requests.len() as f64);
     report["warm_single"]["bytes_from_s3"] = json!(bytes_from_s3);
+    report["warm_single"]["cost"] = cost_json(&warm_usages);
 
     // Batch throughput.
     let batch_path = format!("/v1/indexes/{SAMPLE_INDEX}/query-batch");
@@ -176,40 +276,69 @@ fn main() {
         let batch_size = batch_size.min(requests.len());
         let mut seconds_total = 0.0;
         let mut num_queries = 0usize;
+        let mut usages = Vec::new();
         for chunk in requests.chunks(batch_size) {
             let body = serde_json::to_vec(&json!({ "queries": chunk })).expect("json");
             let (status, answer, seconds) = stack.call_timed("POST", &batch_path, Some(&body));
             assert_eq!(status, 200, "{answer}");
             seconds_total += seconds;
             num_queries += chunk.len();
+            usages.push(usage_of(&answer["stats"], chunk.len() as u64));
         }
         batch_rows.push(json!({
             "batch_size": batch_size,
             "queries": num_queries,
             "queries_per_s": (num_queries as f64 / seconds_total * 10.0).round() / 10.0,
+            "cost": cost_json(&usages),
         }));
     }
     report["batch"] = json!(batch_rows);
 
-    // One tree level: all four slots, branching 4 (depth 1) vs 2 (depth 2), alternated.
-    let (mut flat, mut deep) = (Vec::new(), Vec::new());
+    // Branching sweep over all four slots: 4 (one level of workers), 3 and 2 (two levels),
+    // alternated query by query so drift in the machine's load hits every shape alike.
+    const BRANCHINGS: [usize; 3] = [4, 3, 2];
+    let mut latencies_by_branching: Vec<Vec<f64>> = vec![Vec::new(); BRANCHINGS.len()];
+    let mut usages_by_branching: Vec<Vec<RequestUsage>> = vec![Vec::new(); BRANCHINGS.len()];
+    let mut depth_by_branching = [0u64; BRANCHINGS.len()];
     for request in requests.iter().take(100) {
-        for (branching, sink) in [(4usize, &mut flat), (2usize, &mut deep)] {
+        for (position, &branching) in BRANCHINGS.iter().enumerate() {
             let mut request = request.clone();
             request.options.min_partitions = Some(4);
             request.branching = Some(branching);
             let body = serde_json::to_vec(&request).expect("json");
             let (status, answer, seconds) = stack.call_timed("POST", &query_path, Some(&body));
             assert_eq!(status, 200, "{answer}");
-            let depth = answer["stats"]["execution"]["tree_depth"].as_u64();
-            assert_eq!(depth, Some(if branching == 4 { 1 } else { 2 }), "{answer}");
-            sink.push(seconds);
+            let execution = &answer["stats"]["execution"];
+            depth_by_branching[position] = execution["tree_depth"].as_u64().unwrap_or(0);
+            latencies_by_branching[position].push(seconds);
+            usages_by_branching[position].push(usage_of(execution, 1));
         }
     }
-    let (flat_p50, deep_p50) = (quantile(&mut flat, 0.5), quantile(&mut deep, 0.5));
-    report["tree_depth_1"] = summary(&mut flat);
-    report["tree_depth_2"] = summary(&mut deep);
+    let mut sweep = Vec::new();
+    for (position, &branching) in BRANCHINGS.iter().enumerate() {
+        let mut row = summary(&mut latencies_by_branching[position]);
+        row["branching"] = json!(branching);
+        row["tree_depth"] = json!(depth_by_branching[position]);
+        row["cost"] = cost_json(&usages_by_branching[position]);
+        sweep.push(row);
+    }
+    assert_eq!(
+        depth_by_branching[0], 1,
+        "branching 4 over 4 slots is one level"
+    );
+    assert_eq!(
+        depth_by_branching[2], 2,
+        "branching 2 over 4 slots is two levels"
+    );
+    let flat_p50 = quantile(&mut latencies_by_branching[0], 0.5);
+    let deep_p50 = quantile(&mut latencies_by_branching[2], 0.5);
+    report["branching_sweep"] = json!(sweep);
     report["one_level_overhead_p50_ms"] = json!(((deep_p50 - flat_p50) * 1e4).round() / 10.0);
+    report["cost_assumptions"] = json!({
+        "prices": AWS_US_EAST_1.source,
+        "memory_mb": TEMPLATE_MEMORY,
+        "billed_ms": "wall times of the debug-built functions under cargo lambda watch on this machine",
+    });
 
     println!("{}", serde_json::to_string_pretty(&report).expect("report"));
     if let Some(path) = args.json_path_opt {

@@ -9,6 +9,7 @@
 //! | `SQUASH_TIMEOUT_MS` | time a request may take | 10000 |
 //! | `SQUASH_MANIFEST_TTL_MS` | how long an opened index is served before its manifest is re-read | 5000 |
 //! | `SQUASH_CACHE_BYTES` | worker partition cache budget | half of the function memory |
+//! | `SQUASH_S3_CONNECT_TIMEOUT_MS`, `SQUASH_S3_READ_TIMEOUT_MS` | S3 read timeouts (read by `shared::storage::S3ReadTimeouts` when the store opens) | 1000, 2000 |
 
 use shared::cache::default_capacity_bytes;
 use shared::error::{Error, Result};

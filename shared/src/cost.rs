@@ -235,8 +235,14 @@ mod tests {
         };
         total.add(&one);
         total.add(&one);
-        assert_eq!((total.num_queries, total.worker_billed_ms, total.s3_gets), (6, 18, 2));
-        assert!(close(storage_per_month(2_000_000_000, &AWS_US_EAST_1), 0.046));
+        assert_eq!(
+            (total.num_queries, total.worker_billed_ms, total.s3_gets),
+            (6, 18, 2)
+        );
+        assert!(close(
+            storage_per_month(2_000_000_000, &AWS_US_EAST_1),
+            0.046
+        ));
         assert_eq!(
             cost_per_million_queries(&RequestUsage::default(), 0, TEMPLATE_MEMORY, &AWS_US_EAST_1),
             CostPerMillion::default()

@@ -13,9 +13,12 @@
 //! - [`search`] (pure): coordinator stage (filter + partition choice), worker stage, merge.
 //! - [`eval`] (pure): recall scored by distance against ground truth.
 //! - [`cost`] (pure): dollars per query on AWS from measured usage and a dated price list.
+//! - [`bench`] (pure, except `bench::run`): benchmark points, the settings squash sweeps,
+//!   Markdown tables and PNG plots; `bench::run` drives `squash bench`.
 //! - [`protocol`]: request/response types carried between coordinator and workers.
 //! - [`input`] (I/O): readers for `.fvecs`, `.bvecs`, `.npy` and attribute CSV files.
 //! - [`metric`]: distance metrics.
+//! - [`workloads`] (I/O): workloads.json suites and the timed one-thread run of a workload.
 //! - [`embedded`] (I/O): index writing and in-process search over a store.
 //! - [`storage`] (I/O): the `BlobStore` port with local-folder and in-memory adapters.
 //! - [`cache`] (I/O): memory-bounded LRU caches: objects and byte ranges over a `BlobStore`,
@@ -30,6 +33,7 @@
 #![warn(missing_docs)]
 
 pub mod attributes;
+pub mod bench;
 pub mod cache;
 pub mod client;
 pub mod codec;
@@ -50,5 +54,6 @@ pub mod service;
 pub mod storage;
 pub mod synth;
 pub mod usage;
+pub mod workloads;
 
 pub use error::{Error, Result};

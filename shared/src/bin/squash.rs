@@ -1,27 +1,27 @@
 //! `squash`: build an index from vector and attribute files, query it, evaluate recall
-//! against ground truth and inspect it, all embedded (no server, no cloud).
+//! against ground truth, benchmark it and inspect it, all embedded (no server, no cloud).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Deserialize;
 use serde_json::json;
-use shared::attributes::{AttributeSchema, AttributeTable};
+use shared::attributes::AttributeSchema;
+use shared::bench::run::{default_quick_data_dir, run_bench, BenchConfig, SAMPLE_DATA_DIR};
+use shared::bench::{format_bytes, summary_lines, SQUASH_ENGINE};
 use shared::cache::{default_capacity_bytes, PartitionCache};
 use shared::embedded::{write_index, EmbeddedIndex};
 use shared::error::{Error, Result};
-use shared::eval::{ground_truth_distance, recall_at_k};
-use shared::index::{BuildInput, BuildParams, BuildProgress, PartitionData};
-use shared::input::{self, VectorSet};
+use shared::index::{BuildParams, BuildProgress, PartitionData};
+use shared::input;
 use shared::metric::Metric;
-use shared::protocol::{QueryRequest, QueryResponse, ScanStats, SearchOptions};
-use shared::search::plan_batch;
+use shared::protocol::{QueryRequest, QueryResponse, SearchOptions};
 use shared::service::{split_index_location, CoordinatorService, InProcessInvoker, ServiceConfig};
 use shared::storage::store_for_location;
+use shared::workloads::{single_thread_pool, WorkloadSuite};
 
 #[derive(Parser)]
 #[command(
@@ -48,6 +48,11 @@ enum Command {
     ///
     /// Example: squash eval --index ./idx --workloads ../shared/data/glove-6b-50-angular/workloads.json
     Eval(EvalArgs),
+    /// Benchmark: build every data set, sweep search settings per workload (recall@10, QPS on
+    /// one thread), merge other engines' points, write results.json, tables.md and plots.
+    ///
+    /// Example: squash bench --data-dir ../shared/data --peers out/peers.json --out out --plot
+    Bench(BenchArgs),
     /// Show an index: manifest, partitions, bit allocation, bytes per vector.
     ///
     /// Example: squash inspect --index ./idx
@@ -180,6 +185,31 @@ struct EvalArgs {
 }
 
 #[derive(Args)]
+struct BenchArgs {
+    /// A folder of data set folders, or one data set folder (each with a workloads.json naming
+    /// base_file, queries_file and ground truth; base_attrs.csv beside it). Default with
+    /// --quick: the repository's tests/data/glove-20k.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Quick run: at most 100 queries per workload and the two end settings of the sweep.
+    #[arg(long)]
+    quick: bool,
+    /// Other engines' points (a squash-bench-points/1 JSON file) to merge into the results.
+    #[arg(long)]
+    peers: Option<PathBuf>,
+    /// Output folder: results.json, tables.md, indexes/<dataset>, plots/.
+    #[arg(long)]
+    out: PathBuf,
+    /// Also draw plots/<dataset>__<workload>.png (recall@10 vs QPS, one line per engine).
+    #[arg(long)]
+    plot: bool,
+    /// Queries per workload at most (default: 500, or 100 with --quick); the first ones of
+    /// each workload, so other engines can run the same queries.
+    #[arg(long)]
+    max_queries: Option<usize>,
+}
+
+#[derive(Args)]
 struct InspectArgs {
     /// Index location: a folder or s3://bucket/prefix.
     #[arg(long)]
@@ -264,6 +294,7 @@ fn main() -> ExitCode {
             Command::Build(args) => run_build(args).await,
             Command::Query(args) => run_query(args).await,
             Command::Eval(args) => run_eval(args).await,
+            Command::Bench(args) => run_bench_command(args).await,
             Command::Inspect(args) => run_inspect(args).await,
             Command::Synth(args) => run_synth(args),
             Command::Cost(args) => run_cost(args).await,
@@ -325,34 +356,16 @@ async fn run_build(args: BuildArgs) -> Result<()> {
     let started = Instant::now();
     let metric: Metric = args.metric.parse()?;
     let store = store_for_location(&args.out).await?;
-    let reading = spinner("reading vectors");
-    let vectors = input::read_vectors(&args.vectors)?;
-    reading.finish_and_clear();
     let declared = match &args.schema {
         Some(spec) => input::parse_schema_spec(spec)?,
         None => Vec::new(),
     };
-    let (ids, schema, attributes) = match &args.attributes {
-        Some(path) => {
-            let reading = spinner("reading attributes");
-            let parsed = input::read_attributes(path, &declared, vectors.num_vectors)?;
-            reading.finish_and_clear();
-            (parsed.ids, parsed.schema, parsed.table)
-        }
-        None => {
-            if !declared.is_empty() {
-                return Err(Error::invalid("schema", "--schema needs --attributes"));
-            }
-            (
-                input::row_number_ids(vectors.num_vectors),
-                AttributeSchema::default(),
-                AttributeTable {
-                    num_rows: vectors.num_vectors,
-                    columns: Vec::new(),
-                },
-            )
-        }
-    };
+    if args.attributes.is_none() && !declared.is_empty() {
+        return Err(Error::invalid("schema", "--schema needs --attributes"));
+    }
+    let reading = spinner("reading vectors and attributes");
+    let input = input::read_build_input(&args.vectors, args.attributes.as_deref(), &declared)?;
+    reading.finish_and_clear();
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
@@ -362,15 +375,8 @@ async fn run_build(args: BuildArgs) -> Result<()> {
     params.attribute_bits = args.attribute_bits;
     params.seed = args.seed;
     params.created_unix_s = now.as_secs();
-    let (num_vectors, dim) = (vectors.num_vectors, vectors.dim);
+    let (num_vectors, dim) = (input.ids.len(), input.dim);
     let raw_bytes = (num_vectors * dim * 4) as f64;
-    let input = BuildInput {
-        dim,
-        vectors: vectors.data,
-        ids,
-        schema,
-        attributes,
-    };
     let progress = Arc::new(BarProgress {
         bar: Mutex::new(None),
     });
@@ -530,143 +536,46 @@ fn print_hits(response: &QueryResponse) {
     }
 }
 
-#[derive(Deserialize)]
-struct WorkloadsFile {
-    metric: String,
-    queries_file: String,
-    workloads: Vec<Workload>,
-}
-
-#[derive(Deserialize)]
-struct Workload {
-    name: String,
-    query_ids: Vec<usize>,
-    filters: Vec<Option<serde_json::Value>>,
-    gt_dist_fvecs: String,
-    match_counts: Vec<usize>,
-}
-
-fn read_json_file<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| Error::invalid(path.display().to_string(), format!("not valid: {e}")))
-}
-
 async fn run_eval(args: EvalArgs) -> Result<()> {
     let index = EmbeddedIndex::open(store_for_location(&args.index).await?).await?;
-    let file: WorkloadsFile = read_json_file(&args.workloads)?;
-    let folder = args.workloads.parent().unwrap_or(Path::new("."));
-    let ground_truth_is_ip = match file.metric.as_str() {
-        "ip" | "angular" | "cosine" => true,
-        "l2" | "euclidean" => false,
-        other => {
-            return Err(Error::invalid(
-                "workloads.metric",
-                format!("unknown metric '{other}'"),
-            ))
-        }
-    };
+    let suite = WorkloadSuite::open(&args.workloads)?;
     let index_metric = index.manifest().metric;
-    if ground_truth_is_ip == (index_metric == Metric::L2) {
+    if suite.ground_truth_is_ip == (index_metric == Metric::L2) {
         eprintln!(
             "warning: the workloads use metric '{}' but the index uses '{index_metric}'",
-            file.metric
+            suite.file.metric
         );
     }
-    let queries: VectorSet = input::read_vectors(&folder.join(&file.queries_file))?;
     let loading = spinner("loading partitions");
     index.load_all().await?;
     loading.finish_and_clear();
     let only: Option<Vec<&str>> = args.only.as_deref().map(|list| list.split(',').collect());
-    let single_thread = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .map_err(|e| Error::invalid("threads", e.to_string()))?;
+    let single_thread = single_thread_pool()?;
+    let options = args.knobs.options();
     let mut reports = Vec::new();
-    for workload in &file.workloads {
+    for workload in &suite.file.workloads {
         if only
             .as_ref()
             .is_some_and(|names| !names.contains(&workload.name.as_str()))
         {
             continue;
         }
-        let ground_truth = input::read_vectors(&folder.join(&workload.gt_dist_fvecs))?;
-        if ground_truth.dim < args.k {
-            return Err(Error::invalid(
-                "k",
-                format!(
-                    "workload {} has ground truth for k <= {}",
-                    workload.name, ground_truth.dim
-                ),
-            ));
-        }
-        let count = workload
-            .query_ids
-            .len()
-            .min(args.max_queries.unwrap_or(usize::MAX));
-        let mut requests = Vec::with_capacity(count);
-        for position in 0..count {
-            let query_id = workload.query_ids[position];
-            if query_id >= queries.num_vectors {
-                return Err(Error::invalid(
-                    format!("workload {} query_ids[{position}]", workload.name),
-                    format!("{query_id} is not a row of {}", file.queries_file),
-                ));
-            }
-            requests.push(QueryRequest {
-                require_complete: false,
-                branching: None,
-                vector: queries.data[query_id * queries.dim..][..queries.dim].to_vec(),
-                k: args.k,
-                filter: workload.filters.get(position).cloned().flatten(),
-                include_attributes: false,
-                options: args.knobs.options(),
-            });
-        }
+        let loaded = suite.load(workload, args.k, args.max_queries)?;
         // Timed on one thread, partitions already in memory: plan + worker stage + merge.
-        let started = Instant::now();
-        let responses: Vec<QueryResponse> = single_thread.install(|| {
-            requests
-                .iter()
-                .map(|request| {
-                    let plan = plan_batch(index.coordinator(), std::slice::from_ref(request))?;
-                    index.search_planned(&plan).map(|mut r| r.remove(0))
-                })
-                .collect::<Result<Vec<_>>>()
-        })?;
-        let seconds = started.elapsed().as_secs_f64();
-        let mut recall_sum = 0.0;
-        let mut short_answers = 0usize;
-        let mut scan = ScanStats::default();
-        let mut partitions_probed = 0usize;
-        for (position, response) in responses.iter().enumerate() {
-            let kth = ground_truth.data[position * ground_truth.dim + args.k - 1];
-            let kth = ground_truth_distance(index_metric, ground_truth_is_ip, kth);
-            let matches = workload
-                .match_counts
-                .get(position)
-                .copied()
-                .unwrap_or(usize::MAX);
-            recall_sum += recall_at_k(&response.hits, args.k, kth, matches);
-            if response.hits.len() < args.k.min(matches) {
-                short_answers += 1;
-            }
-            scan.add(&response.stats.scan);
-            partitions_probed += response.stats.partitions_probed;
-        }
-        let n = count.max(1) as f64;
+        let run = loaded.run(&index, &options, &single_thread)?;
+        let n = run.num_queries.max(1) as f64;
         reports.push(json!({
             "name": workload.name,
-            "queries": count,
+            "queries": run.num_queries,
             "k": args.k,
-            "recall": recall_sum / n,
-            "qps": count as f64 / seconds.max(1e-9),
-            "mean_latency_ms": seconds * 1000.0 / n,
-            "partitions_probed": partitions_probed as f64 / n,
-            "passed_filter": scan.passed_filter as f64 / n,
-            "after_hamming": scan.after_hamming as f64 / n,
-            "reranked": scan.reranked as f64 / n,
-            "short_answers": short_answers,
+            "recall": run.recall,
+            "qps": run.qps(),
+            "mean_latency_ms": run.seconds * 1000.0 / n,
+            "partitions_probed": run.partitions_probed as f64 / n,
+            "passed_filter": run.scan.passed_filter as f64 / n,
+            "after_hamming": run.scan.after_hamming as f64 / n,
+            "reranked": run.scan.reranked as f64 / n,
+            "short_answers": run.short_answers,
         }));
     }
     let manifest = index.manifest();
@@ -717,6 +626,65 @@ async fn run_eval(args: EvalArgs) -> Result<()> {
             report["reranked"].as_f64().unwrap_or(0.0),
             report["short_answers"],
         );
+    }
+    Ok(())
+}
+
+async fn run_bench_command(args: BenchArgs) -> Result<()> {
+    let data_dir = match (args.data_dir, args.quick) {
+        (Some(folder), _) => folder,
+        (None, true) => default_quick_data_dir().ok_or_else(|| {
+            Error::invalid(
+                "data-dir",
+                format!("{SAMPLE_DATA_DIR} is not under the current folder: give --data-dir"),
+            )
+        })?,
+        (None, false) => {
+            return Err(Error::invalid(
+                "data-dir",
+                "needed (a folder of data sets), unless --quick",
+            ))
+        }
+    };
+    let config = BenchConfig {
+        data_dir,
+        out_dir: args.out,
+        peers_path_opt: args.peers,
+        quick: args.quick,
+        plot: args.plot,
+        max_queries_opt: args.max_queries,
+    };
+    let progress = Arc::new(BarProgress {
+        bar: Mutex::new(None),
+    });
+    let outcome = run_bench(&config, progress).await?;
+    let num_squash = outcome
+        .results
+        .points
+        .iter()
+        .filter(|point| point.engine == SQUASH_ENGINE)
+        .count();
+    println!(
+        "squash bench: {} data set(s), {num_squash} squash points, {} points of other engines, {:.1} s",
+        outcome.datasets.len(),
+        outcome.results.points.len() - num_squash,
+        outcome.seconds
+    );
+    for dataset in &outcome.datasets {
+        println!(
+            "{}: {} vectors in {} partition(s), built in {:.1} s, {}",
+            dataset.name,
+            dataset.num_vectors,
+            dataset.num_partitions,
+            dataset.build_seconds,
+            format_bytes(dataset.index_bytes)
+        );
+        for line in summary_lines(&outcome.results, SQUASH_ENGINE, &dataset.name) {
+            println!("  {line}");
+        }
+    }
+    for file in &outcome.files {
+        println!("wrote {}", file.display());
     }
     Ok(())
 }

@@ -15,8 +15,9 @@ pub use attributes::{
 };
 pub use vectors::{parse_vectors, write_fvecs, VectorFormat, VectorSet, MAX_DIMENSION};
 
-use crate::attributes::AttributeKind;
+use crate::attributes::{AttributeKind, AttributeSchema, AttributeTable};
 use crate::error::{Error, Result};
+use crate::index::BuildInput;
 
 /// Reads a vector file, choosing the format from its extension.
 ///
@@ -37,4 +38,35 @@ pub fn read_attributes(
 ) -> Result<AttributeInput> {
     let text = std::fs::read(path).map_err(|error| Error::io(path, error))?;
     parse_attributes(&path.display().to_string(), &text, declared, expected_rows)
+}
+
+/// Reads what an index build takes: the vectors and, when given, their attribute CSV
+/// (`declared` fixes column kinds); without attributes the ids are the row numbers.
+pub fn read_build_input(
+    vectors_path: &Path,
+    attributes_path_opt: Option<&Path>,
+    declared: &[(String, AttributeKind)],
+) -> Result<BuildInput> {
+    let vectors = read_vectors(vectors_path)?;
+    let (ids, schema, attributes) = match attributes_path_opt {
+        Some(path) => {
+            let parsed = read_attributes(path, declared, vectors.num_vectors)?;
+            (parsed.ids, parsed.schema, parsed.table)
+        }
+        None => (
+            row_number_ids(vectors.num_vectors),
+            AttributeSchema::default(),
+            AttributeTable {
+                num_rows: vectors.num_vectors,
+                columns: Vec::new(),
+            },
+        ),
+    };
+    Ok(BuildInput {
+        dim: vectors.dim,
+        vectors: vectors.data,
+        ids,
+        schema,
+        attributes,
+    })
 }

@@ -44,7 +44,7 @@ fn check_matrix(field: &str, data: &[f32], dim: usize) -> Result<usize> {
     }
     let first_bad_opt = data.par_chunks(dim).position_first(|row| {
         row.iter()
-            .any(|value| !(value.abs() <= MAX_COMPONENT_MAGNITUDE))
+            .any(|value| value.is_nan() || value.abs() > MAX_COMPONENT_MAGNITUDE)
     });
     if let Some(row_index) = first_bad_opt {
         return Err(Error::invalid(

@@ -226,7 +226,16 @@ impl CoordinatorService {
             _ => {
                 let key = format!("{name}/{}", manifest.coordinator_key);
                 reads.num_get_requests += 1;
-                let bytes = self.root.get(&key).await?;
+                let bytes = self.root.get(&key).await.map_err(|error| match error {
+                    // The manifest names this object: its absence is a damaged index (a
+                    // server fault), not an unknown one (which a 404 would tell the client).
+                    Error::NotFound { .. } => Error::corrupt(
+                        &manifest_key,
+                        0,
+                        format!("names coordinator object '{key}', which does not exist"),
+                    ),
+                    other => other,
+                })?;
                 reads.bytes_fetched += bytes.len() as u64;
                 let decode_key = key.clone();
                 let coordinator = tokio::task::spawn_blocking(move || {

@@ -24,7 +24,7 @@ pub use counting::{CountingStore, StoreCounters};
 pub use local::LocalStore;
 pub use memory::MemoryStore;
 pub use prefixed::PrefixedStore;
-pub use s3::{client_from_env, sdk_config_from_env, S3Store};
+pub use s3::{client_from_env, sdk_config_from_env, S3ReadTimeouts, S3Store};
 
 /// An object store rooted at one prefix.
 #[async_trait]
@@ -75,11 +75,15 @@ pub(crate) fn validate_key(key: &str) -> Result<()> {
 }
 
 /// Returns the store behind an index location: an [`S3Store`] for `s3://bucket/prefix`
-/// (client configured from the environment), a [`LocalStore`] for anything else.
+/// (client and read timeouts configured from the environment), a [`LocalStore`] for anything
+/// else.
 pub async fn store_for_location(location: &str) -> Result<Arc<dyn BlobStore>> {
     if location.starts_with("s3://") {
+        let timeouts = S3ReadTimeouts::from_env()?;
         let client = client_from_env().await;
-        return Ok(Arc::new(S3Store::from_url(location, &client)?));
+        return Ok(Arc::new(
+            S3Store::from_url(location, &client)?.with_read_timeouts(timeouts),
+        ));
     }
     if location.contains("://") {
         return Err(crate::error::Error::invalid(
