@@ -81,8 +81,8 @@ impl RequestUsage {
             coordinator_billed_ms: stats.total_ms.max(0.0).ceil() as u64,
             worker_invocations: u64::from(stats.invocations),
             worker_billed_ms: stats.worker_billed_ms,
-            s3_gets: u64::from(stats.store_get_requests)
-                + u64::from(stats.coordinator_store_get_requests),
+            // `store_get_requests` already includes the coordinator's own GETs.
+            s3_gets: u64::from(stats.store_get_requests),
             through_api_gateway,
         }
     }
@@ -204,6 +204,22 @@ mod tests {
         assert!(close(one.lambda_requests, 5.0 * 0.20));
         assert!(close(one.s3_gets, 2.0 * 0.4));
         assert!(close(one.api_gateway, 1.0));
+    }
+
+    #[test]
+    fn usage_from_stats_counts_the_coordinators_gets_once() {
+        let stats = ExecutionStats {
+            coordinator_store_get_requests: 2,
+            store_get_requests: 5,
+            invocations: 4,
+            worker_billed_ms: 30,
+            total_ms: 11.2,
+            ..ExecutionStats::default()
+        };
+        let usage = RequestUsage::from_stats(&stats, 1, false);
+        assert_eq!(usage.s3_gets, 5);
+        assert_eq!(usage.coordinator_billed_ms, 12);
+        assert_eq!((usage.worker_invocations, usage.worker_billed_ms), (4, 30));
     }
 
     #[test]

@@ -26,6 +26,10 @@
 //! - [`service`] (I/O): the coordinator and worker services the Lambda functions wrap, the
 //!   invocation tree, the HTTP routes and the `WorkerInvoker` port.
 //! - [`client`] (I/O): a typed client of the HTTP API (optionally SigV4-signed).
+//! - [`synth`] (pure, except `synth::files`): synthetic clustered data sets with attributes,
+//!   filtered workloads and exact ground truth, for scale runs.
+//! - [`usage`] (I/O): measures invocations, billed time, S3 GETs and bytes per query on the
+//!   serverless code path in process, and prices them with [`cost`].
 #![warn(missing_docs)]
 
 pub mod attributes;
@@ -48,6 +52,8 @@ pub mod protocol;
 pub mod search;
 pub mod service;
 pub mod storage;
+pub mod synth;
+pub mod usage;
 pub mod workloads;
 
 pub use error::{Error, Result};

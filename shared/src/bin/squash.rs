@@ -57,6 +57,17 @@ enum Command {
     ///
     /// Example: squash inspect --index ./idx
     Inspect(InspectArgs),
+    /// Generate a synthetic data set (clustered vectors, year/price/category attributes, four
+    /// filtered workloads, exact ground truth) in the layout of ../shared/data.
+    ///
+    /// Example: squash synth --num-vectors 1000000 --dim 128 --out ./synth-1m
+    Synth(SynthArgs),
+    /// Measure a workload's queries on the serverless code path in process (coordinator and
+    /// workers as the Lambda functions run them): invocations, billed ms, S3 GETs and bytes,
+    /// latency, and dollars per 1M queries, cold and warm, single queries and batches.
+    ///
+    /// Example: squash cost --index ./idx --workloads ./synth-1m/workloads.json --max-queries 200
+    Cost(CostArgs),
 }
 
 #[derive(Args)]
@@ -208,6 +219,64 @@ struct InspectArgs {
     json: bool,
 }
 
+#[derive(Args)]
+struct SynthArgs {
+    /// Base vectors.
+    #[arg(long)]
+    num_vectors: usize,
+    /// Dimension.
+    #[arg(long)]
+    dim: usize,
+    /// Mixture components (at most the number of vectors).
+    #[arg(long, default_value_t = 100)]
+    clusters: usize,
+    /// Query vectors (each workload runs all of them with its own filters).
+    #[arg(long, default_value_t = 1000)]
+    num_queries: usize,
+    /// Seed of every random choice (same arguments = same files).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Folder to write (created if missing; files in it replaced).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct CostArgs {
+    /// Index location: a folder or s3://bucket/prefix.
+    #[arg(long)]
+    index: String,
+    /// workloads.json (queries and filters, relative to its folder).
+    #[arg(long)]
+    workloads: PathBuf,
+    /// Run only these workloads (comma-separated names); queries of several are interleaved.
+    #[arg(long)]
+    only: Option<String>,
+    /// Use at most this many queries per workload.
+    #[arg(long)]
+    max_queries: Option<usize>,
+    /// Hits per query.
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    /// Worker slots (deployed worker functions).
+    #[arg(long, default_value_t = 4)]
+    slots: usize,
+    /// Children per node of the invocation tree (2..=64).
+    #[arg(long, default_value_t = 2)]
+    branching: usize,
+    /// Queries per batch request.
+    #[arg(long, default_value_t = 100)]
+    batch_size: usize,
+    /// Cold single queries, each on fresh (cold) services.
+    #[arg(long, default_value_t = 5)]
+    cold_queries: usize,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    knobs: KnobArgs,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -227,6 +296,8 @@ fn main() -> ExitCode {
             Command::Eval(args) => run_eval(args).await,
             Command::Bench(args) => run_bench_command(args).await,
             Command::Inspect(args) => run_inspect(args).await,
+            Command::Synth(args) => run_synth(args),
+            Command::Cost(args) => run_cost(args).await,
         }
     });
     match outcome {
@@ -680,5 +751,85 @@ async fn run_inspect(args: InspectArgs) -> Result<()> {
             p["sign_bits"]
         );
     }
+    Ok(())
+}
+
+fn run_synth(args: SynthArgs) -> Result<()> {
+    let started = Instant::now();
+    let params = shared::synth::SynthParams {
+        num_vectors: args.num_vectors,
+        dim: args.dim,
+        num_clusters: args.clusters.min(args.num_vectors.max(1)),
+        num_queries: args.num_queries,
+        seed: args.seed,
+    };
+    let progress = BarProgress {
+        bar: Mutex::new(None),
+    };
+    let summary = shared::synth::files::write_synthetic_data_set(&params, &args.out, &progress)?;
+    println!(
+        "wrote {} ({} x {}, {} clusters, {} queries, seed {}; {:.1} MiB) in {:.1} s",
+        summary.folder.display(),
+        params.num_vectors,
+        params.dim,
+        params.num_clusters,
+        params.num_queries,
+        params.seed,
+        summary.bytes_written as f64 / (1 << 20) as f64,
+        started.elapsed().as_secs_f64()
+    );
+    println!("{:<20} {:>12} {:>12}", "workload", "selectivity", "min matches");
+    for (name, selectivity, min_matches) in &summary.workloads {
+        println!("{name:<20} {selectivity:>12.4} {min_matches:>12}");
+    }
+    Ok(())
+}
+
+async fn run_cost(args: CostArgs) -> Result<()> {
+    let only: Option<Vec<&str>> = args.only.as_deref().map(|list| list.split(',').collect());
+    let (workload_names, requests) = shared::usage::requests_from_workloads(
+        &args.workloads,
+        only.as_deref(),
+        args.max_queries,
+        args.k,
+        &args.knobs.options(),
+    )?;
+    let (root, name) = split_index_location(&args.index)?;
+    let config = shared::usage::UsageConfig {
+        worker_slots: args.slots,
+        branching: args.branching,
+        batch_size: args.batch_size,
+        cold_queries: args.cold_queries,
+        memory: shared::cost::TEMPLATE_MEMORY,
+        prices: shared::cost::AWS_US_EAST_1,
+    };
+    let running = spinner(&format!(
+        "running {} queries cold, warm, single and in batches",
+        requests.len()
+    ));
+    let report = shared::usage::measure(
+        store_for_location(&root).await?,
+        &name,
+        &requests,
+        &config,
+    )
+    .await;
+    running.finish_and_clear();
+    let report = report?;
+    if args.json {
+        let mut value = serde_json::to_value(&report)
+            .map_err(|e| Error::invalid("report", e.to_string()))?;
+        value["workloads"] = json!(workload_names);
+        value["num_queries"] = json!(requests.len());
+        println!("{value}");
+        return Ok(());
+    }
+    println!(
+        "workloads {} ({} queries, k = {})",
+        workload_names.join(", "),
+        requests.len(),
+        args.k
+    );
+    print!("{}", shared::usage::render_text(&report));
     Ok(())
 }
