@@ -3,7 +3,8 @@
 # tests that need real parts: the S3 adapter against a local S3 server, and the serverless
 # path (curl -> cargo lambda watch -> coordinator -> worker tree -> S3) against the local stack
 # (scripts/local-stack.sh, stopped again on exit): faults injected through it and a bounded
-# load test, and the Python client offline and against that stack.
+# load test, and the Python client offline and against that stack. Between the two, short fuzz
+# runs of everything that parses bytes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
@@ -11,6 +12,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 scripts/check-pure.sh
 scripts/check-infra.sh
 cargo test --workspace
+# Short fuzz runs of the decoders, the filter parser, the HTTP routes and the vector readers
+# (libFuzzer; the long runs are in RELIABILITY.md).
+scripts/fuzz.sh --seconds "${SQUASH_FUZZ_SECONDS:-45}"
 trap 'scripts/local-stack.sh down' EXIT
 scripts/local-stack.sh up >/dev/null
 (
