@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::cache::{capacity_bytes_for_lambda_memory, PartitionCache};
 use crate::cost::{
@@ -25,13 +25,13 @@ use crate::cost::{
     RequestUsage,
 };
 use crate::error::{Error, Result};
-use crate::input;
 use crate::protocol::{BatchRequest, ExecutionStats, QueryRequest, QueryResponse, SearchOptions};
 use crate::service::coordinator::DEFAULT_MAX_DEPTH;
 use crate::service::{
     CoordinatorService, IndexSummary, InProcessInvoker, ServiceConfig, TreeShape,
 };
 use crate::storage::{BlobStore, CountingStore};
+use crate::workloads::{Workload, WorkloadSuite};
 
 /// Time a measured request may take: generous, because the point is what a request uses,
 /// not whether a loaded machine meets a deployment's deadline.
@@ -448,20 +448,6 @@ pub async fn measure(
     })
 }
 
-/// The parts of a `workloads.json` that a cost run reads.
-#[derive(Deserialize)]
-struct WorkloadQueries {
-    queries_file: String,
-    workloads: Vec<WorkloadFilters>,
-}
-
-#[derive(Deserialize)]
-struct WorkloadFilters {
-    name: String,
-    query_ids: Vec<usize>,
-    filters: Vec<Option<serde_json::Value>>,
-}
-
 /// Returns the names of the workloads of `path` (a `workloads.json`) selected by `only` (all
 /// when `None`) and their queries as requests for `k` hits with `options`: at most
 /// `max_queries` per workload, interleaved (query 0 of each workload, then query 1, ...) so
@@ -473,12 +459,9 @@ pub fn requests_from_workloads(
     k: usize,
     options: &SearchOptions,
 ) -> Result<(Vec<String>, Vec<QueryRequest>)> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let file: WorkloadQueries = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::invalid(path.display().to_string(), format!("not valid: {e}")))?;
-    let folder = path.parent().unwrap_or(Path::new("."));
-    let queries = input::read_vectors(&folder.join(&file.queries_file))?;
-    let selected: Vec<&WorkloadFilters> = file
+    let suite = WorkloadSuite::open(path)?;
+    let (file, queries) = (&suite.file, &suite.queries);
+    let selected: Vec<&Workload> = file
         .workloads
         .iter()
         .filter(|w| only.is_none_or(|names| names.contains(&w.name.as_str())))
@@ -489,7 +472,7 @@ pub fn requests_from_workloads(
             format!("no workload of that name in {}", path.display()),
         ));
     }
-    let budget = |w: &WorkloadFilters| w.query_ids.len().min(max_queries.unwrap_or(usize::MAX));
+    let budget = |w: &Workload| w.query_ids.len().min(max_queries.unwrap_or(usize::MAX));
     let longest = selected.iter().map(|w| budget(w)).max().unwrap_or(0);
     let mut requests = Vec::new();
     for position in 0..longest {
