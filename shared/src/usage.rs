@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::protocol::{BatchRequest, ExecutionStats, QueryRequest, QueryResponse, SearchOptions};
 use crate::service::coordinator::DEFAULT_MAX_DEPTH;
 use crate::service::{
-    CoordinatorService, IndexSummary, InProcessInvoker, ServiceConfig, TreeShape,
+    CoordinatorService, InProcessInvoker, IndexSummary, ServiceConfig, TreeShape,
 };
 use crate::storage::{BlobStore, CountingStore};
 use crate::workloads::{Workload, WorkloadSuite};
@@ -75,7 +75,8 @@ impl Percentiles {
         }
         let mut sorted = values.to_vec();
         sorted.sort_by(f64::total_cmp);
-        let rank = |p: f64| sorted[((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1];
+        let rank =
+            |p: f64| sorted[((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1];
         Percentiles {
             p50: rank(0.50),
             p95: rank(0.95),
@@ -329,7 +330,12 @@ async fn run_single(
 ) -> Result<()> {
     let started = Instant::now();
     let response = service
-        .query(name, request.clone(), &request_id, service.default_deadline())
+        .query(
+            name,
+            request.clone(),
+            &request_id,
+            service.default_deadline(),
+        )
         .await?;
     let elapsed = started.elapsed();
     let execution = response
@@ -376,7 +382,10 @@ pub async fn measure(
         return Err(Error::invalid("queries", "there are no queries to run"));
     }
     if config.worker_slots == 0 {
-        return Err(Error::invalid("slots", "at least one worker slot is needed"));
+        return Err(Error::invalid(
+            "slots",
+            "at least one worker slot is needed",
+        ));
     }
     if config.batch_size == 0 {
         return Err(Error::invalid("batch_size", "must be at least 1"));
@@ -403,35 +412,69 @@ pub async fn measure(
     harness.counting.reset();
     for (position, request) in requests.iter().take(config.cold_queries.max(1)).enumerate() {
         let service = harness.fresh_service();
-        run_single(&service, name, request, format!("cost-cold-{position}"), &mut tally).await?;
+        run_single(
+            &service,
+            name,
+            request,
+            format!("cost-cold-{position}"),
+            &mut tally,
+        )
+        .await?;
     }
     phases.push(tally.finish(harness.counting.snapshot(), config));
 
     let mut tally = PhaseTally::new("cold", "batch");
     harness.counting.reset();
     let first_batch = &requests[..config.batch_size.min(requests.len())];
-    run_batch(&harness.fresh_service(), name, first_batch, "cost-cold-batch".to_string(), &mut tally)
-        .await?;
+    run_batch(
+        &harness.fresh_service(),
+        name,
+        first_batch,
+        "cost-cold-batch".to_string(),
+        &mut tally,
+    )
+    .await?;
     phases.push(tally.finish(harness.counting.snapshot(), config));
 
     // Warm: every partition any query probes is loaded once before measuring.
     let service = harness.fresh_service();
     let mut warm_up = PhaseTally::new("warm", "batch");
     for (position, chunk) in requests.chunks(config.batch_size).enumerate() {
-        run_batch(&service, name, chunk, format!("cost-warm-up-{position}"), &mut warm_up).await?;
+        run_batch(
+            &service,
+            name,
+            chunk,
+            format!("cost-warm-up-{position}"),
+            &mut warm_up,
+        )
+        .await?;
     }
 
     let mut tally = PhaseTally::new("warm", "single");
     harness.counting.reset();
     for (position, request) in requests.iter().enumerate() {
-        run_single(&service, name, request, format!("cost-warm-{position}"), &mut tally).await?;
+        run_single(
+            &service,
+            name,
+            request,
+            format!("cost-warm-{position}"),
+            &mut tally,
+        )
+        .await?;
     }
     phases.push(tally.finish(harness.counting.snapshot(), config));
 
     let mut tally = PhaseTally::new("warm", "batch");
     harness.counting.reset();
     for (position, chunk) in requests.chunks(config.batch_size).enumerate() {
-        run_batch(&service, name, chunk, format!("cost-batch-{position}"), &mut tally).await?;
+        run_batch(
+            &service,
+            name,
+            chunk,
+            format!("cost-batch-{position}"),
+            &mut tally,
+        )
+        .await?;
     }
     phases.push(tally.finish(harness.counting.snapshot(), config));
 

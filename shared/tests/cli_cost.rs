@@ -106,8 +106,14 @@ fn synth_build_and_cost_report_counted_usage() {
             .unwrap_or_else(|| panic!("no {cache} {mode} phase in {report}"))
     };
     for p in phases {
-        assert!(p["per_query"]["invocations"].as_f64().expect("invocations") > 0.0, "{p}");
-        assert!(p["cost_per_million"]["total"].as_f64().expect("cost") > 0.0, "{p}");
+        assert!(
+            p["per_query"]["invocations"].as_f64().expect("invocations") > 0.0,
+            "{p}"
+        );
+        assert!(
+            p["cost_per_million"]["total"].as_f64().expect("cost") > 0.0,
+            "{p}"
+        );
         assert_eq!(p["partial_answers"], 0, "{p}");
         assert_eq!(p["store_counts_agree"], true, "{p}");
     }
@@ -115,7 +121,9 @@ fn synth_build_and_cost_report_counted_usage() {
     assert_eq!(cold["num_queries"], 3);
     // A cold query reads the manifest, the coordinator object and every partition it probes.
     let cold_gets = cold["per_query"]["s3_gets"].as_f64().expect("gets");
-    let probed = cold["per_query"]["partitions_probed"].as_f64().expect("probed");
+    let probed = cold["per_query"]["partitions_probed"]
+        .as_f64()
+        .expect("probed");
     assert_eq!(cold_gets, 2.0 + probed, "{cold}");
     assert!(cold["per_query"]["s3_bytes"].as_f64().expect("bytes") > 0.0);
     let warm = phase("warm", "single");
@@ -123,7 +131,10 @@ fn synth_build_and_cost_report_counted_usage() {
     assert_eq!(warm["per_query"]["partition_gets"], 0.0, "{warm}");
     let warm_batch = phase("warm", "batch");
     assert_eq!(warm_batch["num_requests"], 4);
-    assert_eq!(warm_batch["per_query"]["partition_gets"], 0.0, "{warm_batch}");
+    assert_eq!(
+        warm_batch["per_query"]["partition_gets"], 0.0,
+        "{warm_batch}"
+    );
     // A batch spreads its invocations over its queries.
     assert!(
         warm_batch["per_query"]["invocations"].as_f64().unwrap()

@@ -778,7 +778,10 @@ fn run_synth(args: SynthArgs) -> Result<()> {
         summary.bytes_written as f64 / (1 << 20) as f64,
         started.elapsed().as_secs_f64()
     );
-    println!("{:<20} {:>12} {:>12}", "workload", "selectivity", "min matches");
+    println!(
+        "{:<20} {:>12} {:>12}",
+        "workload", "selectivity", "min matches"
+    );
     for (name, selectivity, min_matches) in &summary.workloads {
         println!("{name:<20} {selectivity:>12.4} {min_matches:>12}");
     }
@@ -807,18 +810,13 @@ async fn run_cost(args: CostArgs) -> Result<()> {
         "running {} queries cold, warm, single and in batches",
         requests.len()
     ));
-    let report = shared::usage::measure(
-        store_for_location(&root).await?,
-        &name,
-        &requests,
-        &config,
-    )
-    .await;
+    let report =
+        shared::usage::measure(store_for_location(&root).await?, &name, &requests, &config).await;
     running.finish_and_clear();
     let report = report?;
     if args.json {
-        let mut value = serde_json::to_value(&report)
-            .map_err(|e| Error::invalid("report", e.to_string()))?;
+        let mut value =
+            serde_json::to_value(&report).map_err(|e| Error::invalid("report", e.to_string()))?;
         value["workloads"] = json!(workload_names);
         value["num_queries"] = json!(requests.len());
         println!("{value}");

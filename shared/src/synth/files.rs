@@ -218,8 +218,7 @@ mod tests {
             num_queries: 9,
             seed: 2,
         };
-        let summary =
-            write_synthetic_data_set(&params, folder.path(), &NoProgress).expect("write");
+        let summary = write_synthetic_data_set(&params, folder.path(), &NoProgress).expect("write");
         assert_eq!(summary.workloads.len(), 4);
         let base = read_vectors(&folder.path().join("base.fvecs")).expect("base");
         assert_eq!((base.num_vectors, base.dim), (700, 5));
@@ -231,7 +230,10 @@ mod tests {
         let value: serde_json::Value = serde_json::from_slice(&text).expect("valid json");
         assert_eq!(value["metric"], "l2");
         assert_eq!(value["workloads"][0]["match_counts"][0], 700);
-        assert_eq!(value["workloads"][1]["filters"].as_array().map(Vec::len), Some(9));
+        assert_eq!(
+            value["workloads"][1]["filters"].as_array().map(Vec::len),
+            Some(9)
+        );
         let csv = std::fs::read_to_string(folder.path().join("base_attrs.csv")).expect("csv");
         assert_eq!(csv.lines().count(), 701);
         assert!(csv.starts_with("id,year,price,category\n0,"));

@@ -89,7 +89,10 @@ impl SynthParams {
             ));
         }
         if !(1..=1_000_000).contains(&self.num_queries) {
-            return Err(Error::invalid("num_queries", "must be between 1 and 1000000"));
+            return Err(Error::invalid(
+                "num_queries",
+                "must be between 1 and 1000000",
+            ));
         }
         Ok(())
     }
@@ -413,9 +416,10 @@ impl QueryFilter {
         for clause in &self.clauses {
             let (key, value) = match *clause {
                 Clause::YearBetween { lo, hi } => ("year", json!({"$gte": lo, "$lte": hi})),
-                Clause::CategoryEq(category) => {
-                    ("category", json!({"$eq": CATEGORIES[usize::from(category)]}))
-                }
+                Clause::CategoryEq(category) => (
+                    "category",
+                    json!({"$eq": CATEGORIES[usize::from(category)]}),
+                ),
                 Clause::PriceBetween { lo_cents, hi_cents } => (
                     "price",
                     json!({
@@ -581,19 +585,25 @@ pub fn workloads(attributes: &SynthAttributes, num_queries: usize, seed: u64) ->
         },
         WorkloadSpec {
             name: "year_range_10".to_string(),
-            description: "year in a contiguous range holding ~10% of the base, starting at a random year".to_string(),
+            description:
+                "year in a contiguous range holding ~10% of the base, starting at a random year"
+                    .to_string(),
             target_selectivity: Some(YEAR_RANGE_TARGET),
             filters: year_filters,
         },
         WorkloadSpec {
             name: "category_eq_5".to_string(),
-            description: "category equal to one drawn per query among those holding 3-8% of the base".to_string(),
+            description:
+                "category equal to one drawn per query among those holding 3-8% of the base"
+                    .to_string(),
             target_selectivity: Some(CATEGORY_TARGET),
             filters: category_filters,
         },
         WorkloadSpec {
             name: "year_price_conj_1".to_string(),
-            description: "year range (~10%) AND price in a random 10% quantile window (~1% together)".to_string(),
+            description:
+                "year range (~10%) AND price in a random 10% quantile window (~1% together)"
+                    .to_string(),
             target_selectivity: Some(CONJUNCTION_TARGET),
             filters: conjunction_filters,
         },
@@ -624,14 +634,23 @@ mod tests {
         assert!(data.base.iter().chain(&data.queries).all(|v| v.is_finite()));
         let a = &data.base_attributes;
         assert!(a.year.iter().all(|y| (YEAR_MIN..=YEAR_MAX).contains(y)));
-        assert!(a.price_cents.iter().all(|&p| (1..=PRICE_MAX_CENTS).contains(&p)));
-        assert!(a.category.iter().all(|&c| usize::from(c) < CATEGORIES.len()));
+        assert!(a
+            .price_cents
+            .iter()
+            .all(|&p| (1..=PRICE_MAX_CENTS).contains(&p)));
+        assert!(a
+            .category
+            .iter()
+            .all(|&c| usize::from(c) < CATEGORIES.len()));
         // Skewed categories: the first is the most common by far.
         let count = |c: u8| a.category.iter().filter(|&&x| x == c).count();
         assert!(count(0) > 3 * count(19), "{} vs {}", count(0), count(19));
         // Variance decays across dimensions.
         let variance = |d: usize| {
-            let mean = (0..5000).map(|r| f64::from(data.base[r * 12 + d])).sum::<f64>() / 5000.0;
+            let mean = (0..5000)
+                .map(|r| f64::from(data.base[r * 12 + d]))
+                .sum::<f64>()
+                / 5000.0;
             (0..5000)
                 .map(|r| (f64::from(data.base[r * 12 + d]) - mean).powi(2))
                 .sum::<f64>()
@@ -669,7 +688,10 @@ mod tests {
             let shares: Vec<f64> = workload
                 .filters
                 .iter()
-                .map(|f| (0..a.num_rows()).filter(|&r| f.matches(a, r)).count() as f64 / a.num_rows() as f64)
+                .map(|f| {
+                    (0..a.num_rows()).filter(|&r| f.matches(a, r)).count() as f64
+                        / a.num_rows() as f64
+                })
                 .collect();
             let mean = shares.iter().sum::<f64>() / shares.len() as f64;
             match workload.target_selectivity {
@@ -704,7 +726,10 @@ mod tests {
             })
         );
         assert_eq!(QueryFilter::default().to_filter_json(), Value::Null);
-        assert_eq!(filter.to_predicates_json().as_array().map(Vec::len), Some(3));
+        assert_eq!(
+            filter.to_predicates_json().as_array().map(Vec::len),
+            Some(3)
+        );
     }
 
     #[test]
@@ -718,7 +743,12 @@ mod tests {
         }
         let parsed = crate::input::parse_attributes("attrs.csv", csv.as_bytes(), &[], 3000)
             .expect("parse csv");
-        let kinds: Vec<_> = parsed.schema.columns.iter().map(|c| (c.name.as_str(), c.kind)).collect();
+        let kinds: Vec<_> = parsed
+            .schema
+            .columns
+            .iter()
+            .map(|c| (c.name.as_str(), c.kind))
+            .collect();
         use crate::attributes::AttributeKind;
         assert_eq!(
             kinds,

@@ -236,7 +236,10 @@ mod tests {
                 all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
                 assert_eq!(truth.match_counts[q], all.len());
                 for position in 0..k {
-                    let (id, distance) = (truth.ids[q * k + position], truth.distances[q * k + position]);
+                    let (id, distance) = (
+                        truth.ids[q * k + position],
+                        truth.distances[q * k + position],
+                    );
                     match all.get(position) {
                         Some(&(d, r)) => {
                             assert_eq!(id, r as i32, "{} query {q} position {position}", spec.name);
