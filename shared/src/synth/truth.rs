@@ -107,6 +107,10 @@ pub fn squared_l2_f64(a: &[f32], b: &[f32]) -> f64 {
     sum
 }
 
+/// One query's exact top-k in one workload, best first, and how many base rows its filter
+/// matches.
+type QueryTruth = (Vec<Candidate>, usize);
+
 /// Returns, per workload (`filters[w][q]` is query `q`'s filter in workload `w`), the exact
 /// top-`k` of every query, reporting queries done to `progress`.
 pub fn ground_truth(
@@ -123,7 +127,7 @@ pub fn ground_truth(
     debug_assert!(filters.iter().all(|f| f.len() == num_queries));
     progress.start_phase("exact ground truth (queries)", num_queries as u64);
     // Per block: per query of the block, per workload, the sorted top-k and the match count.
-    let blocks: Vec<Vec<Vec<(Vec<Candidate>, usize)>>> = queries
+    let blocks: Vec<Vec<Vec<QueryTruth>>> = queries
         .par_chunks(QUERIES_PER_BLOCK * dim)
         .enumerate()
         .map(|(block, block_queries)| {
