@@ -7,8 +7,8 @@
 #
 # Settings (environment): DIM (128), QUERIES (generated queries, 1000), EVAL_QUERIES (per
 # workload, 300), COST_QUERIES (per workload, 100), SEED (1), OUT (/dev/shm/squash-scale: data
-# in memory keeps the disk free), SQUASH (target/release/squash), KEEP=1 keeps each size's
-# data and index after its run.
+# in memory keeps the disk free), SQUASH (the release squash under $CARGO_TARGET_DIR or
+# target/), KEEP=1 keeps each size's data and index after its run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIM=${DIM:-128}
@@ -17,10 +17,10 @@ EVAL_QUERIES=${EVAL_QUERIES:-300}
 COST_QUERIES=${COST_QUERIES:-100}
 SEED=${SEED:-1}
 OUT=${OUT:-/dev/shm/squash-scale}
-SQUASH=${SQUASH:-target/release/squash}
+SQUASH=${SQUASH:-${CARGO_TARGET_DIR:-target}/release/squash}
 SIZES=("$@")
 [ ${#SIZES[@]} -gt 0 ] || SIZES=(250000 500000 1000000)
-[ -x "$SQUASH" ] || { echo "scale-run: build first: cargo build --release -p shared --bin squash" >&2; exit 1; }
+[ -x "$SQUASH" ] || { echo "scale-run: build first: cargo build --release --no-default-features -p shared --bin squash" >&2; exit 1; }
 TIME=()
 [ -x /usr/bin/time ] && TIME=(/usr/bin/time -v)
 
