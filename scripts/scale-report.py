@@ -8,15 +8,17 @@ Reads OUT/<size>/{steps.json, eval.json, cost.json, build.time} for every size m
 prints Markdown: build and search per size, cost per phase per size, and a row per phase at N.
 
 The extrapolation is a least-squares straight line in N through the measured sizes, fitted
-separately to each per-query count (worker invocations, S3 GETs, bytes read) and each
+separately to each per-query count (S3 GETs, bytes read) and each
 per-query billed time (coordinator, workers), then priced with the prices and memory sizes
 recorded in cost.json, by the same formula as `shared::cost::cost_per_million_queries`.
-Straight lines hold while the dimension, the partition size (the build's default of 50,000
-vectors), the filters' selectivities and the deployment (worker slots, branching, memory)
-stay as measured; the report states whether the index at N would still fit the workers'
-caches, which the warm rows assume.
+Invocations per query follow the deployment rather than N (at most one per worker slot per
+request): the largest size's count is kept, scaled up when the index at N needs more worker
+slots for every partition to stay cached, as the warm rows assume. Straight lines hold while
+the dimension, the partition size (the build's default of 50,000 vectors), the filters'
+selectivities and the memory sizes stay as measured.
 """
 import json
+import math
 import os
 import sys
 
@@ -95,7 +97,7 @@ def main():
 
     print()
     print("| vectors | phase | invocations/q | S3 GETs/q | KiB read/q | coordinator ms/q "
-          "| worker ms/q | p50 ms | p95 ms | $ per 1M queries | $ per 1M, CPU-only |")
+          "| worker ms/q | request p50 ms | request p95 ms | $ per 1M queries | $ per 1M, CPU-only |")
     print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for size, _, _, cost, _ in rows:
         for phase in cost["phases"]:
@@ -114,7 +116,10 @@ def main():
     memory, prices = last["memory"], last["prices"]
     bytes_per_vector = fit_line(sizes, [float(r[3]["index"]["total_bytes"]) for r in rows])
     index_bytes_at_target = bytes_per_vector[0] * target + bytes_per_vector[1]
-    cache_bytes = last["worker_slots"] * memory["worker_mb"] * 2**20 / 2
+    cache_bytes_per_slot = memory["worker_mb"] * 2**20 / 2
+    cache_bytes = last["worker_slots"] * cache_bytes_per_slot
+    slots_needed = max(last["worker_slots"], math.ceil(index_bytes_at_target / cache_bytes_per_slot))
+    slot_factor = slots_needed / last["worker_slots"]
     print()
     print(f"Extrapolated to {target:,} vectors (least-squares lines in N through "
           f"{', '.join(f'{int(s):,}' for s in sizes)}; same dimension, partition size, "
@@ -123,21 +128,26 @@ def main():
     print()
     print(f"- index {index_bytes_at_target / 2**30:.2f} GiB in S3, "
           f"${index_bytes_at_target / 1e9 * prices['s3_per_gb_month']:.2f} per month; "
-          f"the workers' caches hold {cache_bytes / 2**30:.1f} GiB in all "
-          f"({'enough' if index_bytes_at_target <= cache_bytes else 'NOT enough'} for the "
-          f"warm rows, which assume every probed partition is cached"
-          f"{'' if index_bytes_at_target <= cache_bytes else '; deploy more slots'}).")
+          f"{last['worker_slots']} workers cache {cache_bytes / 2**30:.1f} GiB in all "
+          f"(half of each worker's memory). The warm rows assume every partition stays "
+          f"cached, which takes {slots_needed} worker slots at {memory['worker_mb']} MB; "
+          f"invocations per query are the largest measured size's"
+          f"{f' x {slot_factor:.2f} for those slots' if slot_factor > 1 else ''}, and the "
+          f"other columns are the fitted lines.")
     print()
     print("| phase | invocations/q | S3 GETs/q | KiB read/q | coordinator ms/q | worker ms/q "
           "| $ per 1M queries |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    keys = ["invocations", "s3_gets", "s3_bytes", "coordinator_billed_ms", "worker_billed_ms"]
+    keys = ["s3_gets", "s3_bytes", "coordinator_billed_ms", "worker_billed_ms"]
     for position, phase in enumerate(last["phases"]):
         same = [r[3]["phases"][position] for r in rows]
         per_query = {}
         for key in keys:
             slope, intercept = fit_line(sizes, [p["per_query"][key] for p in same])
             per_query[key] = max(0.0, slope * target + intercept)
+        # Invocations follow the deployment, not N (at most one per slot per request): the
+        # largest size's count, scaled by the slots the index at N needs.
+        per_query["invocations"] = same[-1]["per_query"]["invocations"] * slot_factor
         requests_per_query = phase["num_requests"] / max(phase["num_queries"], 1)
         dollars = price(per_query, requests_per_query, phase["mode"] == "single", memory, prices)
         print(f"| {phase['cache']} {phase['mode']} | {per_query['invocations']:.2f} "
