@@ -22,13 +22,18 @@ scripts/local-stack.sh up >/dev/null
     # --workspace keeps the dependency features of the first `cargo test`, so nothing rebuilds.
     SQUASH_TEST_S3=1 cargo test --workspace --test s3_store
     SQUASH_TEST_STACK=1 cargo test --workspace --test local_stack -- --test-threads=1 \
-        --nocapture --skip worker_process_killed_mid_query
+        --nocapture --skip worker_process_killed_mid_query --skip failing_or_slow_workers
     SQUASH_TEST_STACK=1 cargo test --workspace --test rust_client
     # Faults injected on purpose (S3 through the fault proxy, objects damaged at rest, a slow
     # worker, killed builds), then a bounded load test with the functions' memory.
     SQUASH_TEST_STACK=1 cargo test --workspace --test faults -- --test-threads=1 --nocapture
     SQUASH_TEST_STACK=1 cargo test --workspace --test load -- --nocapture
     scripts/test-python-client.sh
+    # Near the end: a worker stalls for 20 s on purpose, and the emulator then rejects its late
+    # answers; once (1 run in about 20) it also answered the next batch query with a bare 500,
+    # so the tests comparing answers run before it.
+    SQUASH_TEST_STACK=1 cargo test --workspace --test local_stack -- --exact \
+        failing_or_slow_workers_are_retried_then_named_missing
     # Last: it kills a worker process, which the emulator does not restart.
     SQUASH_TEST_STACK=1 cargo test --workspace --test local_stack -- --exact \
         worker_process_killed_mid_query_is_named_missing
