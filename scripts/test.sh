@@ -30,8 +30,8 @@ scripts/local-stack.sh up >/dev/null
     SQUASH_TEST_STACK=1 cargo test --workspace --test load -- --nocapture
     scripts/test-python-client.sh
     # Near the end: a worker stalls for 20 s on purpose, and the emulator then rejects its late
-    # answers; once (1 run in about 20) it also answered the next batch query with a bare 500,
-    # so the tests comparing answers run before it.
+    # answers; once so far it also answered the next batch query with a bare 500 (its own, not
+    # squash's error body), so the tests comparing answers run before it.
     SQUASH_TEST_STACK=1 cargo test --workspace --test local_stack -- --exact \
         failing_or_slow_workers_are_retried_then_named_missing
     # Last: it kills a worker process, which the emulator does not restart.
