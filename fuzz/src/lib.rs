@@ -45,6 +45,16 @@ pub fn assert_invalid_input_under(root: &str, error: &Error) {
     }
 }
 
+/// Runs `check` on `data` as given and, when resealing changes it, on the resealed bytes too:
+/// without the second pass nearly every mutation would stop at a checksum.
+pub fn check_as_given_and_resealed(data: &[u8], check: impl Fn(&[u8])) {
+    check(data);
+    let resealed = reseal(data);
+    if resealed != data {
+        check(&resealed);
+    }
+}
+
 /// Returns `bytes` with every checksum recomputed that its layout lets us find: each block's
 /// crc32 in the toc (for blocks inside the object), the toc's crc32 and the trailer's. Fields
 /// that do not parse are left alone, so everything but the checksums stays as given.
