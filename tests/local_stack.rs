@@ -8,14 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use shared::embedded::{write_index, EmbeddedIndex};
+use shared::embedded::EmbeddedIndex;
 use shared::eval::{ground_truth_distance, recall_at_k};
-use shared::index::build::NoProgress;
-use shared::index::{BuildInput, BuildParams};
 use shared::input;
-use shared::metric::Metric;
 use shared::protocol::{Hit, QueryResponse};
 use shared::storage::store_for_location;
+use squash_tests::stack_faults::build_sample_subset;
 use squash_tests::{sample_dir, sample_workloads, workload_requests, Stack};
 
 const SAMPLE_INDEX: &str = "glove-20k";
@@ -29,37 +27,6 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn hits_of(value: &Value) -> Vec<Hit> {
     serde_json::from_value(value["hits"].clone()).expect("hits")
-}
-
-/// Builds the first `num_vectors` sample vectors (ids shifted by `id_offset`) as index `name`.
-fn build_sample_subset(
-    stack: &Stack,
-    name: &str,
-    num_vectors: usize,
-    id_offset: u64,
-    version: &str,
-) {
-    let vectors = input::read_vectors(&sample_dir().join("base.fvecs")).expect("vectors");
-    let dim = vectors.dim;
-    let mut attributes = shared::attributes::AttributeTable::with_columns(0, num_vectors);
-    attributes.num_rows = num_vectors;
-    let input = BuildInput {
-        dim,
-        vectors: vectors.data[..num_vectors * dim].to_vec(),
-        ids: (0..num_vectors as u64).map(|i| i + id_offset).collect(),
-        schema: Default::default(),
-        attributes,
-    };
-    let mut params = BuildParams::new(Metric::Cosine, version);
-    params.num_partitions = Some(4);
-    runtime().block_on(async {
-        let store = store_for_location(&format!("{}/{name}", stack.root))
-            .await
-            .expect("store");
-        write_index(store, input, params, Arc::new(NoProgress))
-            .await
-            .expect("build into S3");
-    });
 }
 
 #[test]
