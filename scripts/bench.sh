@@ -67,8 +67,8 @@ fi
 # The benchmark reads local folders only, so the full run's release build leaves out the AWS SDK
 # (the `aws` feature), which would take most of its compile time.
 if [ "$QUICK" = 1 ]; then PROFILE=debug; BUILD_FLAGS=(); else PROFILE=release; BUILD_FLAGS=(--release --no-default-features); fi
-step "cargo build ${BUILD_FLAGS[*]} -p shared --bin squash"
-cargo build "${BUILD_FLAGS[@]}" -p shared --bin squash
+step "cargo build ${BUILD_FLAGS[*]} -p squash-cli --bin squash"
+cargo build "${BUILD_FLAGS[@]}" -p squash-cli --bin squash
 TARGET_DIR="$(cargo metadata --format-version 1 --no-deps \
     | "$VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
 SQUASH="$TARGET_DIR/$PROFILE/squash"

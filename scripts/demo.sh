@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SAMPLE=tests/data/glove-20k
 INDEX=${INDEX:-target/demo-index}
-cargo build --release -q -p shared --bin squash
+cargo build --release -q --no-default-features -p squash-cli --bin squash
 SQUASH=${CARGO_TARGET_DIR:-target}/release/squash
 
 echo "== build: 20,000 GloVe vectors with attributes, 4 partitions"

@@ -119,7 +119,7 @@ up() {
     eval "$(print_env)"
     # Build the functions and the CLI first: watch then only starts the binaries.
     echo "local-stack: building the functions and the CLI (debug)" >&2
-    cargo build -q -p squash-functions --bins -p shared --bin squash
+    cargo build -q -p squash-functions --bins -p squash-cli --bin squash
     local squash
     squash="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/squash"
     echo "local-stack: building the sample index into $INDEX_ROOT/glove-20k" >&2

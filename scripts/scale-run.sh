@@ -20,7 +20,7 @@ OUT=${OUT:-/dev/shm/squash-scale}
 SQUASH=${SQUASH:-${CARGO_TARGET_DIR:-target}/release/squash}
 SIZES=("$@")
 [ ${#SIZES[@]} -gt 0 ] || SIZES=(250000 500000 1000000)
-[ -x "$SQUASH" ] || { echo "scale-run: build first: cargo build --release --no-default-features -p shared --bin squash" >&2; exit 1; }
+[ -x "$SQUASH" ] || { echo "scale-run: build first: cargo build --release --no-default-features -p squash-cli --bin squash" >&2; exit 1; }
 TIME=()
 [ -x /usr/bin/time ] && TIME=(/usr/bin/time -v)
 

@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
-scripts/check-pure.sh
+scripts/check-layers.sh
 scripts/check-infra.sh
 cargo test --workspace
 # Short fuzz runs of the decoders, the filter parser, the HTTP routes and the vector readers

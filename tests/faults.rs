@@ -16,10 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use shared::embedded::EmbeddedIndex;
-use shared::index::{Manifest, MANIFEST_KEY};
-use shared::protocol::{Hit, QueryRequest};
-use shared::storage::BlobStore;
+use squash_core::index::{Manifest, MANIFEST_KEY};
+use squash_core::protocol::{Hit, QueryRequest};
+use squash_service::embedded::{EmbeddedConfig, EmbeddedIndex};
+use squash_storage::BlobStore;
 use squash_tests::stack_faults::{
     build_sample_subset, delete_object, embedded_answers, index_store, list_objects, read_object,
     runtime, write_object, S3Faults,
@@ -451,7 +451,10 @@ fn a_killed_build_leaves_the_served_version_alone() {
     check_served(&served);
     // A reader that opened the index before the kills and reads its partitions after them.
     let reader_before = runtime()
-        .block_on(EmbeddedIndex::open(Arc::clone(&store)))
+        .block_on(EmbeddedIndex::open_store(
+            Arc::clone(&store),
+            EmbeddedConfig::default(),
+        ))
         .expect("reader before");
 
     let first_version = served.clone();
@@ -531,7 +534,10 @@ fn a_killed_build_leaves_the_served_version_alone() {
         // through readers opened before and after the kill.
         check_served(&served);
         let reader_after = runtime()
-            .block_on(EmbeddedIndex::open(Arc::clone(&store)))
+            .block_on(EmbeddedIndex::open_store(
+                Arc::clone(&store),
+                EmbeddedConfig::default(),
+            ))
             .expect("reader after");
         assert_eq!(reader_after.manifest().index_version, served);
         // A build keeps the version it replaced, so the early reader's objects stay until a

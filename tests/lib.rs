@@ -8,8 +8,9 @@ use std::process::{Command, Stdio};
 
 use serde::Deserialize;
 use serde_json::Value;
-use shared::input::{self, VectorSet};
-use shared::protocol::QueryRequest;
+use squash_cli::input_files;
+use squash_core::input::VectorSet;
+use squash_core::protocol::QueryRequest;
 
 pub mod loopback;
 pub mod stack_faults;
@@ -156,7 +157,7 @@ pub fn sample_workloads() -> (WorkloadsFile, VectorSet) {
     let dir = sample_dir();
     let bytes = std::fs::read(dir.join("workloads.json")).expect("workloads.json");
     let file: WorkloadsFile = serde_json::from_slice(&bytes).expect("workloads parse");
-    let queries = input::read_vectors(&dir.join(&file.queries_file)).expect("queries");
+    let queries = input_files::read_vectors(&dir.join(&file.queries_file)).expect("queries");
     (file, queries)
 }
 

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use shared::embedded::EmbeddedIndex;
-use shared::eval::{ground_truth_distance, recall_at_k};
-use shared::input;
-use shared::protocol::{Hit, QueryResponse};
-use shared::storage::store_for_location;
+use squash_cli::input_files;
+use squash_core::eval::{ground_truth_distance, recall_at_k};
+use squash_core::protocol::{Hit, QueryResponse};
+use squash_service::embedded::{EmbeddedConfig, EmbeddedIndex};
+use squash_storage::store_for_location;
 use squash_tests::stack_faults::build_sample_subset;
 use squash_tests::{sample_dir, sample_workloads, workload_requests, Stack};
 
@@ -40,7 +40,7 @@ fn http_answers_equal_the_embedded_path_on_every_workload() {
         let store = store_for_location(&format!("{}/{SAMPLE_INDEX}", stack.root))
             .await
             .expect("store");
-        EmbeddedIndex::open(store)
+        EmbeddedIndex::open_store(store, EmbeddedConfig::default())
             .await
             .expect("open the sample index in S3")
     });
@@ -59,7 +59,7 @@ fn http_answers_equal_the_embedded_path_on_every_workload() {
         let results = body["results"].as_array().expect("results");
         assert_eq!(results.len(), requests.len());
         let ground_truth =
-            input::read_distances(&sample_dir().join(&workload.gt_dist_fvecs)).expect("gt");
+            input_files::read_distances(&sample_dir().join(&workload.gt_dist_fvecs)).expect("gt");
         let (mut recall_http, mut recall_embedded) = (0.0, 0.0);
         for (position, (result, expected)) in results.iter().zip(&expected).enumerate() {
             let hits = hits_of(result);

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use shared::protocol::Hit;
+use squash_core::protocol::Hit;
 
 use crate::stack_faults::{embedded_answers, index_store};
 use crate::{quantile, sample_workloads, workload_requests, Stack};

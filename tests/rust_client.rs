@@ -1,12 +1,12 @@
-//! The Rust client (`shared::client::Client`) against the local stack: the same answers as the
+//! The Rust client (`squash_client::Client`) against the local stack: the same answers as the
 //! embedded path, and the API's errors mapped back onto the library's error variants. Started by
 //! `scripts/test.sh`; skipped with a message otherwise.
 
-use shared::client::Client;
-use shared::embedded::EmbeddedIndex;
-use shared::error::Error;
-use shared::protocol::{BatchRequest, QueryRequest};
-use shared::storage::store_for_location;
+use squash_client::Client;
+use squash_core::error::Error;
+use squash_core::protocol::{BatchRequest, QueryRequest};
+use squash_service::embedded::{EmbeddedConfig, EmbeddedIndex};
+use squash_storage::store_for_location;
 use squash_tests::{sample_workloads, workload_requests, Stack};
 
 const SAMPLE_INDEX: &str = "glove-20k";
@@ -31,7 +31,9 @@ async fn the_rust_client_answers_like_the_embedded_path_and_maps_errors() {
     let store = store_for_location(&format!("{}/{SAMPLE_INDEX}", stack.root))
         .await
         .expect("store");
-    let embedded = EmbeddedIndex::open(store).await.expect("open the sample");
+    let embedded = EmbeddedIndex::open_store(store, EmbeddedConfig::default())
+        .await
+        .expect("open the sample");
     let (file, queries) = sample_workloads();
     for workload in file.workloads.iter().take(2) {
         let requests: Vec<QueryRequest> = workload_requests(workload, &queries, 10)

@@ -8,7 +8,7 @@
 //! - batch throughput (queries per second) for batches of the sample's queries;
 //! - a sweep of branching factors: the same queries over all 4 worker slots with a branching
 //!   of 4 (one level of workers), 3 and 2 (two levels);
-//! - dollars per 1M queries (`shared::cost`, AWS list prices, the SAM template's memory sizes)
+//! - dollars per 1M queries (`squash_cli::cost`, AWS list prices, the SAM template's memory sizes)
 //!   from the `stats` of every answer: invocations, billed milliseconds, S3 GETs.
 //!
 //! With `--load N`, runs only a load test instead: N queries of the sample's workloads (mixed
@@ -22,13 +22,13 @@
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use shared::cost::{cost_per_million_queries, RequestUsage, AWS_US_EAST_1, TEMPLATE_MEMORY};
-use shared::embedded::write_index;
-use shared::index::build::NoProgress;
-use shared::index::{BuildInput, BuildParams};
-use shared::input;
-use shared::metric::Metric;
-use shared::protocol::ExecutionStats;
+use squash_cli::cost::{cost_per_million_queries, RequestUsage, AWS_US_EAST_1, TEMPLATE_MEMORY};
+use squash_cli::input_files;
+use squash_core::index::build::NoProgress;
+use squash_core::index::{BuildInput, BuildParams};
+use squash_core::metric::Metric;
+use squash_core::protocol::ExecutionStats;
+use squash_service::write_index;
 use squash_tests::loopback::{memory_json, run_load, sample_load_queries, stack_function_memory};
 use squash_tests::{quantile, sample_dir, sample_workloads, workload_requests, Stack};
 
@@ -122,8 +122,10 @@ fn usage_of(execution: &Value, num_queries: u64) -> RequestUsage {
 }
 
 fn build_fresh_index(stack: &Stack, name: &str) {
-    let vectors = input::read_vectors(&sample_dir().join("base.fvecs")).expect("sample vectors");
-    let mut attributes = shared::attributes::AttributeTable::with_columns(0, vectors.num_vectors);
+    let vectors =
+        input_files::read_vectors(&sample_dir().join("base.fvecs")).expect("sample vectors");
+    let mut attributes =
+        squash_core::attributes::AttributeTable::with_columns(0, vectors.num_vectors);
     attributes.num_rows = vectors.num_vectors;
     let build = BuildInput {
         dim: vectors.dim,
@@ -136,7 +138,7 @@ fn build_fresh_index(stack: &Stack, name: &str) {
     params.num_partitions = Some(4);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
-        let store = shared::storage::store_for_location(&format!("{}/{name}", stack.root))
+        let store = squash_storage::store_for_location(&format!("{}/{name}", stack.root))
             .await
             .expect("store");
         write_index(store, build, params, Arc::new(NoProgress))

@@ -6,13 +6,14 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use shared::embedded::{write_index, EmbeddedIndex};
-use shared::index::build::NoProgress;
-use shared::index::{BuildInput, BuildParams};
-use shared::input;
-use shared::metric::Metric;
-use shared::protocol::{QueryRequest, QueryResponse};
-use shared::storage::{store_for_location, BlobStore};
+use squash_cli::input_files;
+use squash_core::index::build::NoProgress;
+use squash_core::index::{BuildInput, BuildParams};
+use squash_core::metric::Metric;
+use squash_core::protocol::{QueryRequest, QueryResponse};
+use squash_service::embedded::{EmbeddedConfig, EmbeddedIndex};
+use squash_service::write_index;
+use squash_storage::{store_for_location, BlobStore};
 
 use crate::{sample_dir, Stack};
 
@@ -81,9 +82,9 @@ pub fn build_sample_subset(
     id_offset: u64,
     version: &str,
 ) {
-    let vectors = input::read_vectors(&sample_dir().join("base.fvecs")).expect("vectors");
+    let vectors = input_files::read_vectors(&sample_dir().join("base.fvecs")).expect("vectors");
     let dim = vectors.dim;
-    let mut attributes = shared::attributes::AttributeTable::with_columns(0, num_vectors);
+    let mut attributes = squash_core::attributes::AttributeTable::with_columns(0, num_vectors);
     attributes.num_rows = num_vectors;
     let input = BuildInput {
         dim,
@@ -106,7 +107,9 @@ pub fn embedded_answers(
     requests: &[QueryRequest],
 ) -> Vec<QueryResponse> {
     runtime().block_on(async {
-        let index = EmbeddedIndex::open(store).await.expect("open the index");
+        let index = EmbeddedIndex::open_store(store, EmbeddedConfig::default())
+            .await
+            .expect("open the index");
         index.query_batch(requests).await.expect("embedded answers")
     })
 }

@@ -9,12 +9,14 @@
 //! | `SQUASH_TIMEOUT_MS` | time a request may take | 10000 |
 //! | `SQUASH_MANIFEST_TTL_MS` | how long an opened index is served before its manifest is re-read | 5000 |
 //! | `SQUASH_CACHE_BYTES` | worker partition cache budget | half of the function memory |
-//! | `SQUASH_S3_CONNECT_TIMEOUT_MS`, `SQUASH_S3_READ_TIMEOUT_MS` | S3 read timeouts (read by `shared::storage::S3ReadTimeouts` when the store opens) | 1000, 2000 |
+//! | `SQUASH_S3_CONNECT_TIMEOUT_MS`, `SQUASH_S3_READ_TIMEOUT_MS` | S3 read timeouts (read by `squash_storage::S3ReadTimeouts` when the store opens) | 1000, 2000 |
 
-use shared::cache::default_capacity_bytes;
-use shared::error::{Error, Result};
-use shared::service::coordinator::{DEFAULT_BRANCHING, DEFAULT_MANIFEST_TTL_MS, DEFAULT_MAX_DEPTH};
-use shared::service::{ServiceConfig, TreeShape};
+use squash_core::error::{Error, Result};
+use squash_service::coordinator_service::{
+    DEFAULT_BRANCHING, DEFAULT_MANIFEST_TTL_MS, DEFAULT_MAX_DEPTH,
+};
+use squash_service::partition_cache::default_capacity_bytes;
+use squash_service::{ServiceConfig, TreeShape};
 
 /// Everything the functions read from the environment.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,7 +90,7 @@ impl FunctionConfig {
         let timeout_ms = number(
             lookup,
             "SQUASH_TIMEOUT_MS",
-            shared::protocol::DEFAULT_TIMEOUT_MS,
+            squash_core::protocol::DEFAULT_TIMEOUT_MS,
         )?;
         if timeout_ms == 0 {
             return Err(Error::invalid("SQUASH_TIMEOUT_MS", "must be positive"));

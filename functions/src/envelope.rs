@@ -6,7 +6,7 @@
 
 use base64::Engine;
 use serde_json::Value;
-use shared::error::{Error, Result};
+use squash_core::error::{Error, Result};
 
 /// Payloads larger than this are compressed.
 pub const COMPRESS_ABOVE_BYTES: usize = 256 * 1024;
@@ -22,17 +22,11 @@ pub fn wrap(json: Vec<u8>) -> Result<Vec<u8>> {
     if json.len() <= COMPRESS_ABOVE_BYTES {
         return Ok(json);
     }
-    let compressed = zstd::bulk::compress(&json, ZSTD_LEVEL).map_err(|e| Error::Storage {
-        message: format!("compressing a payload: {e}"),
-        retryable: false,
-    })?;
+    let compressed = zstd::bulk::compress(&json, ZSTD_LEVEL)
+        .map_err(|e| Error::internal(format!("compressing a payload: {e}")))?;
     let data = base64::engine::general_purpose::STANDARD.encode(compressed);
-    serde_json::to_vec(&serde_json::json!({ MARKER_FIELD: MARKER_VALUE, "data": data })).map_err(
-        |e| Error::Storage {
-            message: format!("encoding an envelope: {e}"),
-            retryable: false,
-        },
-    )
+    serde_json::to_vec(&serde_json::json!({ MARKER_FIELD: MARKER_VALUE, "data": data }))
+        .map_err(|e| Error::internal(format!("encoding an envelope: {e}")))
 }
 
 /// Returns the payload inside `value` if it is an envelope, or `value` itself.

@@ -2,15 +2,16 @@
 //! the `WorkerInvoker` port, the event handlers of the coordinator and worker functions, and
 //! the fault hook local tests use.
 //!
-//! The search logic lives in `shared::service`; this crate only translates between Lambda
+//! The search logic lives in `squash_service`; this crate only translates between Lambda
 //! events and those services, so each `main.rs` is a single call.
+#![forbid(unsafe_code)]
 
 pub mod config;
-pub mod coordinator;
+pub mod coordinator_handler;
 pub mod envelope;
 pub mod faults;
-pub mod invoker;
-pub mod worker;
+pub mod lambda_invoker;
+pub mod worker_handler;
 
 /// Sets up structured JSON logs on stdout (CloudWatch keeps them), filtered by `RUST_LOG`
 /// (default `info`).

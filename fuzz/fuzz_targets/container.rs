@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shared::container::{
+use squash_core::format::{
     decode_block, parse_toc, parse_trailer, Container, ContainerWriter, ObjectKind, TRAILER_LEN,
 };
 use squash_fuzz::{assert_stored_error, check_as_given_and_resealed};

@@ -8,11 +8,11 @@
 
 use libfuzzer_sys::{fuzz_mutator, fuzz_target};
 use serde_json::{json, Value};
-use shared::attributes::AttributeKind;
-use shared::index::CoordinatorData;
-use shared::protocol::{QueryRequest, SearchOptions};
-use shared::search::plan_batch;
-use shared::Error;
+use squash_core::attributes::AttributeKind;
+use squash_core::index::CoordinatorData;
+use squash_core::protocol::{QueryRequest, SearchOptions};
+use squash_core::search::plan_batch;
+use squash_core::Error;
 use squash_fuzz::mutate::mutate_object;
 use squash_fuzz::{assert_stored_error, check_as_given_and_resealed};
 

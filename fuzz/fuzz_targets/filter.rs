@@ -10,8 +10,8 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use shared::attributes::{AttributeSchema, AttributeTable};
-use shared::filter::{AttributeQuantizer, Filter, QuantizedAttributes};
+use squash_core::attributes::{AttributeSchema, AttributeTable};
+use squash_core::filter::{AttributeQuantizer, Filter, QuantizedAttributes};
 use squash_fuzz::{assert_invalid_input_under, filter_schema, filter_table};
 
 struct Fixture {

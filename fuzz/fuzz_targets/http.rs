@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use shared::cache::PartitionCache;
-use shared::service::{
+use squash_service::partition_cache::PartitionCache;
+use squash_service::{
     handle_direct, handle_http, CoordinatorService, HttpResponse, InProcessInvoker, ServiceConfig,
     WorkerInvoker,
 };
-use shared::storage::{BlobStore, MemoryStore};
+use squash_storage::{BlobStore, MemoryStore};
 use squash_fuzz::golden_index_objects;
 
 /// The `k` of a query that does not name one.

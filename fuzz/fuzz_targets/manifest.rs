@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::{fuzz_mutator, fuzz_target};
-use shared::index::Manifest;
+use squash_core::index::Manifest;
 use squash_fuzz::mutate::mutate_object;
 use squash_fuzz::{assert_stored_error, check_as_given_and_resealed};
 

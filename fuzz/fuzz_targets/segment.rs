@@ -9,11 +9,11 @@
 
 use libfuzzer_sys::{fuzz_mutator, fuzz_target};
 use serde_json::{json, Value};
-use shared::attributes::AttributeKind;
-use shared::index::PartitionData;
-use shared::protocol::{SearchKnobs, SearchOptions, WorkerQuery, MAX_COMPONENT_MAGNITUDE};
-use shared::search::{search_partition, PreparedQuery};
-use shared::Error;
+use squash_core::attributes::AttributeKind;
+use squash_core::index::PartitionData;
+use squash_core::protocol::{SearchKnobs, SearchOptions, WorkerQuery, MAX_COMPONENT_MAGNITUDE};
+use squash_core::search::{search_partition, PreparedQuery};
+use squash_core::Error;
 use squash_fuzz::mutate::mutate_object;
 use squash_fuzz::{assert_stored_error, check_as_given_and_resealed};
 

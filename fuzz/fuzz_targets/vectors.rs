@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shared::input::vectors::{parse_vectors, write_fvecs, VectorFormat};
+use squash_core::input::vectors::{parse_vectors, write_fvecs, VectorFormat};
 use squash_fuzz::assert_invalid_input_under;
 
 fuzz_target!(|data: &[u8]| {

@@ -13,9 +13,9 @@ pub mod mutate;
 
 use std::ops::Range;
 
-use shared::attributes::{AttributeColumn, AttributeKind, AttributeSchema, AttributeTable};
-use shared::container::{parse_trailer, Container, TRAILER_LEN};
-use shared::Error;
+use squash_core::attributes::{AttributeColumn, AttributeKind, AttributeSchema, AttributeTable};
+use squash_core::format::{parse_trailer, Container, TRAILER_LEN};
+use squash_core::Error;
 
 /// Panics unless `error` is what a decoder may report for untrustworthy stored bytes:
 /// `Corrupt` or `UnsupportedVersion`, naming `object`.
@@ -140,7 +140,7 @@ fn read_u64(bytes: &[u8], pos: &mut usize, end: usize) -> Option<u64> {
 
 /// Returns the valid object `bytes` rewritten with every block stored raw (same names, order
 /// and kind), so that mutations of a seed land in JSON and arrays instead of zstd frames.
-pub fn with_raw_blocks(object: &str, bytes: &[u8]) -> shared::Result<Vec<u8>> {
+pub fn with_raw_blocks(object: &str, bytes: &[u8]) -> squash_core::Result<Vec<u8>> {
     let trailer = parse_trailer(object, bytes)?;
     let container = Container::open(object, bytes.to_vec(), trailer.kind)?;
     let entries = &container.toc().entries;
@@ -154,7 +154,7 @@ pub fn with_raw_blocks(object: &str, bytes: &[u8]) -> shared::Result<Vec<u8>> {
         toc.extend_from_slice(&(raw.len() as u64).to_le_bytes());
         toc.extend_from_slice(&(raw.len() as u64).to_le_bytes());
         toc.extend_from_slice(&[0; 4]); // crc32, filled by reseal
-        toc.push(shared::container::CODEC_RAW);
+        toc.push(squash_core::format::CODEC_RAW);
         body.extend_from_slice(&raw);
     }
     let mut object_bytes = body;
@@ -255,8 +255,8 @@ pub fn golden_index_objects(index: &str) -> Vec<(String, Vec<u8>)> {
 
 #[cfg(test)]
 mod tests {
-    use shared::container::{ContainerWriter, ObjectKind};
-    use shared::index::{CoordinatorData, Manifest, PartitionData};
+    use squash_core::format::{ContainerWriter, ObjectKind};
+    use squash_core::index::{CoordinatorData, Manifest, PartitionData};
 
     use super::*;
 

@@ -10,7 +10,7 @@
 //! the byte-level layout keeps being explored.
 
 use serde_json::Value;
-use shared::container::{parse_trailer, Container, CODEC_RAW, TRAILER_LEN};
+use squash_core::format::{parse_trailer, Container, CODEC_RAW, TRAILER_LEN};
 
 use crate::reseal;
 
@@ -275,7 +275,7 @@ fn collect_pointers(json: &Value, pointer: String, pointers: &mut Vec<String>) {
 
 #[cfg(test)]
 mod tests {
-    use shared::container::{ContainerWriter, ObjectKind};
+    use squash_core::format::{ContainerWriter, ObjectKind};
 
     use super::*;
 

@@ -1,6 +1,6 @@
-//! Worker slot 2 for local emulation (deployments point every slot at the `worker` binary) (see `squash_functions::worker`).
+//! Worker slot 2 for local emulation (deployments point every slot at the `worker` binary) (see `squash_functions::worker_handler`).
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    squash_functions::worker::run().await
+    squash_functions::worker_handler::run().await
 }

@@ -1,6 +1,6 @@
-//! The worker Lambda function (see `squash_functions::worker`).
+//! The worker Lambda function (see `squash_functions::worker_handler`).
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    squash_functions::worker::run().await
+    squash_functions::worker_handler::run().await
 }

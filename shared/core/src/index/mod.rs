@@ -1,0 +1,22 @@
+//! The index: what a build produces and how its objects are laid out.
+//!
+//! An index is a manifest plus one coordinator object and one segment per partition, all in
+//! the [`crate::format`] format. Objects of one build share a version prefix; the manifest,
+//! written last, names the version, so a reader never sees a half-built index and a rebuild
+//! switches atomically.
+//!
+//! ```text
+//! <index>/manifest.sqsh                          kind Manifest: block "manifest" (JSON)
+//! <index>/v<version>/coordinator.sqsh            kind Coordinator: centroids, attribute codes
+//! <index>/v<version>/partition-00000.sqsh        kind Segment: one per partition
+//! ```
+//!
+//! Pure: encodes to and decodes from bytes; storage lives in [`squash_storage`].
+
+pub mod build;
+pub mod names;
+pub mod objects;
+
+pub use build::{build_index, BuildInput, BuildParams, BuildProgress, BuildSummary};
+pub use names::{validate_index_name, MAX_INDEX_NAME_LEN};
+pub use objects::{CoordinatorData, Manifest, PartitionData, PartitionEntry, MANIFEST_KEY};

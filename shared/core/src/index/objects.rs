@@ -1,0 +1,620 @@
+//! Encoding and decoding of the three object kinds: manifest, coordinator, partition segment.
+//!
+//! Block names are part of the format (version 1). Arrays are little-endian; small metadata
+//! is JSON inside a block, so it stays readable with `squash inspect` and extensible.
+
+use serde::{Deserialize, Serialize};
+
+use crate::attributes::{AttributeSchema, AttributeTable};
+use crate::codec::{OsqLayout, OsqQuantizer};
+use crate::error::{Error, Result};
+use crate::filter::{AttributeQuantizer, QuantizedAttributes};
+use crate::format::{self, Container, ContainerWriter, ObjectKind};
+use crate::linalg::Pca;
+use crate::metric::Metric;
+
+/// Key of the manifest inside an index prefix.
+pub const MANIFEST_KEY: &str = "manifest.sqsh";
+
+/// The largest bits-per-dimension budget a build accepts (a code is at most one byte).
+const MAX_BITS_PER_DIM_BUDGET: f32 = 8.0;
+
+/// Raw rows per compressed block of full-precision vectors: about 1 MiB, so a reader that
+/// re-ranks a few hundred vectors can fetch only the blocks holding them.
+const VECTOR_CHUNK_BYTES: usize = 1 << 20;
+
+/// One partition as the manifest lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartitionEntry {
+    /// Partition id (0-based, dense).
+    pub id: u32,
+    /// Object key, relative to the index prefix.
+    pub key: String,
+    /// Vectors in the partition.
+    pub num_vectors: u64,
+    /// Size of the segment object in bytes.
+    pub size_bytes: u64,
+}
+
+/// The manifest: the single entry point of an index.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Format version of the objects.
+    pub format_version: u32,
+    /// Unique version of this build; object keys start with `v<version>/`.
+    pub index_version: String,
+    /// Build time, seconds since the Unix epoch.
+    pub created_unix_s: u64,
+    /// Distance metric.
+    pub metric: Metric,
+    /// Vector dimension.
+    pub dim: usize,
+    /// Total vectors.
+    pub num_vectors: u64,
+    /// Attribute schema.
+    pub schema: AttributeSchema,
+    /// Coordinator object key.
+    pub coordinator_key: String,
+    /// Partitions.
+    pub partitions: Vec<PartitionEntry>,
+    /// Bits per dimension budget used for the OSQ codes.
+    pub bits_per_dim: f32,
+    /// Bits per attribute in the coordinator's quantized attributes.
+    pub attribute_bits: u32,
+    /// Seed used for the build.
+    pub seed: u64,
+    /// Total bytes of all objects (excluding the manifest).
+    pub total_bytes: u64,
+}
+
+impl Manifest {
+    /// Returns the manifest object's bytes.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let json = serde_json::to_vec_pretty(self)
+            .map_err(|e| Error::invalid("manifest", format!("cannot encode: {e}")))?;
+        let mut writer = ContainerWriter::new(ObjectKind::Manifest);
+        writer.add_block("manifest", &json)?;
+        writer.finish()
+    }
+
+    /// Decodes a manifest object.
+    ///
+    /// Fails with `Corrupt` for a value the build never writes and [`Manifest::encode`]
+    /// could not write back: a JSON number beyond `f32` range becomes an infinite
+    /// `bits_per_dim`, which JSON cannot carry.
+    pub fn decode(object: &str, bytes: Vec<u8>) -> Result<Manifest> {
+        let container = Container::open(object, bytes, ObjectKind::Manifest)?;
+        let json = container.block("manifest")?;
+        let manifest: Manifest = serde_json::from_slice(&json)
+            .map_err(|e| Error::corrupt(object, 0, format!("manifest JSON: {e}")))?;
+        if !(manifest.bits_per_dim > 0.0 && manifest.bits_per_dim <= MAX_BITS_PER_DIM_BUDGET) {
+            return Err(Error::corrupt(
+                object,
+                0,
+                format!(
+                    "bits_per_dim {} is outside (0, {MAX_BITS_PER_DIM_BUDGET}]",
+                    manifest.bits_per_dim
+                ),
+            ));
+        }
+        Ok(manifest)
+    }
+}
+
+/// Small coordinator metadata stored as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct CoordinatorMeta {
+    metric: Metric,
+    dim: usize,
+    num_partitions: usize,
+    partition_sizes: Vec<u64>,
+    schema: AttributeSchema,
+    attribute_quantizer: AttributeQuantizer,
+}
+
+/// What the coordinator stage needs: centroids and the quantized attributes of all vectors.
+///
+/// Attribute codes are stored in partition order (partition 0's vectors, then partition 1's,
+/// ...), so one partition's share of a filter bitmap is a contiguous bit range.
+#[derive(Debug, Clone)]
+pub struct CoordinatorData {
+    /// Distance metric.
+    pub metric: Metric,
+    /// Vector dimension.
+    pub dim: usize,
+    /// Vectors per partition.
+    pub partition_sizes: Vec<u64>,
+    /// First row of each partition in the attribute codes, plus the total at the end.
+    pub partition_row_offsets: Vec<u64>,
+    /// Partition centroids, `num_partitions x dim`, in the (normalised, for cosine) vector space.
+    pub centroids: Vec<f32>,
+    /// Attribute schema.
+    pub schema: AttributeSchema,
+    /// Per-attribute quantizer.
+    pub attribute_quantizer: AttributeQuantizer,
+    /// Quantized attributes in partition order.
+    pub attribute_codes: QuantizedAttributes,
+}
+
+impl CoordinatorData {
+    /// Returns the number of partitions.
+    pub fn num_partitions(&self) -> usize {
+        self.partition_sizes.len()
+    }
+
+    /// Checks that this coordinator object (read from `object`) belongs to `manifest`.
+    pub fn check_matches(&self, manifest: &Manifest, object: &str) -> Result<()> {
+        if self.num_partitions() != manifest.partitions.len() || self.dim != manifest.dim {
+            return Err(Error::corrupt(object, 0, "does not match the manifest"));
+        }
+        Ok(())
+    }
+
+    /// Returns the coordinator object's bytes.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let meta = CoordinatorMeta {
+            metric: self.metric,
+            dim: self.dim,
+            num_partitions: self.num_partitions(),
+            partition_sizes: self.partition_sizes.clone(),
+            schema: self.schema.clone(),
+            attribute_quantizer: self.attribute_quantizer.clone(),
+        };
+        let mut writer = ContainerWriter::new(ObjectKind::Coordinator);
+        let json = serde_json::to_vec(&meta)
+            .map_err(|e| Error::invalid("coordinator", format!("cannot encode metadata: {e}")))?;
+        writer.add_block("meta", &json)?;
+        writer.add_block("centroids", &format::f32s_to_le_bytes(&self.centroids))?;
+        for (column, codes) in self.attribute_codes.columns.iter().enumerate() {
+            writer.add_block(&format!("attribute_codes.{column}"), codes)?;
+        }
+        writer.finish()
+    }
+
+    /// Decodes a coordinator object, checking every length against the metadata.
+    pub fn decode(object: &str, bytes: Vec<u8>) -> Result<CoordinatorData> {
+        let container = Container::open(object, bytes, ObjectKind::Coordinator)?;
+        let meta: CoordinatorMeta = serde_json::from_slice(&container.block("meta")?)
+            .map_err(|e| Error::corrupt(object, 0, format!("coordinator metadata: {e}")))?;
+        let centroids =
+            format::le_bytes_to_f32s(object, "centroids", &container.block("centroids")?)?;
+        // Checked: dim and the partition count are stored values, and a product that wrapped
+        // around could match a short centroid block.
+        let num_centroid_values = meta.num_partitions.checked_mul(meta.dim);
+        if meta.partition_sizes.len() != meta.num_partitions
+            || num_centroid_values != Some(centroids.len())
+        {
+            return Err(Error::corrupt(
+                object,
+                0,
+                "centroid count does not match the partition count",
+            ));
+        }
+        if meta.attribute_quantizer.columns.len() != meta.schema.num_columns() {
+            return Err(Error::corrupt(
+                object,
+                0,
+                format!(
+                    "{} attribute quantizers for {} attribute columns",
+                    meta.attribute_quantizer.columns.len(),
+                    meta.schema.num_columns()
+                ),
+            ));
+        }
+        let mut partition_row_offsets = Vec::with_capacity(meta.num_partitions + 1);
+        let mut total = 0u64;
+        for &size in &meta.partition_sizes {
+            partition_row_offsets.push(total);
+            total = total.checked_add(size).ok_or_else(|| {
+                Error::corrupt(object, 0, "partition sizes add up beyond 2^64 vectors")
+            })?;
+        }
+        partition_row_offsets.push(total);
+        let mut columns = Vec::with_capacity(meta.schema.num_columns());
+        for column in 0..meta.schema.num_columns() {
+            let codes = container.block(&format!("attribute_codes.{column}"))?;
+            if codes.len() as u64 != total {
+                return Err(Error::corrupt(
+                    object,
+                    0,
+                    format!(
+                        "attribute column {column} has {} codes, expected {total}",
+                        codes.len()
+                    ),
+                ));
+            }
+            columns.push(codes);
+        }
+        Ok(CoordinatorData {
+            metric: meta.metric,
+            dim: meta.dim,
+            partition_sizes: meta.partition_sizes,
+            partition_row_offsets,
+            centroids,
+            schema: meta.schema,
+            attribute_quantizer: meta.attribute_quantizer,
+            attribute_codes: QuantizedAttributes {
+                num_rows: total as usize,
+                columns,
+            },
+        })
+    }
+}
+
+/// Small segment metadata stored as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SegmentMeta {
+    partition: u32,
+    num_vectors: usize,
+    dim: usize,
+    metric: Metric,
+    num_sign_bits: usize,
+    osq: OsqQuantizer,
+    schema: AttributeSchema,
+}
+
+/// One partition, decoded: everything a worker needs to search it.
+#[derive(Debug, Clone)]
+pub struct PartitionData {
+    /// Partition id.
+    pub partition: u32,
+    /// Vector dimension.
+    pub dim: usize,
+    /// Distance metric.
+    pub metric: Metric,
+    /// External ids, one per vector.
+    pub ids: Vec<u64>,
+    /// Full-precision vectors, row-major (normalised for cosine), for exact re-ranking.
+    pub vectors: Vec<f32>,
+    /// Raw attributes, for the exact filter.
+    pub attributes: AttributeTable,
+    /// Attribute schema.
+    pub schema: AttributeSchema,
+    /// Local PCA of the partition.
+    pub pca: Pca,
+    /// OSQ quantizer.
+    pub osq: OsqQuantizer,
+    /// Layout derived from `osq`.
+    pub layout: OsqLayout,
+    /// Packed OSQ codes, plane-major.
+    pub planes: Vec<u8>,
+    /// Sign bits per vector.
+    pub num_sign_bits: usize,
+    /// Sign codes, row-major, `words_for_bits(num_sign_bits)` words per vector.
+    pub sign_codes: Vec<u64>,
+    /// Per vector, `[‖z_s‖, ‖z_r‖²]`: the norm of its rotated, centered coordinates inside the
+    /// sign subspace and the squared norm outside it; they turn a Hamming distance into a
+    /// distance estimate.
+    pub sign_norms: Vec<f32>,
+}
+
+impl PartitionData {
+    /// Returns the number of vectors.
+    pub fn num_vectors(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Returns the heap bytes the decoded partition holds (its arrays; small metadata is
+    /// rounded into a fixed allowance), the figure a memory-bounded cache charges for it.
+    pub fn memory_bytes(&self) -> usize {
+        const METADATA_ALLOWANCE_BYTES: usize = 4096;
+        let attribute_bytes: usize = self
+            .attributes
+            .columns
+            .iter()
+            .map(|column| column.len() * std::mem::size_of::<f64>())
+            .sum();
+        let pca_bytes =
+            (self.pca.mean.len() + self.pca.components.len() + self.pca.variances.len()) * 4;
+        let osq_bytes = self.osq.bits.len() + self.osq.boundaries.len() * 4;
+        self.ids.len() * 8
+            + self.vectors.len() * 4
+            + attribute_bytes
+            + pca_bytes
+            + osq_bytes
+            + self.planes.len()
+            + self.sign_codes.len() * 8
+            + self.sign_norms.len() * 4
+            + METADATA_ALLOWANCE_BYTES
+    }
+
+    /// Returns the segment object's bytes.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let meta = SegmentMeta {
+            partition: self.partition,
+            num_vectors: self.num_vectors(),
+            dim: self.dim,
+            metric: self.metric,
+            num_sign_bits: self.num_sign_bits,
+            osq: self.osq.clone(),
+            schema: self.schema.clone(),
+        };
+        let mut writer = ContainerWriter::new(ObjectKind::Segment);
+        let json = serde_json::to_vec(&meta)
+            .map_err(|e| Error::invalid("segment", format!("cannot encode metadata: {e}")))?;
+        writer.add_block("meta", &json)?;
+        writer.add_block("pca.mean", &format::f32s_to_le_bytes(&self.pca.mean))?;
+        writer.add_block(
+            "pca.components",
+            &format::f32s_to_le_bytes(&self.pca.components),
+        )?;
+        writer.add_block(
+            "pca.variances",
+            &format::f32s_to_le_bytes(&self.pca.variances),
+        )?;
+        writer.add_block("ids", &format::u64s_to_le_bytes(&self.ids))?;
+        writer.add_block("osq.planes", &self.planes)?;
+        writer.add_block("sign_codes", &format::u64s_to_le_bytes(&self.sign_codes))?;
+        writer.add_block("sign_norms", &format::f32s_to_le_bytes(&self.sign_norms))?;
+        for (column, values) in self.attributes.columns.iter().enumerate() {
+            let bits: Vec<u64> = values.iter().map(|v| v.to_bits()).collect();
+            writer.add_block(
+                &format!("attributes.{column}"),
+                &format::u64s_to_le_bytes(&bits),
+            )?;
+        }
+        let row_len_bytes = self.dim * 4;
+        writer.add_rows(
+            "vectors",
+            &format::f32s_to_le_bytes(&self.vectors),
+            row_len_bytes,
+            VECTOR_CHUNK_BYTES.max(row_len_bytes),
+        )?;
+        writer.finish()
+    }
+
+    /// Decodes a segment object, checking every length against the metadata.
+    pub fn decode(object: &str, bytes: Vec<u8>) -> Result<PartitionData> {
+        let container = Container::open(object, bytes, ObjectKind::Segment)?;
+        let meta: SegmentMeta = serde_json::from_slice(&container.block("meta")?)
+            .map_err(|e| Error::corrupt(object, 0, format!("segment metadata: {e}")))?;
+        let (n, dim) = (meta.num_vectors, meta.dim);
+        let expect_len = |what: &str, found: usize, expected: usize| -> Result<()> {
+            if found == expected {
+                Ok(())
+            } else {
+                Err(Error::corrupt(
+                    object,
+                    0,
+                    format!("{what} has {found} values, expected {expected}"),
+                ))
+            }
+        };
+        // Expected lengths are products of stored values: a product that wrapped around could
+        // match a short block, so an overflow is corrupt.
+        let product = |what: &str, a: usize, b: usize| -> Result<usize> {
+            a.checked_mul(b).ok_or_else(|| {
+                Error::corrupt(object, 0, format!("{what}: {a} x {b} values overflow"))
+            })
+        };
+        let mean = format::le_bytes_to_f32s(object, "pca.mean", &container.block("pca.mean")?)?;
+        let components = format::le_bytes_to_f32s(
+            object,
+            "pca.components",
+            &container.block("pca.components")?,
+        )?;
+        let variances =
+            format::le_bytes_to_f32s(object, "pca.variances", &container.block("pca.variances")?)?;
+        expect_len("pca.mean", mean.len(), dim)?;
+        expect_len(
+            "pca.components",
+            components.len(),
+            product("pca.components", dim, dim)?,
+        )?;
+        expect_len("pca.variances", variances.len(), dim)?;
+        let ids = format::le_bytes_to_u64s(object, "ids", &container.block("ids")?)?;
+        expect_len("ids", ids.len(), n)?;
+        let vectors = format::le_bytes_to_f32s(object, "vectors", &container.rows("vectors")?)?;
+        expect_len("vectors", vectors.len(), product("vectors", n, dim)?)?;
+        if meta.osq.dim() != dim {
+            return Err(Error::corrupt(
+                object,
+                0,
+                "osq dimension does not match the segment",
+            ));
+        }
+        let layout = meta
+            .osq
+            .layout()
+            .map_err(|e| Error::corrupt(object, 0, e.to_string()))?;
+        let planes = container.block("osq.planes")?;
+        expect_len(
+            "osq.planes",
+            planes.len(),
+            product("osq.planes", layout.num_planes, n)?,
+        )?;
+        let sign_codes =
+            format::le_bytes_to_u64s(object, "sign_codes", &container.block("sign_codes")?)?;
+        expect_len(
+            "sign_codes",
+            sign_codes.len(),
+            product(
+                "sign_codes",
+                crate::codec::sign::words_for_bits(meta.num_sign_bits),
+                n,
+            )?,
+        )?;
+        let sign_norms =
+            format::le_bytes_to_f32s(object, "sign_norms", &container.block("sign_norms")?)?;
+        expect_len("sign_norms", sign_norms.len(), product("sign_norms", 2, n)?)?;
+        if meta.num_sign_bits > dim {
+            return Err(Error::corrupt(object, 0, "more sign bits than dimensions"));
+        }
+        let mut columns = Vec::with_capacity(meta.schema.num_columns());
+        for column in 0..meta.schema.num_columns() {
+            let name = format!("attributes.{column}");
+            let bits = format::le_bytes_to_u64s(object, &name, &container.block(&name)?)?;
+            expect_len(&name, bits.len(), n)?;
+            columns.push(bits.into_iter().map(f64::from_bits).collect());
+        }
+        Ok(PartitionData {
+            partition: meta.partition,
+            dim,
+            metric: meta.metric,
+            ids,
+            vectors,
+            attributes: AttributeTable {
+                num_rows: n,
+                columns,
+            },
+            schema: meta.schema,
+            pca: Pca {
+                dim,
+                mean,
+                components,
+                variances,
+            },
+            osq: meta.osq,
+            layout,
+            planes,
+            num_sign_bits: meta.num_sign_bits,
+            sign_codes,
+            sign_norms,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Decoder regressions. Each case is an input the fuzz targets (`fuzz/`) found: a golden
+    //! object with one metadata value changed and valid checksums.
+
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    const GOLDEN_MANIFEST: &[u8] = include_bytes!("../../tests/data/golden/index-v1/manifest.sqsh");
+    const GOLDEN_COORDINATOR: &[u8] =
+        include_bytes!("../../tests/data/golden/index-v1/vgolden1/coordinator.sqsh");
+    const GOLDEN_PARTITION: &[u8] =
+        include_bytes!("../../tests/data/golden/index-v1/vgolden1/partition-00000.sqsh");
+
+    /// Returns the object `bytes` of `kind` rewritten with `edit` applied to its JSON block
+    /// `block_name`.
+    fn with_json_edit(
+        bytes: &[u8],
+        kind: ObjectKind,
+        block_name: &str,
+        edit: impl FnOnce(&mut Value),
+    ) -> Vec<u8> {
+        let container = Container::open("golden", bytes.to_vec(), kind).unwrap();
+        let mut writer = ContainerWriter::new(kind);
+        let mut edit_opt = Some(edit);
+        for entry in &container.toc().entries {
+            let mut raw = container.block(&entry.name).unwrap();
+            if entry.name == block_name {
+                let mut json: Value = serde_json::from_slice(&raw).unwrap();
+                (edit_opt.take().unwrap())(&mut json);
+                raw = serde_json::to_vec(&json).unwrap();
+            }
+            writer.add_block(&entry.name, &raw).unwrap();
+        }
+        assert!(edit_opt.is_none(), "no block {block_name}");
+        writer.finish().unwrap()
+    }
+
+    fn assert_corrupt<T>(result: Result<T>, object: &str, expected: &str) {
+        match result {
+            Err(Error::Corrupt {
+                object: named,
+                what,
+                ..
+            }) => {
+                assert_eq!(named, object);
+                assert!(what.contains(expected), "{what:?} lacks {expected:?}");
+            }
+            Err(other) => panic!("expected Corrupt, got {other:?}"),
+            Ok(_) => panic!("expected Corrupt, got a decoded object"),
+        }
+    }
+
+    #[test]
+    fn golden_objects_still_decode_after_a_rewrite() {
+        let unchanged = with_json_edit(GOLDEN_COORDINATOR, ObjectKind::Coordinator, "meta", |_| {});
+        assert!(CoordinatorData::decode("c", unchanged).is_ok());
+        let unchanged = with_json_edit(GOLDEN_PARTITION, ObjectKind::Segment, "meta", |_| {});
+        assert!(PartitionData::decode("p", unchanged).is_ok());
+        let unchanged = with_json_edit(GOLDEN_MANIFEST, ObjectKind::Manifest, "manifest", |_| {});
+        assert!(Manifest::decode("m", unchanged).is_ok());
+    }
+
+    #[test]
+    fn coordinator_with_a_huge_dimension_is_corrupt() {
+        // dim x num_partitions overflowed (a panic with overflow checks, a wrapped product
+        // matching a short centroid block without).
+        let bytes = with_json_edit(
+            GOLDEN_COORDINATOR,
+            ObjectKind::Coordinator,
+            "meta",
+            |meta| {
+                meta["dim"] = json!(u64::MAX);
+            },
+        );
+        assert_corrupt(
+            CoordinatorData::decode("c", bytes),
+            "c",
+            "centroid count does not match",
+        );
+    }
+
+    #[test]
+    fn coordinator_whose_partition_sizes_overflow_is_corrupt() {
+        // The row offsets overflowed; without overflow checks they wrapped to a total that
+        // matched empty attribute codes, and planning sliced the filter bitmap backwards.
+        let bytes = with_json_edit(
+            GOLDEN_COORDINATOR,
+            ObjectKind::Coordinator,
+            "meta",
+            |meta| {
+                meta["partition_sizes"] = json!([u64::MAX, 1]);
+            },
+        );
+        assert_corrupt(
+            CoordinatorData::decode("c", bytes),
+            "c",
+            "beyond 2^64 vectors",
+        );
+    }
+
+    #[test]
+    fn coordinator_without_a_quantizer_per_column_is_corrupt() {
+        // Decoded, then panicked (index out of bounds) when a filter was planned.
+        let bytes = with_json_edit(
+            GOLDEN_COORDINATOR,
+            ObjectKind::Coordinator,
+            "meta",
+            |meta| {
+                meta["attribute_quantizer"]["columns"] = json!([]);
+            },
+        );
+        assert_corrupt(
+            CoordinatorData::decode("c", bytes),
+            "c",
+            "0 attribute quantizers for 2 attribute columns",
+        );
+    }
+
+    #[test]
+    fn manifest_with_bits_per_dim_beyond_f32_is_corrupt() {
+        // 1e308 decoded to an infinite f32, which encode wrote as null and decode then refused.
+        for bits_per_dim in [json!(1e308), json!(0), json!(-1), json!(8.5)] {
+            let bytes = with_json_edit(GOLDEN_MANIFEST, ObjectKind::Manifest, "manifest", |m| {
+                m["bits_per_dim"] = bits_per_dim.clone();
+            });
+            assert_corrupt(Manifest::decode("m", bytes), "m", "bits_per_dim");
+        }
+    }
+
+    #[test]
+    fn segment_with_an_infinite_osq_boundary_is_corrupt() {
+        // As for the manifest: 1e39 decoded to an infinite f32 that could not be written back.
+        let bytes = with_json_edit(GOLDEN_PARTITION, ObjectKind::Segment, "meta", |meta| {
+            meta["osq"]["boundaries"][2] = json!(1e39);
+        });
+        assert_corrupt(
+            PartitionData::decode("p", bytes),
+            "p",
+            "not finite and ascending",
+        );
+    }
+}

@@ -1,0 +1,465 @@
+//! The coordinator function's logic: open an index (manifest and coordinator object, kept in
+//! memory and re-checked after a time-to-live), plan a batch, fan it out over the invocation
+//! tree, and merge the answers into one response per query with exact execution statistics.
+//!
+//! A query is planned against one index version and every worker is told that version, so an
+//! answer never mixes versions. When a rebuild has removed the version being served (workers
+//! report its partitions missing), the manifest is read again and the batch runs once more.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::fanout::{spawn_children, SubtreeAnswer};
+use crate::invocation_tree::{plan_tree, TreeShape};
+use crate::invoker::WorkerInvoker;
+use squash_core::attributes::{AttributeKind, AttributeSchema};
+use squash_core::error::{Error, Result};
+use squash_core::index::validate_index_name;
+use squash_core::index::{CoordinatorData, Manifest, MANIFEST_KEY};
+use squash_core::protocol::{
+    BatchRequest, BatchResponse, ColumnSummary, ExecutionStats, FailureKind, IndexSummary,
+    QueryRequest, QueryResponse, QueryStats, TreeNode, WorkerRequest, DEFAULT_TIMEOUT_MS,
+    MAX_BATCH_QUERIES, PROTOCOL_VERSION,
+};
+use squash_core::search::plan_batch;
+use squash_storage::BlobStore;
+
+/// Default children per tree node.
+pub const DEFAULT_BRANCHING: usize = 4;
+/// Default levels of workers at most.
+pub const DEFAULT_MAX_DEPTH: usize = 3;
+/// Default time an opened index is served before its manifest is read again.
+pub const DEFAULT_MANIFEST_TTL_MS: u64 = 5_000;
+
+/// How the coordinator runs queries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceConfig {
+    /// The worker slots: partition `p` is searched by `worker_functions[p % len]`.
+    pub worker_functions: Vec<String>,
+    /// Shape of the invocation tree.
+    pub tree: TreeShape,
+    /// Time a request may take end to end, in milliseconds.
+    pub timeout_ms: u64,
+    /// Time an opened index is served before its manifest is read again, in milliseconds.
+    pub manifest_ttl_ms: u64,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            worker_functions: vec!["worker".to_string()],
+            tree: TreeShape {
+                branching: DEFAULT_BRANCHING,
+                max_depth: DEFAULT_MAX_DEPTH,
+            },
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+            manifest_ttl_ms: DEFAULT_MANIFEST_TTL_MS,
+        }
+    }
+}
+
+fn summarize(name: &str, manifest: &Manifest) -> IndexSummary {
+    let attributes = summarize_schema(&manifest.schema);
+    IndexSummary {
+        name: name.to_string(),
+        index_version: manifest.index_version.clone(),
+        created_unix_s: manifest.created_unix_s,
+        metric: manifest.metric,
+        dim: manifest.dim,
+        num_vectors: manifest.num_vectors,
+        num_partitions: manifest.partitions.len(),
+        total_bytes: manifest.total_bytes,
+        bits_per_dim: manifest.bits_per_dim,
+        attributes,
+    }
+}
+
+fn summarize_schema(schema: &AttributeSchema) -> Vec<ColumnSummary> {
+    schema
+        .columns
+        .iter()
+        .map(|column| ColumnSummary {
+            name: column.name.clone(),
+            kind: column.kind,
+            num_categories: (column.kind == AttributeKind::Categorical)
+                .then_some(column.dictionary.len()),
+        })
+        .collect()
+}
+
+/// An index as the coordinator holds it between requests.
+#[derive(Debug)]
+struct OpenIndex {
+    manifest: Manifest,
+    coordinator: Arc<CoordinatorData>,
+    checked_at: Instant,
+}
+
+/// Store reads made while opening an index, for the execution statistics.
+#[derive(Debug, Default)]
+struct OpenReads {
+    num_get_requests: u32,
+    bytes_fetched: u64,
+}
+
+/// One coordinator process: the indexes it has opened and the invoker of its workers.
+#[derive(Debug)]
+pub struct CoordinatorService {
+    root: Arc<dyn BlobStore>,
+    invoker: Arc<dyn WorkerInvoker>,
+    config: ServiceConfig,
+    indexes: Mutex<HashMap<String, Arc<OpenIndex>>>,
+    num_served: AtomicU64,
+}
+
+impl CoordinatorService {
+    /// Returns a coordinator over the indexes under `root` that runs queries on the workers
+    /// reached through `invoker`.
+    pub fn new(
+        root: Arc<dyn BlobStore>,
+        invoker: Arc<dyn WorkerInvoker>,
+        config: ServiceConfig,
+    ) -> Self {
+        CoordinatorService {
+            root,
+            invoker,
+            config,
+            indexes: Mutex::new(HashMap::new()),
+            num_served: AtomicU64::new(0),
+        }
+    }
+
+    /// Returns the configuration.
+    pub fn config(&self) -> &ServiceConfig {
+        &self.config
+    }
+
+    /// Returns the deadline of a request starting now under the configured timeout.
+    pub fn default_deadline(&self) -> Instant {
+        Instant::now() + Duration::from_millis(self.config.timeout_ms)
+    }
+
+    fn cached(&self, name: &str) -> Option<Arc<OpenIndex>> {
+        self.indexes
+            .lock()
+            .ok()
+            .and_then(|indexes| indexes.get(name).cloned())
+    }
+
+    /// Returns the open index `name`, reading the manifest when the cached one is older than
+    /// the time-to-live (or `refresh` is set), and the coordinator object when the version
+    /// changed.
+    async fn open(
+        &self,
+        name: &str,
+        refresh: bool,
+        reads: &mut OpenReads,
+    ) -> Result<Arc<OpenIndex>> {
+        validate_index_name(name)?;
+        let cached_opt = self.cached(name);
+        if let Some(cached) = &cached_opt {
+            let fresh =
+                cached.checked_at.elapsed() < Duration::from_millis(self.config.manifest_ttl_ms);
+            if fresh && !refresh {
+                return Ok(Arc::clone(cached));
+            }
+        }
+        let manifest_key = format!("{name}/{MANIFEST_KEY}");
+        reads.num_get_requests += 1;
+        let manifest_bytes = self
+            .root
+            .get(&manifest_key)
+            .await
+            .map_err(|error| match error {
+                Error::NotFound { .. } => Error::NotFound {
+                    what: format!("index '{name}'"),
+                },
+                other => other,
+            })?;
+        reads.bytes_fetched += manifest_bytes.len() as u64;
+        let manifest = Manifest::decode(&manifest_key, manifest_bytes)?;
+        let coordinator = match &cached_opt {
+            Some(cached) if cached.manifest.index_version == manifest.index_version => {
+                Arc::clone(&cached.coordinator)
+            }
+            _ => {
+                let key = format!("{name}/{}", manifest.coordinator_key);
+                reads.num_get_requests += 1;
+                let bytes = self.root.get(&key).await.map_err(|error| match error {
+                    // The manifest names this object: its absence is a damaged index (a
+                    // server fault), not an unknown one (which a 404 would tell the client).
+                    Error::NotFound { .. } => Error::corrupt(
+                        &manifest_key,
+                        0,
+                        format!("names coordinator object '{key}', which does not exist"),
+                    ),
+                    other => other,
+                })?;
+                reads.bytes_fetched += bytes.len() as u64;
+                let decode_key = key.clone();
+                let coordinator = tokio::task::spawn_blocking(move || {
+                    CoordinatorData::decode(&decode_key, bytes)
+                })
+                .await
+                .map_err(|e| Error::internal(format!("decode task failed: {e}")))??;
+                coordinator.check_matches(&manifest, &key)?;
+                Arc::new(coordinator)
+            }
+        };
+        let opened = Arc::new(OpenIndex {
+            manifest,
+            coordinator,
+            checked_at: Instant::now(),
+        });
+        if let Ok(mut indexes) = self.indexes.lock() {
+            indexes.insert(name.to_string(), Arc::clone(&opened));
+        }
+        Ok(opened)
+    }
+
+    /// Returns the manifest of the version of index `name` being served.
+    pub async fn manifest(&self, name: &str) -> Result<Manifest> {
+        let opened = self.open(name, false, &mut OpenReads::default()).await?;
+        Ok(opened.manifest.clone())
+    }
+
+    /// Returns the summary of index `name`.
+    pub async fn describe(&self, name: &str) -> Result<IndexSummary> {
+        let opened = self.open(name, false, &mut OpenReads::default()).await?;
+        Ok(summarize(name, &opened.manifest))
+    }
+
+    /// Returns the names of the indexes under the root, sorted.
+    pub async fn list(&self) -> Result<Vec<String>> {
+        let suffix = format!("/{MANIFEST_KEY}");
+        let keys = self.root.list("").await?;
+        Ok(keys
+            .iter()
+            .filter_map(|key| key.strip_suffix(&suffix))
+            .filter(|name| validate_index_name(name).is_ok())
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// Answers one query on index `name`.
+    pub async fn query(
+        &self,
+        name: &str,
+        request: QueryRequest,
+        request_id: &str,
+        deadline: Instant,
+    ) -> Result<QueryResponse> {
+        let require_complete = request.require_complete;
+        let tree = self.tree_shape(request.branching)?;
+        let (mut responses, execution) = self
+            .run(
+                name,
+                std::slice::from_ref(&request),
+                require_complete,
+                tree,
+                request_id,
+                deadline,
+            )
+            .await?;
+        let mut response = responses
+            .pop()
+            .ok_or_else(|| Error::internal("no answer for the query".to_string()))?;
+        response.stats.execution = Some(execution);
+        Ok(response)
+    }
+
+    /// Answers a batch of queries on index `name`.
+    pub async fn query_batch(
+        &self,
+        name: &str,
+        batch: BatchRequest,
+        request_id: &str,
+        deadline: Instant,
+    ) -> Result<BatchResponse> {
+        if batch.queries.is_empty() || batch.queries.len() > MAX_BATCH_QUERIES {
+            return Err(Error::invalid(
+                "queries",
+                format!(
+                    "must hold between 1 and {MAX_BATCH_QUERIES} queries, got {}",
+                    batch.queries.len()
+                ),
+            ));
+        }
+        // The tree is one per batch: a query's own `branching` would be silently ignored.
+        if let Some(position) = batch.queries.iter().position(|q| q.branching.is_some()) {
+            return Err(Error::invalid(
+                format!("queries[{position}].branching"),
+                "set branching on the batch, not on its queries",
+            ));
+        }
+        let tree = self.tree_shape(batch.branching)?;
+        let (results, stats) = self
+            .run(
+                name,
+                &batch.queries,
+                batch.require_complete,
+                tree,
+                request_id,
+                deadline,
+            )
+            .await
+            .map_err(|error| match error {
+                // A batch names the query even when it holds only one.
+                Error::InvalidInput { field, reason }
+                    if batch.queries.len() == 1
+                        && field != "index"
+                        && !field.starts_with("queries") =>
+                {
+                    Error::InvalidInput {
+                        field: format!("queries[0].{field}"),
+                        reason,
+                    }
+                }
+                other => other,
+            })?;
+        Ok(BatchResponse {
+            partial: results.iter().any(|r| r.partial),
+            results,
+            stats,
+        })
+    }
+
+    /// Returns the configured tree shape with the request's branching, if it sets one.
+    fn tree_shape(&self, branching_opt: Option<usize>) -> Result<TreeShape> {
+        match branching_opt {
+            None => Ok(self.config.tree),
+            Some(branching) => TreeShape::try_new(branching, self.config.tree.max_depth),
+        }
+    }
+
+    async fn run(
+        &self,
+        name: &str,
+        requests: &[QueryRequest],
+        require_complete: bool,
+        tree: TreeShape,
+        request_id: &str,
+        deadline: Instant,
+    ) -> Result<(Vec<QueryResponse>, ExecutionStats)> {
+        let started = Instant::now();
+        let cold_start = self.num_served.fetch_add(1, Ordering::Relaxed) == 0;
+        let mut reads = OpenReads::default();
+        let mut refresh = false;
+        loop {
+            let opened = self.open(name, refresh, &mut reads).await?;
+            let plan = plan_batch(&opened.coordinator, requests)?;
+            let nodes = plan_tree(&plan.tasks, &self.config.worker_functions, tree)?;
+            let plan_ms = started.elapsed().as_secs_f64() * 1e3;
+            let fan_out_started = Instant::now();
+            let root_request = Arc::new(WorkerRequest {
+                protocol_version: PROTOCOL_VERSION,
+                request_id: request_id.to_string(),
+                index: name.to_string(),
+                index_version: opened.manifest.index_version.clone(),
+                budget_ms: deadline
+                    .saturating_duration_since(Instant::now())
+                    .as_millis() as u64,
+                queries: plan.queries.clone(),
+                tasks: Vec::new(),
+                children: nodes.clone(),
+            });
+            let mut answer = SubtreeAnswer::new(&root_request);
+            let mut top_level_attempts = 0u32;
+            for child in spawn_children(&self.invoker, &root_request, deadline) {
+                let outcome = child
+                    .await
+                    .map_err(|e| Error::internal(format!("worker invocation task failed: {e}")))?;
+                top_level_attempts += outcome.num_attempts;
+                answer.add_child(outcome)?;
+            }
+            let fan_out_ms = fan_out_started.elapsed().as_secs_f64() * 1e3;
+            let (results, rest) = answer.into_query_results();
+            let version_gone = rest.failed.iter().any(|f| f.kind == FailureKind::NotFound);
+            if version_gone && !refresh {
+                tracing::warn!(
+                    request_id,
+                    index = name,
+                    "index version gone; reading the manifest again"
+                );
+                refresh = true;
+                continue;
+            }
+            let missing: BTreeSet<u32> = rest.failed.iter().map(|f| f.partition).collect();
+            let partitions_total = opened.manifest.partitions.len();
+            let mut responses = Vec::with_capacity(results.len());
+            for ((result, query_plan), request) in
+                results.into_iter().zip(&plan.plans).zip(requests)
+            {
+                let missing_partitions: Vec<u32> = query_plan
+                    .partitions
+                    .iter()
+                    .copied()
+                    .filter(|p| missing.contains(p))
+                    .collect();
+                if !missing_partitions.is_empty() && (require_complete || request.require_complete)
+                {
+                    let message = rest
+                        .failed
+                        .first()
+                        .map(|f| f.message.clone())
+                        .unwrap_or_default();
+                    return Err(Error::Incomplete {
+                        message,
+                        missing_partitions: missing.into_iter().collect(),
+                    });
+                }
+                responses.push(QueryResponse {
+                    hits: result.hits,
+                    partial: !missing_partitions.is_empty(),
+                    missing_partitions,
+                    stats: QueryStats {
+                        partitions_probed: query_plan.partitions.len(),
+                        partitions_total,
+                        estimated_matches: query_plan.estimated_matches,
+                        scan: result.stats,
+                        execution: None,
+                    },
+                });
+            }
+            let mut execution = ExecutionStats {
+                request_id: request_id.to_string(),
+                index_version: opened.manifest.index_version.clone(),
+                coordinator_cold_start: cold_start,
+                coordinator_store_get_requests: reads.num_get_requests,
+                coordinator_store_bytes_fetched: reads.bytes_fetched,
+                invocations: top_level_attempts,
+                tree_depth: nodes.iter().map(TreeNode::depth).max().unwrap_or(0) as u32,
+                plan_ms,
+                fan_out_ms,
+                store_get_requests: reads.num_get_requests,
+                store_bytes_fetched: reads.bytes_fetched,
+                ..ExecutionStats::default()
+            };
+            for worker in &rest.invocations {
+                execution.invocations += worker.child_invocations;
+                execution.worker_cold_starts += u32::from(worker.cold_start);
+                execution.cache_hits += worker.cache_hits;
+                execution.cache_misses += worker.cache_misses;
+                execution.store_get_requests += worker.store_get_requests;
+                execution.store_bytes_fetched += worker.store_bytes_fetched;
+                execution.worker_load_ms += worker.load_ms;
+                execution.worker_search_ms += worker.search_ms;
+                execution.worker_billed_ms += worker.duration_ms.ceil() as u64;
+            }
+            execution.workers = rest.invocations;
+            execution.total_ms = started.elapsed().as_secs_f64() * 1e3;
+            tracing::info!(
+                request_id,
+                index = name,
+                queries = requests.len(),
+                invocations = execution.invocations,
+                missing = missing.len(),
+                total_ms = execution.total_ms,
+                "query answered"
+            );
+            return Ok((responses, execution));
+        }
+    }
+}

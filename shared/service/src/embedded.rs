@@ -1,0 +1,348 @@
+//! The embedded mode: the coordinator and worker services the Lambda functions run, run in this
+//! process over an index in a [`BlobStore`], with the workers reached through the
+//! [`InProcessInvoker`]. `squash query`, `squash eval`, `squash bench` and the library's users
+//! all answer through it, so what they measure is the served code path minus the transport.
+//!
+//! It adds nothing to the search: planning, fan-out, scan and merge are the services'. The one
+//! difference from the functions is the default of `require_complete` (an embedded answer is
+//! complete or an error), and the option of a dedicated thread pool for the scans.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use squash_core::error::{Error, Result};
+use squash_core::index::{Manifest, PartitionData};
+use squash_core::protocol::{BatchRequest, InvocationStats, QueryRequest, QueryResponse};
+use squash_storage::{split_index_location, store_for_location, BlobStore};
+
+use crate::coordinator_service::{CoordinatorService, ServiceConfig};
+use crate::in_process::InProcessInvoker;
+use crate::partition_cache::{default_capacity_bytes, PartitionCache};
+use crate::worker_service::WorkerService;
+
+/// Worker slots of the embedded mode: in-process, they only shape the invocation tree.
+pub const EMBEDDED_WORKER_SLOTS: usize = 4;
+
+/// Time an embedded request may take: generous, since nothing bills it, but bounded so that a
+/// runaway request still ends (exact mode over millions of rows takes seconds per query).
+pub const EMBEDDED_TIMEOUT_MS: u64 = 600_000;
+
+/// How an embedded index runs.
+#[derive(Debug, Clone)]
+pub struct EmbeddedConfig {
+    /// Bytes of decoded partitions kept in memory ([`default_capacity_bytes`] by default;
+    /// `u64::MAX` keeps every partition once loaded, which benchmarks want).
+    pub cache_bytes: u64,
+    /// Thread pool the scans run in; `None` is rayon's global pool (all cores).
+    pub search_pool_opt: Option<Arc<rayon::ThreadPool>>,
+    /// Time one request may take, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl EmbeddedConfig {
+    /// Returns the configuration of timed runs (`squash eval`, `squash bench`): every
+    /// partition stays in memory once loaded, and the scans run on one thread, so that
+    /// queries per second are single-thread figures and never include a reload.
+    pub fn for_timed_runs() -> Result<EmbeddedConfig> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .thread_name(|_| "squash-scan".to_string())
+            .build()
+            .map_err(|e| Error::internal(format!("starting the scan thread: {e}")))?;
+        Ok(EmbeddedConfig {
+            cache_bytes: u64::MAX,
+            search_pool_opt: Some(Arc::new(pool)),
+            timeout_ms: EMBEDDED_TIMEOUT_MS,
+        })
+    }
+}
+
+impl Default for EmbeddedConfig {
+    fn default() -> Self {
+        EmbeddedConfig {
+            cache_bytes: default_capacity_bytes(),
+            search_pool_opt: None,
+            timeout_ms: EMBEDDED_TIMEOUT_MS,
+        }
+    }
+}
+
+/// An opened index, answered in-process by the coordinator and worker services.
+#[derive(Debug)]
+pub struct EmbeddedIndex {
+    name: String,
+    manifest: Manifest,
+    coordinator: CoordinatorService,
+    invoker: Arc<InProcessInvoker>,
+}
+
+impl EmbeddedIndex {
+    /// Opens index `name` under `root` with the default configuration: reads its manifest and
+    /// coordinator object, so a wrong name fails here.
+    pub async fn open(root: Arc<dyn BlobStore>, name: &str) -> Result<EmbeddedIndex> {
+        EmbeddedIndex::open_with(root, name, EmbeddedConfig::default()).await
+    }
+
+    /// Opens the index at `location` (`folder/name` or `s3://bucket/prefix/name`).
+    pub async fn open_location(location: &str, config: EmbeddedConfig) -> Result<EmbeddedIndex> {
+        let (root, name) = split_index_location(location)?;
+        let root_store = store_for_location(&root).await?;
+        EmbeddedIndex::open_with(root_store, &name, config).await
+    }
+
+    /// Opens the index whose objects `index_store` holds at its root (the store a build
+    /// wrote to), with `config`.
+    pub async fn open_store(
+        index_store: Arc<dyn BlobStore>,
+        config: EmbeddedConfig,
+    ) -> Result<EmbeddedIndex> {
+        let root: Arc<dyn BlobStore> = Arc::new(OneIndexRoot { index_store });
+        EmbeddedIndex::open_with(root, ONE_INDEX_NAME, config).await
+    }
+
+    /// Opens index `name` under `root` with `config`.
+    pub async fn open_with(
+        root: Arc<dyn BlobStore>,
+        name: &str,
+        config: EmbeddedConfig,
+    ) -> Result<EmbeddedIndex> {
+        squash_core::index::validate_index_name(name)?;
+        let cache = Arc::new(PartitionCache::new(config.cache_bytes));
+        let mut invoker = InProcessInvoker::new(Arc::clone(&root), cache);
+        if let Some(pool) = config.search_pool_opt {
+            invoker = invoker.with_search_pool(pool);
+        }
+        let invoker = Arc::new(invoker);
+        let service_config = ServiceConfig {
+            worker_functions: (0..EMBEDDED_WORKER_SLOTS)
+                .map(|slot| format!("embedded-{slot}"))
+                .collect(),
+            timeout_ms: config.timeout_ms,
+            // One process: nothing else rebuilds the index behind its back often enough to be
+            // worth a manifest read per request.
+            manifest_ttl_ms: u64::MAX / 2,
+            ..ServiceConfig::default()
+        };
+        let coordinator =
+            CoordinatorService::new(Arc::clone(&root), invoker.clone(), service_config);
+        // Opening through the coordinator reads and checks the manifest and the coordinator
+        // object now, so a wrong name or a damaged index fails here.
+        let manifest = coordinator.manifest(name).await?;
+        Ok(EmbeddedIndex {
+            name: name.to_string(),
+            manifest,
+            coordinator,
+            invoker,
+        })
+    }
+
+    /// Returns the index name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Returns the manifest read at open.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Returns the coordinator service that answers the queries.
+    pub fn coordinator(&self) -> &CoordinatorService {
+        &self.coordinator
+    }
+
+    fn loader(&self) -> WorkerService {
+        self.invoker
+            .worker("embedded-loader", Arc::new(self.invoker.as_ref().clone()))
+    }
+
+    /// Returns partition `partition` as a worker loads it (through the partition cache).
+    pub async fn partition(&self, partition: u32) -> Result<Arc<PartitionData>> {
+        if partition as usize >= self.manifest.partitions.len() {
+            return Err(Error::NotFound {
+                what: format!("partition {partition}"),
+            });
+        }
+        let mut stats = InvocationStats::default();
+        let (mut loaded, failed) = self
+            .loader()
+            .load_partitions(
+                &self.name,
+                &self.manifest.index_version,
+                &[partition],
+                &mut stats,
+            )
+            .await;
+        match (loaded.remove(&partition), failed.first()) {
+            (Some(data), _) => Ok(data),
+            (None, Some(failure)) => Err(failure_error(&self.name, failure)),
+            (None, None) => Err(Error::Internal {
+                message: format!("partition {partition} neither loaded nor failed"),
+            }),
+        }
+    }
+
+    /// Loads every partition into the cache, so that later queries do no I/O (when the cache
+    /// holds them all).
+    pub async fn load_all(&self) -> Result<()> {
+        let ids: Vec<u32> = (0..self.manifest.partitions.len() as u32).collect();
+        let mut stats = InvocationStats::default();
+        let (_, failed) = self
+            .loader()
+            .load_partitions(&self.name, &self.manifest.index_version, &ids, &mut stats)
+            .await;
+        match failed.first() {
+            Some(failure) => Err(failure_error(&self.name, failure)),
+            None => Ok(()),
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        Instant::now() + Duration::from_millis(self.coordinator.config().timeout_ms)
+    }
+
+    /// Answers one query. Unless the request says otherwise, a partition that cannot be
+    /// searched fails the query (`Error::Incomplete` naming it) instead of a partial answer.
+    pub async fn query(&self, request: &QueryRequest) -> Result<QueryResponse> {
+        let mut request = request.clone();
+        request.require_complete = true;
+        self.coordinator
+            .query(&self.name, request, "embedded", self.deadline())
+            .await
+    }
+
+    /// Answers a batch of queries, one response per query in order; complete or an error.
+    pub async fn query_batch(&self, requests: &[QueryRequest]) -> Result<Vec<QueryResponse>> {
+        let batch = BatchRequest {
+            queries: requests.to_vec(),
+            require_complete: true,
+            branching: None,
+        };
+        let response = self
+            .coordinator
+            .query_batch(&self.name, batch, "embedded", self.deadline())
+            .await?;
+        Ok(response.results)
+    }
+}
+
+fn failure_error(index: &str, failure: &squash_core::protocol::FailedPartition) -> Error {
+    match failure.kind {
+        squash_core::protocol::FailureKind::NotFound => Error::NotFound {
+            what: format!("index '{index}' partition {}", failure.partition),
+        },
+        _ => Error::Incomplete {
+            message: failure.message.clone(),
+            missing_partitions: vec![failure.partition],
+        },
+    }
+}
+
+/// The name [`EmbeddedIndex::open_store`] serves its index under.
+const ONE_INDEX_NAME: &str = "index";
+
+/// A root holding one index, [`ONE_INDEX_NAME`], whose objects are those of `index_store`: what
+/// the services (which address indexes by name under a root) need to serve a store that holds
+/// one index at its top.
+#[derive(Debug)]
+struct OneIndexRoot {
+    index_store: Arc<dyn BlobStore>,
+}
+
+impl OneIndexRoot {
+    fn inner_key<'k>(&self, key: &'k str) -> Result<&'k str> {
+        key.strip_prefix(ONE_INDEX_NAME)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .ok_or_else(|| Error::NotFound {
+                what: format!("object '{key}'"),
+            })
+    }
+}
+
+#[async_trait]
+impl BlobStore for OneIndexRoot {
+    async fn get(&self, key: &str) -> Result<Vec<u8>> {
+        self.index_store.get(self.inner_key(key)?).await
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>> {
+        self.index_store
+            .get_range(self.inner_key(key)?, range)
+            .await
+    }
+
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
+        self.index_store.put(self.inner_key(key)?, bytes).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let root_prefix = format!("{ONE_INDEX_NAME}/");
+        let inner_prefix = if let Some(rest) = prefix.strip_prefix(&root_prefix) {
+            rest
+        } else if root_prefix.starts_with(prefix) {
+            ""
+        } else {
+            return Ok(Vec::new());
+        };
+        let keys = self.index_store.list(inner_prefix).await?;
+        Ok(keys
+            .into_iter()
+            .map(|key| format!("{root_prefix}{key}"))
+            .collect())
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.index_store.delete(self.inner_key(key)?).await
+    }
+
+    fn describe(&self) -> String {
+        self.index_store.describe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use squash_storage::MemoryStore;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn one_index_root_maps_keys_into_the_index_store() {
+        let index_store = Arc::new(MemoryStore::new());
+        index_store
+            .put("manifest.sqsh", b"m".to_vec())
+            .await
+            .expect("put");
+        index_store
+            .put("v1/a.sqsh", b"a".to_vec())
+            .await
+            .expect("put");
+        let root = OneIndexRoot {
+            index_store: index_store.clone(),
+        };
+        assert_eq!(root.get("index/manifest.sqsh").await.expect("get"), b"m");
+        assert_eq!(
+            root.get_range("index/v1/a.sqsh", 0..1)
+                .await
+                .expect("range"),
+            b"a"
+        );
+        assert!(matches!(
+            root.get("other/manifest.sqsh").await,
+            Err(Error::NotFound { .. })
+        ));
+        assert_eq!(
+            root.list("").await.expect("list"),
+            vec!["index/manifest.sqsh", "index/v1/a.sqsh"]
+        );
+        assert_eq!(
+            root.list("index/v1").await.expect("list"),
+            vec!["index/v1/a.sqsh"]
+        );
+        assert!(root.list("zzz").await.expect("list").is_empty());
+        root.delete("index/v1/a.sqsh").await.expect("delete");
+        assert!(index_store.get("v1/a.sqsh").await.is_err());
+    }
+}

@@ -1,0 +1,290 @@
+//! The fan-out: how one node of the invocation tree (the coordinator at the root, a worker
+//! below it) starts its children, gives each a share of its time, retries a child that fails
+//! or hangs, and merges the children's answers with its own.
+//!
+//! Used by [`crate::coordinator_service`] and [`crate::worker_service`]; it depends on neither.
+//! Why the shares: a child's first attempt gets 60% of the time left, which leaves room for
+//! one retry (90% of what is left then) of a child that hung, and each wait adds a grace for
+//! the transport. A child that still fails has all its subtree's partitions reported as
+//! failed, never silently dropped.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use squash_core::error::{Error, Result};
+use squash_core::protocol::{
+    FailedPartition, FailureKind, Hit, InvocationStats, PartitionOutcome, QueryHits, ScanStats,
+    TreeNode, WorkerRequest, WorkerResponse, PROTOCOL_VERSION,
+};
+use squash_core::search::merge_hits;
+
+use crate::invocation_tree::child_request;
+use crate::invoker::WorkerInvoker;
+
+/// Share of a node's remaining time given to a child's first attempt; the rest leaves room
+/// for one retry of a child that hung.
+const FIRST_ATTEMPT_SHARE: f64 = 0.6;
+/// Share of the remaining time given to the retry.
+const RETRY_SHARE: f64 = 0.9;
+/// Extra wait beyond a child's budget for the transport (invocation and payload transfer).
+const TRANSPORT_GRACE: Duration = Duration::from_millis(100);
+/// Below this budget a child is not invoked: it could not answer in time anyway.
+const MIN_CHILD_BUDGET: Duration = Duration::from_millis(20);
+
+/// What a child invocation produced, after at most one retry.
+pub(crate) struct ChildOutcome {
+    /// The child's answer, or a synthesized one naming all its partitions as failed.
+    pub(crate) response: WorkerResponse,
+    /// Per query of the child's request, its position in the parent's.
+    pub(crate) parent_positions: Vec<u32>,
+    /// Invocations made (1 or 2).
+    pub(crate) num_attempts: u32,
+}
+
+/// Starts one task per child of `request`, each invoking it (and retrying once).
+pub(crate) fn spawn_children(
+    invoker: &Arc<dyn WorkerInvoker>,
+    request: &Arc<WorkerRequest>,
+    deadline: Instant,
+) -> Vec<tokio::task::JoinHandle<ChildOutcome>> {
+    request
+        .children
+        .iter()
+        .map(|node| {
+            let invoker = Arc::clone(invoker);
+            let request = Arc::clone(request);
+            let node = node.clone();
+            tokio::spawn(async move { invoke_child(invoker, &request, &node, deadline).await })
+        })
+        .collect()
+}
+
+async fn invoke_child(
+    invoker: Arc<dyn WorkerInvoker>,
+    parent: &WorkerRequest,
+    node: &TreeNode,
+    deadline: Instant,
+) -> ChildOutcome {
+    let failed_outcome = |kind: FailureKind, message: String, num_attempts: u32| {
+        let failed = node
+            .subtree_partitions()
+            .into_iter()
+            .map(|partition| FailedPartition {
+                partition,
+                kind,
+                message: message.clone(),
+            })
+            .collect();
+        ChildOutcome {
+            response: WorkerResponse {
+                protocol_version: PROTOCOL_VERSION,
+                results: Vec::new(),
+                searched: Vec::new(),
+                failed,
+                invocations: Vec::new(),
+            },
+            parent_positions: Vec::new(),
+            num_attempts,
+        }
+    };
+    let (mut request, parent_positions) = match child_request(parent, node, 0) {
+        Ok(built) => built,
+        Err(error) => return failed_outcome(FailureKind::Error, error.to_string(), 0),
+    };
+    let mut last_failure = (
+        FailureKind::Timeout,
+        format!("{}: no time left to invoke it", node.function),
+    );
+    let mut num_attempts = 0;
+    for share in [FIRST_ATTEMPT_SHARE, RETRY_SHARE] {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let budget = remaining.mul_f64(share);
+        if budget < MIN_CHILD_BUDGET {
+            break;
+        }
+        request.budget_ms = budget.as_millis() as u64;
+        let wait = (budget + TRANSPORT_GRACE).min(remaining);
+        num_attempts += 1;
+        match tokio::time::timeout(wait, invoker.invoke(&node.function, &request)).await {
+            Ok(Ok(response)) => {
+                if response.results.len() == request.queries.len() {
+                    return ChildOutcome {
+                        response,
+                        parent_positions,
+                        num_attempts,
+                    };
+                }
+                last_failure = (
+                    FailureKind::Error,
+                    format!(
+                        "{} answered {} queries of {}",
+                        node.function,
+                        response.results.len(),
+                        request.queries.len()
+                    ),
+                );
+            }
+            Ok(Err(error)) => {
+                let kind = match &error {
+                    Error::Timeout { .. } => FailureKind::Timeout,
+                    _ => FailureKind::Error,
+                };
+                last_failure = (kind, format!("{}: {error}", node.function));
+                if !error.is_retryable() {
+                    // A request the child refused, or a deployment fault: the retry would fail
+                    // the same way and only spend the budget.
+                    tracing::warn!(
+                        request_id = %parent.request_id,
+                        function = %node.function,
+                        attempt = num_attempts,
+                        kind = error.kind_name(),
+                        failure = %last_failure.1,
+                        "child invocation failed, not retried"
+                    );
+                    break;
+                }
+                if let Error::Throttled {
+                    retry_after_ms: Some(retry_after_ms),
+                    ..
+                } = &error
+                {
+                    // Wait as asked, but never more than half of what is left, so the retry
+                    // still has time to answer.
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    tokio::time::sleep(Duration::from_millis(*retry_after_ms).min(left / 2)).await;
+                }
+            }
+            Err(_) => {
+                last_failure = (
+                    FailureKind::Timeout,
+                    format!(
+                        "{} did not answer within {} ms",
+                        node.function,
+                        wait.as_millis()
+                    ),
+                );
+            }
+        }
+        tracing::warn!(
+            request_id = %parent.request_id,
+            function = %node.function,
+            attempt = num_attempts,
+            failure = %last_failure.1,
+            "child invocation failed"
+        );
+    }
+    failed_outcome(last_failure.0, last_failure.1, num_attempts)
+}
+
+/// The merged answer of a subtree, built up as partitions and children report.
+pub(crate) struct SubtreeAnswer {
+    ks: Vec<usize>,
+    hits: Vec<Vec<Hit>>,
+    scan: Vec<ScanStats>,
+    pub(crate) searched: Vec<u32>,
+    pub(crate) failed: Vec<FailedPartition>,
+    pub(crate) invocations: Vec<InvocationStats>,
+}
+
+impl SubtreeAnswer {
+    pub(crate) fn new(request: &WorkerRequest) -> Self {
+        SubtreeAnswer {
+            ks: request.queries.iter().map(|q| q.k).collect(),
+            hits: vec![Vec::new(); request.queries.len()],
+            scan: vec![ScanStats::default(); request.queries.len()],
+            searched: Vec::new(),
+            failed: Vec::new(),
+            invocations: Vec::new(),
+        }
+    }
+
+    fn add_hits(&mut self, position: usize, hits: Vec<Hit>, scan: &ScanStats) {
+        let current = std::mem::take(&mut self.hits[position]);
+        self.hits[position] = merge_hits([current, hits], self.ks[position]);
+        self.scan[position].add(scan);
+    }
+
+    pub(crate) fn add_outcome(&mut self, outcome: PartitionOutcome) {
+        match outcome {
+            PartitionOutcome::Ok { partition, results } => {
+                self.searched.push(partition);
+                for result in results {
+                    self.add_hits(result.query as usize, result.hits, &result.stats);
+                }
+            }
+            PartitionOutcome::Failed {
+                partition, message, ..
+            } => self.failed.push(FailedPartition {
+                partition,
+                kind: FailureKind::Error,
+                message,
+            }),
+        }
+    }
+
+    /// Merges a child's answer, mapping its query positions back to this request's.
+    pub(crate) fn add_child(&mut self, outcome: ChildOutcome) -> Result<()> {
+        for result in outcome.response.results {
+            let position = outcome
+                .parent_positions
+                .get(result.query as usize)
+                .copied()
+                .ok_or_else(|| {
+                    Error::corrupt(
+                        "worker response",
+                        0,
+                        format!("unknown query {}", result.query),
+                    )
+                })?;
+            self.add_hits(position as usize, result.hits, &result.stats);
+        }
+        self.searched.extend(outcome.response.searched);
+        self.failed.extend(outcome.response.failed);
+        self.invocations.extend(outcome.response.invocations);
+        Ok(())
+    }
+
+    /// Returns per query (by position) the merged hits and scan counts.
+    pub(crate) fn into_query_results(self) -> (Vec<QueryHits>, SubtreeRest) {
+        let results = self
+            .hits
+            .into_iter()
+            .zip(self.scan)
+            .enumerate()
+            .map(|(position, (hits, stats))| QueryHits {
+                query: position as u32,
+                hits,
+                stats,
+            })
+            .collect();
+        (
+            results,
+            SubtreeRest {
+                searched: self.searched,
+                failed: self.failed,
+                invocations: self.invocations,
+            },
+        )
+    }
+
+    pub(crate) fn finish(self, own: InvocationStats) -> WorkerResponse {
+        let (results, rest) = self.into_query_results();
+        let mut invocations = Vec::with_capacity(rest.invocations.len() + 1);
+        invocations.push(own);
+        invocations.extend(rest.invocations);
+        WorkerResponse {
+            protocol_version: PROTOCOL_VERSION,
+            results,
+            searched: rest.searched,
+            failed: rest.failed,
+            invocations,
+        }
+    }
+}
+
+/// The parts of a subtree answer besides the hits.
+pub(crate) struct SubtreeRest {
+    pub(crate) searched: Vec<u32>,
+    pub(crate) failed: Vec<FailedPartition>,
+    pub(crate) invocations: Vec<InvocationStats>,
+}

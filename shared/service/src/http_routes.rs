@@ -1,0 +1,627 @@
+//! The HTTP API of the coordinator as a plain function: method, path and body in, status and
+//! JSON body out. The Lambda adapter (API Gateway HTTP API payload v2, function URLs) and the
+//! tests call the same function.
+//!
+//! Routes:
+//! - `GET /health`
+//! - `GET /v1/indexes`
+//! - `GET /v1/indexes/{index}`
+//! - `POST /v1/indexes/{index}/query` with a [`QueryRequest`]
+//! - `POST /v1/indexes/{index}/query-batch` with a [`BatchRequest`]
+//!
+//! Errors are `{"error": {"code", "message", "field"?, "missing_partitions"?}}`: 400 for a bad
+//! request (the field named), 404 for an unknown index or route, 405, 413 for a body over
+//! [`MAX_BODY_BYTES`], 503 (retry later) when workers could not answer in time, 500 only for
+//! faults of the service itself (corrupt index objects, store failures).
+
+use std::time::Instant;
+
+use serde::de::{DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_json::{json, Map, Value};
+
+use crate::coordinator_service::CoordinatorService;
+use squash_core::error::Error;
+use squash_core::protocol::{BatchRequest, QueryRequest, RETRY_AFTER_S};
+
+/// The largest request body accepted: the synchronous Lambda payload limit.
+pub const MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
+
+/// A status code and a JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpResponse {
+    /// HTTP status code.
+    pub status: u16,
+    /// JSON body.
+    pub body: Value,
+}
+
+impl HttpResponse {
+    fn ok(body: Value) -> Self {
+        HttpResponse { status: 200, body }
+    }
+
+    fn error(status: u16, code: &str, message: impl Into<String>, field_opt: Option<&str>) -> Self {
+        let mut error = json!({"code": code, "message": message.into()});
+        if let Some(field) = field_opt {
+            error["field"] = json!(field);
+        }
+        HttpResponse {
+            status,
+            body: json!({ "error": error }),
+        }
+    }
+
+    /// Returns the response for a library error.
+    pub fn from_error(error: &Error) -> Self {
+        match error {
+            Error::InvalidInput { field, reason } => HttpResponse::error(
+                400,
+                "invalid_request",
+                format!("{field}: {reason}"),
+                Some(field),
+            ),
+            Error::NotFound { what } => {
+                HttpResponse::error(404, "not_found", format!("{what} does not exist"), None)
+            }
+            Error::Incomplete {
+                message,
+                missing_partitions,
+            } => {
+                let mut response = HttpResponse::error(
+                    503,
+                    "incomplete",
+                    format!("workers did not answer for every partition ({message}); retry later"),
+                    None,
+                );
+                response.body["error"]["missing_partitions"] = json!(missing_partitions);
+                response.body["error"]["retry_after_s"] = json!(RETRY_AFTER_S);
+                response
+            }
+            Error::Storage {
+                message,
+                retryable: true,
+            } => {
+                let mut response = HttpResponse::error(
+                    503,
+                    "unavailable",
+                    format!("storage is unavailable ({message}); retry later"),
+                    None,
+                );
+                response.body["error"]["retry_after_s"] = json!(RETRY_AFTER_S);
+                response
+            }
+            Error::Throttled {
+                message,
+                retry_after_ms,
+            } => {
+                let mut response = HttpResponse::error(
+                    503,
+                    "unavailable",
+                    format!("the service is throttled ({message}); retry later"),
+                    None,
+                );
+                let retry_after_s = retry_after_ms
+                    .map(|ms| ms.div_ceil(1000).max(1))
+                    .unwrap_or(RETRY_AFTER_S);
+                response.body["error"]["retry_after_s"] = json!(retry_after_s);
+                response
+            }
+            Error::Timeout { message } => {
+                let mut response = HttpResponse::error(
+                    503,
+                    "unavailable",
+                    format!("{message}; retry later"),
+                    None,
+                );
+                response.body["error"]["retry_after_s"] = json!(RETRY_AFTER_S);
+                response
+            }
+            other => HttpResponse::error(500, "internal", other.to_string(), None),
+        }
+    }
+}
+
+/// Where a body must hold JSON objects, beyond what the typed parse checks: serde's derived
+/// structs also read a JSON array, by field position, which a client never means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyShape {
+    /// A [`QueryRequest`].
+    Query,
+    /// A [`BatchRequest`].
+    Batch,
+    /// Any JSON object.
+    Object,
+}
+
+impl BodyShape {
+    /// Returns the field that holds an array (or other non-object) where an object belongs.
+    fn misplaced_field(self, body: &Value) -> Option<String> {
+        if !body.is_object() {
+            return Some("body".to_string());
+        }
+        let options_of = |query: &Value, prefix: &str| -> Option<String> {
+            match query.get("options") {
+                Some(options) if options.is_array() => Some(format!("{prefix}options")),
+                _ => None,
+            }
+        };
+        match self {
+            BodyShape::Object => None,
+            BodyShape::Query => options_of(body, ""),
+            BodyShape::Batch => {
+                let queries = body.get("queries")?.as_array()?;
+                queries.iter().enumerate().find_map(|(position, query)| {
+                    if query.is_array() {
+                        Some(format!("queries[{position}]"))
+                    } else {
+                        options_of(query, &format!("queries[{position}]."))
+                    }
+                })
+            }
+        }
+    }
+}
+
+/// Parses a JSON body into `T`, naming the offending field on error.
+fn parse_body<T: DeserializeOwned>(body: &[u8], shape: BodyShape) -> Result<T, HttpResponse> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(HttpResponse::error(
+            413,
+            "payload_too_large",
+            format!(
+                "the body has {} bytes, the limit is {MAX_BODY_BYTES}",
+                body.len()
+            ),
+            Some("body"),
+        ));
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(HttpResponse::error(
+            400,
+            "invalid_request",
+            "body: a JSON object is required",
+            Some("body"),
+        ));
+    }
+    if std::str::from_utf8(body).is_err() {
+        return Err(HttpResponse::error(
+            400,
+            "invalid_request",
+            "body: is not valid UTF-8",
+            Some("body"),
+        ));
+    }
+    // Arrays in place of objects are only checked on a body that is valid JSON; the typed
+    // parse below names every other error.
+    if let Ok(value) = serde_json::from_slice::<Value>(body) {
+        if let Some(field) = shape.misplaced_field(&value) {
+            return Err(HttpResponse::error(
+                400,
+                "invalid_request",
+                format!("{field}: a JSON object is required"),
+                Some(&field),
+            ));
+        }
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let parsed: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        let field = field_of_parse_error(&path, &inner.to_string());
+        HttpResponse::error(
+            400,
+            "invalid_request",
+            format!("{field}: {inner}"),
+            Some(&field),
+        )
+    })?;
+    // One JSON document: anything after it is an error, not ignored.
+    deserializer.end().map_err(|error| {
+        HttpResponse::error(
+            400,
+            "invalid_request",
+            format!("body: unexpected data after the JSON document ({error})"),
+            Some("body"),
+        )
+    })?;
+    Ok(parsed)
+}
+
+/// Returns the request field a body parse error is about: the path where parsing stopped,
+/// extended by the name of a missing field; `body` for errors about the body as a whole.
+/// An unknown key is named by itself, quoted as `["key"]` when it would not read as one name:
+/// empty, `?`, or holding `.`, `[`, `]` or `"`.
+fn field_of_parse_error(path: &str, message: &str) -> String {
+    let missing_opt = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    let unknown_opt = message.strip_prefix("unknown field `").map(|rest| {
+        rest.rsplit_once("`, expected")
+            .or_else(|| rest.rsplit_once("`, there are no fields"))
+            .map_or(rest, |(key, _)| key)
+    });
+    if let Some(unknown) = unknown_opt {
+        // The path ends with the unknown key itself, after its parent and a `.`.
+        let parent = path.strip_suffix(unknown).unwrap_or(path);
+        let parent = parent.strip_suffix('.').unwrap_or(parent);
+        let parent = if parent == "?" { "" } else { parent };
+        let plain =
+            !unknown.is_empty() && unknown != "?" && !unknown.contains(['.', '[', ']', '"']);
+        return match (parent, plain) {
+            ("", true) => unknown.to_string(),
+            (parent, true) => format!("{parent}.{unknown}"),
+            (parent, false) => format!("{parent}[{}]", Value::String(unknown.to_string())),
+        };
+    }
+    match (path, missing_opt) {
+        ("." | "?", Some(missing)) => missing.to_string(),
+        (path, Some(missing)) => format!("{path}.{missing}"),
+        ("." | "?", None) => "body".to_string(),
+        (path, None) => path.to_string(),
+    }
+}
+
+/// Answers one HTTP request.
+pub async fn handle_http(
+    service: &CoordinatorService,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    request_id: &str,
+    deadline: Instant,
+) -> HttpResponse {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let method = method.to_ascii_uppercase();
+    let expect = |allowed: &str| -> Option<HttpResponse> {
+        (method != allowed).then(|| {
+            HttpResponse::error(
+                405,
+                "method_not_allowed",
+                format!("{method} is not allowed on {path}; use {allowed}"),
+                None,
+            )
+        })
+    };
+    let result = match segments.as_slice() {
+        ["health"] => {
+            if let Some(refused) = expect("GET") {
+                return refused;
+            }
+            return HttpResponse::ok(json!({"status": "ok"}));
+        }
+        ["v1", "indexes"] => {
+            if let Some(refused) = expect("GET") {
+                return refused;
+            }
+            service
+                .list()
+                .await
+                .map(|names| json!({ "indexes": names }))
+        }
+        ["v1", "indexes", name] => {
+            if let Some(refused) = expect("GET") {
+                return refused;
+            }
+            service
+                .describe(name)
+                .await
+                .map(|summary| serde_json::to_value(summary).unwrap_or(Value::Null))
+        }
+        ["v1", "indexes", name, "query"] => {
+            if let Some(refused) = expect("POST") {
+                return refused;
+            }
+            let request: QueryRequest = match parse_body(body, BodyShape::Query) {
+                Ok(request) => request,
+                Err(response) => return response,
+            };
+            service
+                .query(name, request, request_id, deadline)
+                .await
+                .map(|response| serde_json::to_value(response).unwrap_or(Value::Null))
+        }
+        ["v1", "indexes", name, "query-batch"] => {
+            if let Some(refused) = expect("POST") {
+                return refused;
+            }
+            let batch: BatchRequest = match parse_body(body, BodyShape::Batch) {
+                Ok(batch) => batch,
+                Err(response) => return response,
+            };
+            service
+                .query_batch(name, batch, request_id, deadline)
+                .await
+                .map(|response| serde_json::to_value(response).unwrap_or(Value::Null))
+        }
+        _ => {
+            return HttpResponse::error(
+                404,
+                "not_found",
+                format!("no route for {method} {path}"),
+                None,
+            )
+        }
+    };
+    match result {
+        Ok(body) => HttpResponse::ok(body),
+        Err(error) => HttpResponse::from_error(&error),
+    }
+}
+
+/// A JSON document read the way the typed request parse reads it, as a plain value: a key
+/// repeated in one object is recorded (the HTTP route refuses it) instead of silently winning.
+///
+/// The Lambda adapter deserializes direct invocation events into this type, so a direct call and
+/// an HTTP call of the same body get the same answer.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct JsonPayload {
+    /// The document; of repeated keys, the last value.
+    pub value: Value,
+    /// The first repeated key, as a field path (`k`, `queries[1].vector`).
+    pub duplicate_key_opt: Option<String>,
+}
+
+impl From<Value> for JsonPayload {
+    fn from(value: Value) -> Self {
+        JsonPayload {
+            value,
+            duplicate_key_opt: None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for JsonPayload {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut duplicate_key_opt = None;
+        let value = TrackedValue {
+            path: String::new(),
+            duplicate_key_opt: &mut duplicate_key_opt,
+        }
+        .deserialize(deserializer)?;
+        Ok(JsonPayload {
+            value,
+            duplicate_key_opt,
+        })
+    }
+}
+
+/// Deserializes one value at `path`, recording the first repeated object key.
+struct TrackedValue<'a> {
+    path: String,
+    duplicate_key_opt: &'a mut Option<String>,
+}
+
+impl TrackedValue<'_> {
+    fn child(&mut self, segment: &str) -> TrackedValue<'_> {
+        TrackedValue {
+            path: format!("{}{segment}", self.path),
+            duplicate_key_opt: self.duplicate_key_opt,
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for TrackedValue<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TrackedValue<'_> {
+    type Value = Value;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
+        Ok(Value::Bool(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
+        Ok(Value::String(value.to_string()))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Value, E> {
+        Ok(Value::String(value))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        self.deserialize(deserializer)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(self.child(&format!("[{}]", items.len())))? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let separator = if self.path.is_empty() { "" } else { "." };
+            let value = map.next_value_seed(self.child(&format!("{separator}{key}")))?;
+            if object.insert(key.clone(), value).is_some() && self.duplicate_key_opt.is_none() {
+                *self.duplicate_key_opt = Some(format!("{}{separator}{key}", self.path));
+            }
+        }
+        Ok(Value::Object(object))
+    }
+}
+
+/// Answers a direct (non-HTTP) invocation: the body of a query or batch request with an added
+/// `"index"` field; a body with `"queries"` is a batch. Returns what the HTTP route would.
+pub async fn handle_direct(
+    service: &CoordinatorService,
+    payload: &[u8],
+    request_id: &str,
+    deadline: Instant,
+) -> HttpResponse {
+    match parse_body::<JsonPayload>(payload, BodyShape::Object) {
+        Ok(payload) => handle_direct_payload(service, payload, request_id, deadline).await,
+        Err(response) => response,
+    }
+}
+
+/// Answers a direct invocation whose payload the Lambda runtime has already parsed.
+pub async fn handle_direct_payload(
+    service: &CoordinatorService,
+    payload: JsonPayload,
+    request_id: &str,
+    deadline: Instant,
+) -> HttpResponse {
+    if let Some(field) = payload.duplicate_key_opt {
+        let key = field.rsplit('.').next().unwrap_or(&field).to_string();
+        return HttpResponse::error(
+            400,
+            "invalid_request",
+            format!("{field}: duplicate field `{key}`"),
+            Some(&field),
+        );
+    }
+    let mut object = match payload.value {
+        Value::Object(object) => object,
+        _ => {
+            return HttpResponse::error(
+                400,
+                "invalid_request",
+                "body: a JSON object is required",
+                Some("body"),
+            )
+        }
+    };
+    let index = match object.remove("index") {
+        Some(Value::String(index)) => index,
+        _ => {
+            return HttpResponse::error(
+                400,
+                "invalid_request",
+                "index: a string naming the index is required",
+                Some("index"),
+            )
+        }
+    };
+    if let Err(error) = squash_core::index::validate_index_name(&index) {
+        return HttpResponse::from_error(&error);
+    }
+    let route = if object.contains_key("queries") {
+        "query-batch"
+    } else {
+        "query"
+    };
+    let body = serde_json::to_vec(&object).unwrap_or_default();
+    let path = format!("/v1/indexes/{index}/{route}");
+    handle_http(service, "POST", &path, &body, request_id, deadline).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_errors_name_the_field() {
+        assert_eq!(
+            field_of_parse_error(".", "missing field `vector` at line 1 column 9"),
+            "vector"
+        );
+        assert_eq!(
+            field_of_parse_error("queries[2]", "missing field `vector` at line 1 column 40"),
+            "queries[2].vector"
+        );
+        assert_eq!(
+            field_of_parse_error("?", "key must be a string at line 1 column 2"),
+            "body"
+        );
+        assert_eq!(field_of_parse_error("k", "invalid type: string"), "k");
+        let unknown = |key: &str| format!("unknown field `{key}`, expected one of `vector`, `k`");
+        assert_eq!(field_of_parse_error("zz", &unknown("zz")), "zz");
+        assert_eq!(
+            field_of_parse_error("options.zz", &unknown("zz")),
+            "options.zz"
+        );
+        assert_eq!(field_of_parse_error("", &unknown("")), "[\"\"]");
+        assert_eq!(field_of_parse_error(".", &unknown(".")), "[\".\"]");
+        assert_eq!(field_of_parse_error("?", &unknown("?")), "[\"?\"]");
+        assert_eq!(
+            field_of_parse_error("options.", &unknown("")),
+            "options[\"\"]"
+        );
+        assert_eq!(
+            field_of_parse_error("queries[0].a.b", &unknown("a.b")),
+            "queries[0][\"a.b\"]"
+        );
+    }
+
+    #[test]
+    fn direct_payloads_record_the_first_repeated_key() {
+        let parse = |text: &str| serde_json::from_str::<JsonPayload>(text).expect("valid JSON");
+        assert_eq!(parse(r#"{"k": 1, "v": [1, 2]}"#).duplicate_key_opt, None);
+        let repeated = parse(r#"{"k": 1, "k": 2}"#);
+        assert_eq!(repeated.duplicate_key_opt.as_deref(), Some("k"));
+        assert_eq!(repeated.value, json!({"k": 2}));
+        let nested = parse(r#"{"queries": [{"k": 1}, {"v": 1, "options": {"a": 1, "a": 2}}]}"#);
+        assert_eq!(
+            nested.duplicate_key_opt.as_deref(),
+            Some("queries[1].options.a")
+        );
+    }
+
+    #[test]
+    fn arrays_in_place_of_objects_are_named() {
+        let misplaced = |shape: BodyShape, body: Value| shape.misplaced_field(&body);
+        assert_eq!(
+            misplaced(BodyShape::Query, json!([1, 2])),
+            Some("body".into())
+        );
+        assert_eq!(
+            misplaced(
+                BodyShape::Query,
+                json!({"vector": [1.0], "options": [true]})
+            ),
+            Some("options".into())
+        );
+        assert_eq!(
+            misplaced(BodyShape::Query, json!({"vector": [1.0], "options": {}})),
+            None
+        );
+        assert_eq!(
+            misplaced(
+                BodyShape::Batch,
+                json!({"queries": [{"vector": [1.0]}, [[1.0]]]})
+            ),
+            Some("queries[1]".into())
+        );
+        assert_eq!(
+            misplaced(
+                BodyShape::Batch,
+                json!({"queries": [{"vector": [1.0], "options": [1]}]})
+            ),
+            Some("queries[0].options".into())
+        );
+        assert_eq!(misplaced(BodyShape::Object, json!({"a": [1]})), None);
+    }
+}

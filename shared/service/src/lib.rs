@@ -1,0 +1,44 @@
+//! The serverless runtime's logic, free of Lambda: where a query is served.
+//!
+//! - [`coordinator_service`]: the coordinator function's logic: open an index, plan a batch,
+//!   fan it out, merge the answers, count what it cost.
+//! - [`worker_service`]: the worker function's logic: one node of the invocation tree that
+//!   loads and scans its partitions.
+//! - [`fanout`]: spawning children, deadline shares, retries and merging their answers, used by
+//!   both services above.
+//! - [`invocation_tree`]: the pure planner that shapes the tree of worker invocations.
+//! - [`invoker`]: the [`WorkerInvoker`] port; [`in_process`]: its in-process adapter.
+//! - [`partition_cache`]: the memory-bounded cache of decoded partitions a warm worker keeps.
+//! - [`http_routes`]: the HTTP API (API Gateway and function URL events) over plain types.
+//! - [`embedded`]: the embedded mode, which runs both services in this process.
+//! - [`publish`]: writing a built index to a store (objects first, manifest last).
+//!
+//! The Lambda functions wrap these services in thin `main.rs` files; the embedded mode, `squash
+//! eval`, `squash bench` and the tests run the same services in-process through
+//! [`InProcessInvoker`]. I/O goes through the [`squash_storage::BlobStore`] and
+//! [`WorkerInvoker`] ports only.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod coordinator_service;
+pub mod embedded;
+pub mod fanout;
+pub mod http_routes;
+pub mod in_process;
+pub mod invocation_tree;
+pub mod invoker;
+pub mod partition_cache;
+pub mod publish;
+pub mod worker_service;
+
+pub use coordinator_service::{CoordinatorService, ServiceConfig};
+pub use embedded::EmbeddedIndex;
+pub use http_routes::{
+    handle_direct, handle_direct_payload, handle_http, HttpResponse, JsonPayload,
+};
+pub use in_process::InProcessInvoker;
+pub use invocation_tree::{plan_tree, slot_of, TreeShape};
+pub use invoker::WorkerInvoker;
+pub use partition_cache::{default_capacity_bytes, PartitionCache};
+pub use publish::write_index;
+pub use worker_service::{partition_object_key, WorkerService};

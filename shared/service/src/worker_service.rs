@@ -1,0 +1,313 @@
+//! The worker function's logic: one node of the invocation tree.
+//!
+//! A node starts its children's invocations first, searches its own partitions meanwhile
+//! (decoded partitions come from the process-wide [`PartitionCache`], or are fetched and
+//! decoded once), then merges its children's top-k with its own and answers for its whole
+//! subtree. Starting, retrying and merging the children is [`crate::fanout`]'s.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinSet;
+
+use squash_core::error::{Error, Result};
+use squash_core::index::build::partition_key;
+use squash_core::index::{validate_index_name, PartitionData};
+use squash_core::protocol::{
+    FailedPartition, FailureKind, InvocationStats, PartitionOutcome, WorkerRequest, WorkerResponse,
+    PROTOCOL_VERSION,
+};
+use squash_core::search::search_tasks;
+use squash_storage::BlobStore;
+
+use crate::fanout::{spawn_children, SubtreeAnswer};
+use crate::invoker::WorkerInvoker;
+use crate::partition_cache::PartitionCache;
+
+/// Returns the object key of a partition of an index version, under the deployment root.
+pub fn partition_object_key(index: &str, index_version: &str, partition: u32) -> String {
+    format!("{index}/{}", partition_key(index_version, partition))
+}
+
+/// One worker process: its store, its partition cache and the invoker for its children.
+#[derive(Debug)]
+pub struct WorkerService {
+    function: String,
+    root: Arc<dyn BlobStore>,
+    cache: Arc<PartitionCache>,
+    invoker: Arc<dyn WorkerInvoker>,
+    num_served: Arc<AtomicU64>,
+    /// The thread pool the scan runs in; `None` is rayon's global pool (all cores).
+    search_pool_opt: Option<Arc<rayon::ThreadPool>>,
+}
+
+impl WorkerService {
+    /// Returns the worker `function` reading indexes under `root`, caching decoded partitions
+    /// in `cache` and invoking its children through `invoker`.
+    pub fn new(
+        function: &str,
+        root: Arc<dyn BlobStore>,
+        cache: Arc<PartitionCache>,
+        invoker: Arc<dyn WorkerInvoker>,
+    ) -> Self {
+        WorkerService::with_counter(function, root, cache, invoker, Arc::new(AtomicU64::new(0)))
+    }
+
+    /// Like [`WorkerService::new`], counting served requests in `num_served` (shared by every
+    /// service of one process, so the first request of the process is the cold one).
+    pub fn with_counter(
+        function: &str,
+        root: Arc<dyn BlobStore>,
+        cache: Arc<PartitionCache>,
+        invoker: Arc<dyn WorkerInvoker>,
+        num_served: Arc<AtomicU64>,
+    ) -> Self {
+        WorkerService {
+            function: function.to_string(),
+            root,
+            cache,
+            invoker,
+            num_served,
+            search_pool_opt: None,
+        }
+    }
+
+    /// Runs the scans in `search_pool` instead of rayon's global pool (a one-thread pool
+    /// measures single-thread throughput).
+    pub fn with_search_pool(mut self, search_pool: Arc<rayon::ThreadPool>) -> Self {
+        self.search_pool_opt = Some(search_pool);
+        self
+    }
+
+    /// Returns the partition cache.
+    pub fn cache(&self) -> &Arc<PartitionCache> {
+        &self.cache
+    }
+
+    /// Answers one request for its whole subtree. Fails as a whole only for a request it
+    /// cannot understand; missing partitions are reported in the response.
+    pub async fn handle(&self, request: WorkerRequest) -> Result<WorkerResponse> {
+        let started = Instant::now();
+        let cold_start = self.num_served.fetch_add(1, Ordering::Relaxed) == 0;
+        if request.protocol_version != PROTOCOL_VERSION {
+            return Err(Error::invalid(
+                "protocol_version",
+                format!(
+                    "worker speaks version {PROTOCOL_VERSION}, request has {}",
+                    request.protocol_version
+                ),
+            ));
+        }
+        validate_index_name(&request.index)?;
+        for task in request.tasks.iter() {
+            if let Some(&bad) = task
+                .queries
+                .iter()
+                .find(|&&q| q as usize >= request.queries.len())
+            {
+                return Err(Error::invalid(
+                    "tasks.queries",
+                    format!("query position {bad} is out of range"),
+                ));
+            }
+        }
+        let deadline = started + Duration::from_millis(request.budget_ms);
+        let request = Arc::new(request);
+        let children = spawn_children(&self.invoker, &request, deadline);
+        let mut stats = InvocationStats {
+            function: self.function.clone(),
+            cold_start,
+            ..InvocationStats::default()
+        };
+        let mut merged = SubtreeAnswer::new(&request);
+        self.search_own(&request, &mut stats, &mut merged).await;
+        for child in children {
+            let outcome = child
+                .await
+                .map_err(|e| Error::internal(format!("child invocation task failed: {e}")))?;
+            stats.child_invocations += outcome.num_attempts;
+            stats.child_retries += outcome.num_attempts.saturating_sub(1);
+            merged.add_child(outcome)?;
+        }
+        stats.duration_ms = started.elapsed().as_secs_f64() * 1e3;
+        tracing::info!(
+            request_id = %request.request_id,
+            function = %self.function,
+            cold_start,
+            partitions = stats.partitions_searched,
+            cache_hits = stats.cache_hits,
+            cache_misses = stats.cache_misses,
+            bytes_fetched = stats.store_bytes_fetched,
+            duration_ms = stats.duration_ms,
+            "worker answered"
+        );
+        Ok(merged.finish(stats))
+    }
+
+    /// Returns the partitions `partition_ids` of an index version: from the cache, or fetched
+    /// and decoded (concurrently) and then cached. This is the one partition loader: the
+    /// worker's search and the embedded mode's warm-up both come through it. Partitions that
+    /// could not be loaded are returned as failures, and the reads are counted in `stats`.
+    pub async fn load_partitions(
+        &self,
+        index: &str,
+        index_version: &str,
+        partition_ids: &[u32],
+        stats: &mut InvocationStats,
+    ) -> (HashMap<u32, Arc<PartitionData>>, Vec<FailedPartition>) {
+        let mut loaded: HashMap<u32, Arc<PartitionData>> = HashMap::new();
+        let mut failed: Vec<FailedPartition> = Vec::new();
+        let mut loads = JoinSet::new();
+        for &partition_id in partition_ids {
+            let key = partition_object_key(index, index_version, partition_id);
+            match self.cache.get(&key) {
+                Ok(Some(partition)) => {
+                    stats.cache_hits += 1;
+                    loaded.insert(partition_id, partition);
+                }
+                Ok(None) | Err(_) => {
+                    stats.cache_misses += 1;
+                    let root = Arc::clone(&self.root);
+                    loads.spawn(async move {
+                        let fetched = root.get(&key).await;
+                        let num_bytes = fetched.as_ref().map(|b| b.len() as u64).unwrap_or(0);
+                        let decoded = match fetched {
+                            Ok(bytes) => decode_partition(key.clone(), bytes, partition_id).await,
+                            Err(error) => Err(error),
+                        };
+                        (partition_id, key, num_bytes, decoded)
+                    });
+                }
+            }
+        }
+        while let Some(joined) = loads.join_next().await {
+            let (partition_id, key, num_bytes, decoded) = match joined {
+                Ok(result) => result,
+                Err(error) => {
+                    tracing::error!(%error, "partition load task failed");
+                    continue;
+                }
+            };
+            stats.store_get_requests += 1;
+            stats.store_bytes_fetched += num_bytes;
+            match decoded {
+                Ok(partition) => {
+                    let partition = Arc::new(partition);
+                    if let Err(error) = self.cache.insert(&key, Arc::clone(&partition)) {
+                        tracing::warn!(%error, "partition not cached");
+                    }
+                    loaded.insert(partition_id, partition);
+                }
+                Err(error) => failed.push(failure(partition_id, &error)),
+            }
+        }
+        // A partition whose load task vanished (panicked) is reported too.
+        for &partition_id in partition_ids {
+            let reported = failed.iter().any(|f| f.partition == partition_id);
+            if !loaded.contains_key(&partition_id) && !reported {
+                failed.push(FailedPartition {
+                    partition: partition_id,
+                    kind: FailureKind::Error,
+                    message: "partition load failed".to_string(),
+                });
+            }
+        }
+        (loaded, failed)
+    }
+
+    /// Loads and searches this node's own partitions into `merged`.
+    async fn search_own(
+        &self,
+        request: &Arc<WorkerRequest>,
+        stats: &mut InvocationStats,
+        merged: &mut SubtreeAnswer,
+    ) {
+        let load_started = Instant::now();
+        let partition_ids: Vec<u32> = request.tasks.iter().map(|task| task.partition).collect();
+        let (loaded, failed) = self
+            .load_partitions(
+                &request.index,
+                &request.index_version,
+                &partition_ids,
+                stats,
+            )
+            .await;
+        merged.failed.extend(failed);
+        stats.load_ms = load_started.elapsed().as_secs_f64() * 1e3;
+        let search_started = Instant::now();
+        let tasks: Vec<_> = request
+            .tasks
+            .iter()
+            .filter(|task| loaded.contains_key(&task.partition))
+            .cloned()
+            .collect();
+        let request_for_search = Arc::clone(request);
+        let search_pool_opt = self.search_pool_opt.clone();
+        let searched = tokio::task::spawn_blocking(move || {
+            let search = || {
+                search_tasks(&request_for_search.queries, &tasks, &|partition| {
+                    loaded
+                        .get(&partition)
+                        .cloned()
+                        .ok_or_else(|| Error::NotFound {
+                            what: format!("partition {partition}"),
+                        })
+                })
+            };
+            match search_pool_opt {
+                Some(pool) => pool.install(search),
+                None => search(),
+            }
+        })
+        .await;
+        match searched {
+            Ok(outcomes) => {
+                for outcome in outcomes {
+                    if let PartitionOutcome::Ok { .. } = outcome {
+                        stats.partitions_searched += 1;
+                    }
+                    merged.add_outcome(outcome);
+                }
+            }
+            Err(error) => {
+                for task in &request.tasks {
+                    merged.failed.push(FailedPartition {
+                        partition: task.partition,
+                        kind: FailureKind::Error,
+                        message: format!("search task failed: {error}"),
+                    });
+                }
+            }
+        }
+        stats.search_ms = search_started.elapsed().as_secs_f64() * 1e3;
+    }
+}
+
+async fn decode_partition(key: String, bytes: Vec<u8>, expected: u32) -> Result<PartitionData> {
+    let decoded = tokio::task::spawn_blocking(move || {
+        let partition = PartitionData::decode(&key, bytes)?;
+        if partition.partition != expected {
+            return Err(Error::corrupt(
+                &key,
+                0,
+                format!("holds partition {}, not {expected}", partition.partition),
+            ));
+        }
+        Ok(partition)
+    })
+    .await;
+    decoded.map_err(|e| Error::internal(format!("decode task failed: {e}")))?
+}
+
+fn failure(partition: u32, error: &Error) -> FailedPartition {
+    FailedPartition {
+        partition,
+        kind: match error {
+            Error::NotFound { .. } => FailureKind::NotFound,
+            _ => FailureKind::Error,
+        },
+        message: error.to_string(),
+    }
+}

@@ -1,0 +1,590 @@
+//! The serverless services run in-process: coordinator + invocation tree + workers over a
+//! store, against the embedded path (same hits), with warm caches, injected worker faults,
+//! rebuilds while serving, and the HTTP routes' answers to good and bad requests.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde_json::json;
+use squash_core::error::{Error, Result};
+use squash_core::index::build::NoProgress;
+use squash_core::index::BuildInput;
+use squash_core::metric::Metric;
+use squash_core::protocol::{QueryRequest, WorkerRequest, WorkerResponse};
+use squash_service::embedded::EmbeddedIndex;
+use squash_service::partition_cache::PartitionCache;
+use squash_service::write_index;
+use squash_service::{
+    handle_direct, handle_http, slot_of, CoordinatorService, InProcessInvoker, ServiceConfig,
+    TreeShape, WorkerInvoker,
+};
+use squash_storage::{BlobStore, MemoryStore, PrefixedStore};
+
+use common::{params, synthetic};
+
+const NUM_PARTITIONS: usize = 8;
+
+/// A bad HTTP request: method, path, body, expected status, expected field.
+type BadCase = (&'static str, String, Vec<u8>, u16, Option<&'static str>);
+const SLOTS: [&str; 4] = ["w0", "w1", "w2", "w3"];
+
+/// What a [`FaultyInvoker`] does to calls of one function.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fault {
+    /// Every call fails.
+    Fail,
+    /// The first call fails, later ones succeed.
+    FailOnce,
+    /// Every call answers after this long.
+    Slow(Duration),
+}
+
+/// Wraps the in-process invoker with faults injected per function name.
+#[derive(Debug)]
+struct FaultyInvoker {
+    inner: InProcessInvoker,
+    this: OnceLock<Weak<FaultyInvoker>>,
+    faults: Mutex<Vec<(String, Fault)>>,
+    num_calls: AtomicU32,
+}
+
+#[async_trait]
+impl WorkerInvoker for FaultyInvoker {
+    async fn invoke(&self, function: &str, request: &WorkerRequest) -> Result<WorkerResponse> {
+        self.num_calls.fetch_add(1, Ordering::SeqCst);
+        let fault_opt = {
+            let mut faults = self.faults.lock().expect("faults");
+            let position = faults.iter().position(|(name, _)| name == function);
+            position.map(|p| {
+                let fault = faults[p].1;
+                if fault == Fault::FailOnce {
+                    faults.remove(p);
+                }
+                fault
+            })
+        };
+        let children: Arc<dyn WorkerInvoker> = self
+            .this
+            .get()
+            .and_then(Weak::upgrade)
+            .expect("the invoker is alive while it runs");
+        match fault_opt {
+            Some(Fault::Fail) | Some(Fault::FailOnce) => Err(Error::Storage {
+                message: format!("{function} crashed"),
+                retryable: true,
+            }),
+            Some(Fault::Slow(delay)) => {
+                tokio::time::sleep(delay).await;
+                self.inner.run(function, request, children).await
+            }
+            None => self.inner.run(function, request, children).await,
+        }
+    }
+}
+
+struct Fixture {
+    input: BuildInput,
+    root: Arc<dyn BlobStore>,
+    invoker: Arc<FaultyInvoker>,
+    service: CoordinatorService,
+}
+
+async fn build_into(root: &Arc<dyn BlobStore>, name: &str, input: &BuildInput, version: &str) {
+    let store: Arc<dyn BlobStore> =
+        Arc::new(PrefixedStore::try_new(Arc::clone(root), name).expect("prefix"));
+    write_index(
+        store,
+        input.clone(),
+        params(Metric::L2, NUM_PARTITIONS, version),
+        Arc::new(NoProgress),
+    )
+    .await
+    .expect("build");
+}
+
+async fn fixture(timeout_ms: u64, manifest_ttl_ms: u64) -> Fixture {
+    let input = synthetic(4000, 16, 5);
+    let root: Arc<dyn BlobStore> = Arc::new(MemoryStore::new());
+    build_into(&root, "films", &input, "1").await;
+    let invoker = Arc::new(FaultyInvoker {
+        inner: InProcessInvoker::new(Arc::clone(&root), Arc::new(PartitionCache::new(1 << 30))),
+        this: OnceLock::new(),
+        faults: Mutex::new(Vec::new()),
+        num_calls: AtomicU32::new(0),
+    });
+    let _ = invoker.this.set(Arc::downgrade(&invoker));
+    let config = ServiceConfig {
+        worker_functions: SLOTS.iter().map(|s| s.to_string()).collect(),
+        tree: TreeShape::try_new(2, 3).expect("shape"),
+        timeout_ms,
+        manifest_ttl_ms,
+    };
+    let service = CoordinatorService::new(
+        Arc::clone(&root),
+        Arc::clone(&invoker) as Arc<dyn WorkerInvoker>,
+        config,
+    );
+    Fixture {
+        input,
+        root,
+        invoker,
+        service,
+    }
+}
+
+fn exhaustive(input: &BuildInput, row: usize, filter: serde_json::Value) -> QueryRequest {
+    let mut request = QueryRequest::new(input.vectors[row * input.dim..][..input.dim].to_vec(), 10);
+    request.filter = (!filter.is_null()).then_some(filter);
+    // Every partition with matches, so every slot takes part.
+    request.options.min_partitions = Some(NUM_PARTITIONS);
+    request
+}
+
+fn deadline(service: &CoordinatorService) -> Instant {
+    service.default_deadline()
+}
+
+#[tokio::test]
+async fn tree_answers_equal_the_embedded_path_and_warm_queries_read_nothing() {
+    let fx = fixture(10_000, 60_000).await;
+    let embedded = EmbeddedIndex::open(Arc::clone(&fx.root), "films")
+        .await
+        .expect("open");
+    let filters = [
+        serde_json::Value::Null,
+        json!({"year": {"$gte": 2010, "$lte": 2014}}),
+        json!({"color": {"$in": ["red", "blue"]}, "price": {"$lt": 50.0}}),
+        json!({"year": {"$gt": 2030}}),
+    ];
+    for (position, filter) in filters.iter().enumerate() {
+        let request = exhaustive(&fx.input, position * 31, filter.clone());
+        let expected = embedded
+            .query_batch(std::slice::from_ref(&request))
+            .await
+            .expect("embedded")
+            .remove(0);
+        let served = fx
+            .service
+            .query("films", request, "t", deadline(&fx.service))
+            .await
+            .expect("served");
+        assert_eq!(served.hits, expected.hits, "filter {filter}");
+        assert!(!served.partial);
+        assert_eq!(served.stats.scan, expected.stats.scan);
+        let execution = served.stats.execution.expect("execution stats");
+        if !expected.hits.is_empty() {
+            assert!(execution.tree_depth >= 2, "depth {}", execution.tree_depth);
+            assert_eq!(execution.invocations as usize, execution.workers.len());
+        }
+    }
+    // Cold then warm: the same query again reads nothing from the store.
+    let request = exhaustive(&fx.input, 3, serde_json::Value::Null);
+    let first = fx
+        .service
+        .query("films", request.clone(), "t", deadline(&fx.service))
+        .await
+        .expect("first");
+    let warm = fx
+        .service
+        .query("films", request, "t", deadline(&fx.service))
+        .await
+        .expect("warm");
+    assert_eq!(first.hits, warm.hits);
+    let execution = warm.stats.execution.expect("execution");
+    assert_eq!(execution.store_get_requests, 0);
+    assert_eq!(execution.store_bytes_fetched, 0);
+    assert_eq!(execution.cache_misses, 0);
+    assert_eq!(execution.cache_hits as usize, NUM_PARTITIONS);
+    assert!(!execution.coordinator_cold_start);
+}
+
+#[tokio::test]
+async fn a_failing_worker_is_retried_once_then_named_missing() {
+    let fx = fixture(10_000, 60_000).await;
+    let request = exhaustive(&fx.input, 0, serde_json::Value::Null);
+    // Slot w3 is a leaf (the coordinator invokes w0 and w1, w0 invokes w2 and w3).
+    fx.invoker
+        .faults
+        .lock()
+        .expect("faults")
+        .push(("w3".into(), Fault::Fail));
+    let answer = fx
+        .service
+        .query("films", request.clone(), "t", deadline(&fx.service))
+        .await
+        .expect("partial answer");
+    let expected_missing: Vec<u32> = (0..NUM_PARTITIONS as u32)
+        .filter(|&p| slot_of(p, SLOTS.len()) == 3)
+        .collect();
+    assert!(answer.partial);
+    let mut missing = answer.missing_partitions.clone();
+    missing.sort_unstable();
+    assert_eq!(missing, expected_missing);
+    let execution = answer.stats.execution.expect("execution");
+    // w0, w1, w2 answered; w3 was tried twice.
+    assert_eq!(execution.workers.len(), 3);
+    assert_eq!(execution.invocations, 5);
+    // Asking for complete results turns the same failure into an error naming the partitions.
+    let mut strict = request.clone();
+    strict.require_complete = true;
+    match fx
+        .service
+        .query("films", strict, "t", deadline(&fx.service))
+        .await
+    {
+        Err(Error::Incomplete {
+            missing_partitions, ..
+        }) => assert_eq!(missing_partitions, expected_missing),
+        other => panic!("expected Incomplete, got {other:?}"),
+    }
+    // A worker that fails once is retried and the answer is complete.
+    fx.invoker.faults.lock().expect("faults").clear();
+    let complete = fx
+        .service
+        .query("films", request.clone(), "t", deadline(&fx.service))
+        .await
+        .expect("complete");
+    fx.invoker
+        .faults
+        .lock()
+        .expect("faults")
+        .push(("w2".into(), Fault::FailOnce));
+    let retried = fx
+        .service
+        .query("films", request, "t", deadline(&fx.service))
+        .await
+        .expect("retried");
+    assert!(!retried.partial);
+    assert_eq!(retried.hits, complete.hits);
+    let execution = retried.stats.execution.expect("execution");
+    assert_eq!(execution.invocations as usize, execution.workers.len() + 1);
+    assert_eq!(
+        execution
+            .workers
+            .iter()
+            .map(|w| w.child_retries)
+            .sum::<u32>(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_worker_slower_than_the_deadline_is_cut_off_in_time() {
+    let fx = fixture(1_500, 60_000).await;
+    fx.invoker
+        .faults
+        .lock()
+        .expect("faults")
+        .push(("w0".into(), Fault::Slow(Duration::from_secs(30))));
+    let request = exhaustive(&fx.input, 0, serde_json::Value::Null);
+    let started = Instant::now();
+    let answer = fx
+        .service
+        .query("films", request, "t", deadline(&fx.service))
+        .await
+        .expect("partial answer");
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
+    assert!(answer.partial);
+    // w0 is a top-level node with children w2 and w3: its whole subtree is missing.
+    let expected: HashSet<u32> = (0..NUM_PARTITIONS as u32)
+        .filter(|&p| matches!(slot_of(p, SLOTS.len()), 0 | 2 | 3))
+        .collect();
+    let missing: HashSet<u32> = answer.missing_partitions.iter().copied().collect();
+    assert_eq!(missing, expected);
+}
+
+#[tokio::test]
+async fn rebuilds_switch_versions_without_mixing_them() {
+    let fx = fixture(10_000, 0).await;
+    let request = exhaustive(&fx.input, 7, serde_json::Value::Null);
+    let before = fx
+        .service
+        .query("films", request.clone(), "t", deadline(&fx.service))
+        .await
+        .expect("before");
+    assert_eq!(
+        before.stats.execution.as_ref().expect("e").index_version,
+        "1"
+    );
+    // The rebuild indexes other data under version 2; answers come from one version only.
+    let mut other = synthetic(4000, 16, 6);
+    other.ids = other.ids.iter().map(|id| id + 1_000_000).collect();
+    build_into(&fx.root, "films", &other, "2").await;
+    let after = fx
+        .service
+        .query("films", request.clone(), "t", deadline(&fx.service))
+        .await
+        .expect("after");
+    assert_eq!(
+        after.stats.execution.as_ref().expect("e").index_version,
+        "2"
+    );
+    assert!(after.hits.iter().all(|hit| hit.id >= 1_000_000));
+
+    // A coordinator that still holds version 2 when versions 3 and 4 replace it (version 2 is
+    // deleted) reads the manifest again and answers from version 4. (Workers that cached
+    // version 2 would still answer from it, consistently; these have a cold cache.)
+    let cold_workers =
+        InProcessInvoker::new(Arc::clone(&fx.root), Arc::new(PartitionCache::new(1 << 30)));
+    let stale = CoordinatorService::new(
+        Arc::clone(&fx.root),
+        Arc::new(cold_workers) as Arc<dyn WorkerInvoker>,
+        ServiceConfig {
+            worker_functions: SLOTS.iter().map(|s| s.to_string()).collect(),
+            manifest_ttl_ms: 3_600_000,
+            ..ServiceConfig::default()
+        },
+    );
+    let opened = stale.describe("films").await.expect("opens version 2");
+    assert_eq!(opened.index_version, "2");
+    build_into(&fx.root, "films", &fx.input, "3").await;
+    build_into(&fx.root, "films", &fx.input, "4").await;
+    let answer = stale
+        .query("films", request, "t", deadline(&stale))
+        .await
+        .expect("after two rebuilds");
+    assert!(!answer.partial);
+    assert_eq!(
+        answer.stats.execution.as_ref().expect("e").index_version,
+        "4"
+    );
+    assert_eq!(answer.hits, before.hits);
+}
+
+#[tokio::test]
+async fn http_routes_answer_good_and_bad_requests() {
+    let fx = fixture(10_000, 60_000).await;
+    let service = &fx.service;
+    let call = |method: &'static str, path: String, body: Vec<u8>| async move {
+        handle_http(service, method, &path, &body, "t", deadline(service)).await
+    };
+    let health = call("GET", "/health".into(), vec![]).await;
+    assert_eq!(
+        (health.status, health.body["status"].clone()),
+        (200, json!("ok"))
+    );
+    let list = call("GET", "/v1/indexes".into(), vec![]).await;
+    assert_eq!(list.body["indexes"], json!(["films"]));
+    let describe = call("GET", "/v1/indexes/films".into(), vec![]).await;
+    assert_eq!(describe.status, 200);
+    assert_eq!(describe.body["num_vectors"], json!(4000));
+    assert_eq!(describe.body["num_partitions"], json!(NUM_PARTITIONS));
+
+    let vector: Vec<f32> = fx.input.vectors[..16].to_vec();
+    let body =
+        json!({"vector": vector, "k": 5, "filter": {"color": "red"}, "include_attributes": true});
+    let answer = call(
+        "POST",
+        "/v1/indexes/films/query".into(),
+        body.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let hits = answer.body["hits"].as_array().expect("hits");
+    assert_eq!(hits.len(), 5);
+    assert!(hits
+        .iter()
+        .all(|h| h["attributes"]["color"] == json!("red")));
+    assert!(
+        answer.body["stats"]["execution"]["invocations"]
+            .as_u64()
+            .expect("n")
+            >= 1
+    );
+
+    let batch = json!({"queries": [{"vector": vector, "k": 3}, {"vector": vector, "k": 2, "filter": {"year": 2001}}]});
+    let answer = call(
+        "POST",
+        "/v1/indexes/films/query-batch".into(),
+        batch.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(
+        answer.body["results"][0]["hits"].as_array().map(Vec::len),
+        Some(3)
+    );
+    assert_eq!(
+        answer.body["results"][1]["hits"].as_array().map(Vec::len),
+        Some(2)
+    );
+
+    let direct = handle_direct(
+        service,
+        json!({"index": "films", "vector": vector, "k": 4})
+            .to_string()
+            .as_bytes(),
+        "t",
+        deadline(service),
+    )
+    .await;
+    assert_eq!(direct.status, 200);
+    assert_eq!(direct.body["hits"].as_array().map(Vec::len), Some(4));
+
+    let short: Vec<f32> = vec![0.5; 3];
+    let cases: Vec<BadCase> = vec![
+        (
+            "POST",
+            "/v1/indexes/films/query".into(),
+            json!({"vector": short}).to_string().into_bytes(),
+            400,
+            Some("vector"),
+        ),
+        (
+            "POST",
+            "/v1/indexes/films/query".into(),
+            json!({"vector": vector, "k": 0}).to_string().into_bytes(),
+            400,
+            Some("k"),
+        ),
+        (
+            "POST",
+            "/v1/indexes/films/query".into(),
+            json!({"vector": vector, "k": 100000})
+                .to_string()
+                .into_bytes(),
+            400,
+            Some("k"),
+        ),
+        (
+            "POST",
+            "/v1/indexes/films/query".into(),
+            json!({"vector": vector, "filter": {"nope": 1}})
+                .to_string()
+                .into_bytes(),
+            400,
+            Some("filter.nope"),
+        ),
+        (
+            "POST",
+            "/v1/indexes/films/query".into(),
+            json!({"vector": vector, "filter": {"year": {"$near": 1}}})
+                .to_string()
+                .into_bytes(),
+            400,
+            None,
+        ),
+        (
+            "POST",
+            "/v1/indexes/films/query".into(),
+            json!({"vector": "abc"}).to_string().into_bytes(),
+            400,
+            Some("vector"),
+        ),
+        (
+            "POST",
+            "/v1/indexes/films/query".into(),
+            json!({"vector": [1.0, "x"]}).to_string().into_bytes(),
+            400,
+            Some("vector[1]"),
+        ),
+        (
+            "POST",
+            "/v1/indexes/films/query".into(),
+            json!({"vector": vector, "kk": 3}).to_string().into_bytes(),
+            400,
+            Some("kk"),
+        ),
+        (
+            "POST",
+            "/v1/indexes/films/query".into(),
+            b"{not json".to_vec(),
+            400,
+            None,
+        ),
+        (
+            "POST",
+            "/v1/indexes/films/query".into(),
+            vec![0xff, 0xfe],
+            400,
+            Some("body"),
+        ),
+        (
+            "POST",
+            "/v1/indexes/films/query".into(),
+            vec![],
+            400,
+            Some("body"),
+        ),
+        (
+            "POST",
+            "/v1/indexes/films/query".into(),
+            vec![b' '; 7 * 1024 * 1024],
+            413,
+            Some("body"),
+        ),
+        (
+            "POST",
+            "/v1/indexes/films/query-batch".into(),
+            json!({"queries": []}).to_string().into_bytes(),
+            400,
+            Some("queries"),
+        ),
+        (
+            "POST",
+            "/v1/indexes/films/query-batch".into(),
+            json!({"queries": [{"vector": vector}, {"vector": short}]})
+                .to_string()
+                .into_bytes(),
+            400,
+            Some("queries[1].vector"),
+        ),
+        (
+            "POST",
+            "/v1/indexes/nothing/query".into(),
+            json!({"vector": vector}).to_string().into_bytes(),
+            404,
+            None,
+        ),
+        ("GET", "/v1/indexes/nothing".into(), vec![], 404, None),
+        (
+            "POST",
+            "/v1/indexes/..%2Fetc/query".into(),
+            json!({"vector": vector}).to_string().into_bytes(),
+            400,
+            Some("index"),
+        ),
+        (
+            "POST",
+            "/v1/indexes/.hidden/query".into(),
+            json!({"vector": vector}).to_string().into_bytes(),
+            400,
+            Some("index"),
+        ),
+        ("GET", "/v1/indexes/films/query".into(), vec![], 405, None),
+        ("DELETE", "/v1/indexes/films".into(), vec![], 405, None),
+        ("GET", "/v2/everything".into(), vec![], 404, None),
+    ];
+    for (method, path, body, status, field_opt) in cases {
+        let response = call(method, path.clone(), body).await;
+        assert_eq!(
+            response.status, status,
+            "{method} {path}: {}",
+            response.body
+        );
+        let error = &response.body["error"];
+        assert!(
+            error["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{path}: {error}"
+        );
+        assert!(error["code"].is_string());
+        if let Some(field) = field_opt {
+            assert_eq!(error["field"], json!(field), "{method} {path}: {error}");
+        }
+    }
+    let missing_index = handle_direct(
+        service,
+        json!({"vector": vector}).to_string().as_bytes(),
+        "t",
+        deadline(service),
+    )
+    .await;
+    assert_eq!(missing_index.status, 400);
+    assert_eq!(missing_index.body["error"]["field"], json!("index"));
+}
