@@ -232,19 +232,19 @@ pub fn golden_index_objects(index: &str) -> Vec<(String, Vec<u8>)> {
     const GOLDEN: [(&str, &[u8]); 4] = [
         (
             "manifest.sqsh",
-            include_bytes!("../../shared/tests/data/golden/index-v1/manifest.sqsh"),
+            include_bytes!("../../shared/core/tests/data/golden/index-v1/manifest.sqsh"),
         ),
         (
             "vgolden1/coordinator.sqsh",
-            include_bytes!("../../shared/tests/data/golden/index-v1/vgolden1/coordinator.sqsh"),
+            include_bytes!("../../shared/core/tests/data/golden/index-v1/vgolden1/coordinator.sqsh"),
         ),
         (
             "vgolden1/partition-00000.sqsh",
-            include_bytes!("../../shared/tests/data/golden/index-v1/vgolden1/partition-00000.sqsh"),
+            include_bytes!("../../shared/core/tests/data/golden/index-v1/vgolden1/partition-00000.sqsh"),
         ),
         (
             "vgolden1/partition-00001.sqsh",
-            include_bytes!("../../shared/tests/data/golden/index-v1/vgolden1/partition-00001.sqsh"),
+            include_bytes!("../../shared/core/tests/data/golden/index-v1/vgolden1/partition-00001.sqsh"),
         ),
     ];
     GOLDEN
@@ -349,7 +349,7 @@ mod tests {
         write(
             "container",
             "golden-container",
-            include_bytes!("../../shared/tests/data/golden/container-v1.bin"),
+            include_bytes!("../../shared/core/tests/data/golden/container-v1.bin"),
         );
 
         let index = PathBuf::from(

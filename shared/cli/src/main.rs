@@ -12,7 +12,7 @@ use serde_json::json;
 use squash_cli::bench::run::{default_quick_data_dir, run_bench, BenchConfig, SAMPLE_DATA_DIR};
 use squash_cli::bench::{format_bytes, summary_lines, SQUASH_ENGINE};
 use squash_cli::input_files;
-use squash_cli::workloads::WorkloadSuite;
+use squash_cli::workloads::{single_thread_pool, WorkloadSuite};
 use squash_core::attributes::AttributeSchema;
 use squash_core::error::{Error, Result};
 use squash_core::index::{BuildParams, BuildProgress, PartitionData};
@@ -515,8 +515,7 @@ fn print_hits(response: &QueryResponse) {
 }
 
 async fn run_eval(args: EvalArgs) -> Result<()> {
-    let index =
-        EmbeddedIndex::open_location(&args.index, EmbeddedConfig::for_timed_runs()?).await?;
+    let index = EmbeddedIndex::open_location(&args.index, EmbeddedConfig::for_timed_runs()).await?;
     let suite = WorkloadSuite::open(&args.workloads)?;
     let index_metric = index.manifest().metric;
     if suite.ground_truth_is_ip == (index_metric == Metric::L2) {
@@ -530,6 +529,7 @@ async fn run_eval(args: EvalArgs) -> Result<()> {
     loading.finish_and_clear();
     let only: Option<Vec<&str>> = args.only.as_deref().map(|list| list.split(',').collect());
     let options = args.knobs.options();
+    let scan_thread = single_thread_pool()?;
     let mut reports = Vec::new();
     for workload in &suite.file.workloads {
         if only
@@ -540,7 +540,7 @@ async fn run_eval(args: EvalArgs) -> Result<()> {
         }
         let loaded = suite.load(workload, args.k, args.max_queries)?;
         // Timed with the scans on one thread, partitions already in memory: the served path.
-        let run = loaded.run(&index, &options).await?;
+        let run = loaded.run(&index, &options, &scan_thread)?;
         let n = run.num_queries.max(1) as f64;
         reports.push(json!({
             "name": workload.name,

@@ -220,10 +220,19 @@ impl LoadedWorkload {
         self.vectors.len()
     }
 
-    /// Runs every query one after the other with `options` through `index` (open it with
-    /// `EmbeddedConfig::for_timed_runs` for single-thread figures, with every partition
-    /// loaded), and scores the answers.
-    pub async fn run(&self, index: &EmbeddedIndex, options: &SearchOptions) -> Result<WorkloadRun> {
+    /// Runs every query one after the other with `options` through `index`, from inside
+    /// `scan_thread` (a one-thread rayon pool, [`single_thread_pool`]) on a current-thread
+    /// runtime, and scores the answers. Open the index with `EmbeddedConfig::for_timed_runs`
+    /// and load its partitions first: the scans then run inline on that one thread, so the
+    /// figures are single-thread ones of the served code path with no I/O and no hand-offs.
+    ///
+    /// Blocks the calling thread for the whole run.
+    pub fn run(
+        &self,
+        index: &EmbeddedIndex,
+        options: &SearchOptions,
+        scan_thread: &rayon::ThreadPool,
+    ) -> Result<WorkloadRun> {
         let requests: Vec<QueryRequest> = self
             .vectors
             .iter()
@@ -238,12 +247,21 @@ impl LoadedWorkload {
                 options: options.clone(),
             })
             .collect();
-        let started = Instant::now();
-        let mut responses: Vec<QueryResponse> = Vec::with_capacity(requests.len());
-        for request in &requests {
-            responses.push(index.query(request).await?);
-        }
-        let seconds = started.elapsed().as_secs_f64();
+        let (responses, seconds) =
+            scan_thread.install(|| -> Result<(Vec<QueryResponse>, f64)> {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                    .map_err(|e| Error::internal(format!("starting the query runtime: {e}")))?;
+                runtime.block_on(async {
+                    let started = Instant::now();
+                    let mut responses: Vec<QueryResponse> = Vec::with_capacity(requests.len());
+                    for request in &requests {
+                        responses.push(index.query(request).await?);
+                    }
+                    Ok((responses, started.elapsed().as_secs_f64()))
+                })
+            })?;
         let index_metric = index.manifest().metric;
         let mut run = WorkloadRun {
             num_queries: responses.len(),
@@ -265,4 +283,12 @@ impl LoadedWorkload {
         run.recall = recall_sum / run.num_queries.max(1) as f64;
         Ok(run)
     }
+}
+
+/// Returns a rayon pool of one thread, for single-thread figures (see [`LoadedWorkload::run`]).
+pub fn single_thread_pool() -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .map_err(|e| Error::internal(format!("starting the scan thread: {e}")))
 }

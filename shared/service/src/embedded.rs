@@ -22,8 +22,9 @@ use crate::in_process::InProcessInvoker;
 use crate::partition_cache::{default_capacity_bytes, PartitionCache};
 use crate::worker_service::WorkerService;
 
-/// Worker slots of the embedded mode: in-process, they only shape the invocation tree.
-pub const EMBEDDED_WORKER_SLOTS: usize = 4;
+/// Worker slots of the embedded mode: one. In one process a deeper tree adds hand-offs and no
+/// parallelism (a worker already scans its partitions in parallel on rayon's pool).
+pub const EMBEDDED_WORKER_SLOTS: usize = 1;
 
 /// Time an embedded request may take: generous, since nothing bills it, but bounded so that a
 /// runaway request still ends (exact mode over millions of rows takes seconds per query).
@@ -35,27 +36,24 @@ pub struct EmbeddedConfig {
     /// Bytes of decoded partitions kept in memory ([`default_capacity_bytes`] by default;
     /// `u64::MAX` keeps every partition once loaded, which benchmarks want).
     pub cache_bytes: u64,
-    /// Thread pool the scans run in; `None` is rayon's global pool (all cores).
-    pub search_pool_opt: Option<Arc<rayon::ThreadPool>>,
+    /// Whether scans run on the thread that polls the query (see
+    /// [`WorkerService::with_inline_scans`]); `false` hands them to a blocking thread.
+    pub scan_inline: bool,
     /// Time one request may take, in milliseconds.
     pub timeout_ms: u64,
 }
 
 impl EmbeddedConfig {
     /// Returns the configuration of timed runs (`squash eval`, `squash bench`): every
-    /// partition stays in memory once loaded, and the scans run on one thread, so that
-    /// queries per second are single-thread figures and never include a reload.
-    pub fn for_timed_runs() -> Result<EmbeddedConfig> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .thread_name(|_| "squash-scan".to_string())
-            .build()
-            .map_err(|e| Error::internal(format!("starting the scan thread: {e}")))?;
-        Ok(EmbeddedConfig {
+    /// partition stays in memory once loaded, so no timed query includes a reload, and scans
+    /// run inline, so a caller driving queries from inside a one-thread rayon pool on a
+    /// current-thread runtime measures single-thread throughput with no thread hand-offs.
+    pub fn for_timed_runs() -> EmbeddedConfig {
+        EmbeddedConfig {
             cache_bytes: u64::MAX,
-            search_pool_opt: Some(Arc::new(pool)),
+            scan_inline: true,
             timeout_ms: EMBEDDED_TIMEOUT_MS,
-        })
+        }
     }
 }
 
@@ -63,7 +61,7 @@ impl Default for EmbeddedConfig {
     fn default() -> Self {
         EmbeddedConfig {
             cache_bytes: default_capacity_bytes(),
-            search_pool_opt: None,
+            scan_inline: false,
             timeout_ms: EMBEDDED_TIMEOUT_MS,
         }
     }
@@ -110,9 +108,10 @@ impl EmbeddedIndex {
     ) -> Result<EmbeddedIndex> {
         squash_core::index::validate_index_name(name)?;
         let cache = Arc::new(PartitionCache::new(config.cache_bytes));
-        let mut invoker = InProcessInvoker::new(Arc::clone(&root), cache);
-        if let Some(pool) = config.search_pool_opt {
-            invoker = invoker.with_search_pool(pool);
+        let mut invoker =
+            InProcessInvoker::new(Arc::clone(&root), cache).without_payload_round_trip();
+        if config.scan_inline {
+            invoker = invoker.with_inline_scans();
         }
         let invoker = Arc::new(invoker);
         let service_config = ServiceConfig {

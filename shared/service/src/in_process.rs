@@ -22,7 +22,9 @@ pub struct InProcessInvoker {
     root: Arc<dyn BlobStore>,
     cache: Arc<PartitionCache>,
     num_served: Arc<AtomicU64>,
-    search_pool_opt: Option<Arc<rayon::ThreadPool>>,
+    scan_inline: bool,
+    /// Whether requests and responses go through JSON, as a Lambda invocation carries them.
+    round_trip_payloads: bool,
 }
 
 impl InProcessInvoker {
@@ -32,13 +34,21 @@ impl InProcessInvoker {
             root,
             cache,
             num_served: Arc::new(AtomicU64::new(0)),
-            search_pool_opt: None,
+            scan_inline: false,
+            round_trip_payloads: true,
         }
     }
 
-    /// Runs the workers' scans in `search_pool` (see [`WorkerService::with_search_pool`]).
-    pub fn with_search_pool(mut self, search_pool: Arc<rayon::ThreadPool>) -> Self {
-        self.search_pool_opt = Some(search_pool);
+    /// Hands requests and responses to the workers as values, without the JSON round trip
+    /// that checks they survive a Lambda payload: the embedded mode, where no payload exists.
+    pub fn without_payload_round_trip(mut self) -> Self {
+        self.round_trip_payloads = false;
+        self
+    }
+
+    /// Runs the workers' scans inline (see [`WorkerService::with_inline_scans`]).
+    pub fn with_inline_scans(mut self) -> Self {
+        self.scan_inline = true;
         self
     }
 
@@ -52,9 +62,10 @@ impl InProcessInvoker {
             children,
             Arc::clone(&self.num_served),
         );
-        match &self.search_pool_opt {
-            Some(pool) => worker.with_search_pool(Arc::clone(pool)),
-            None => worker,
+        if self.scan_inline {
+            worker.with_inline_scans()
+        } else {
+            worker
         }
     }
 
@@ -73,9 +84,12 @@ impl InProcessInvoker {
         request: &WorkerRequest,
         children: Arc<dyn WorkerInvoker>,
     ) -> Result<WorkerResponse> {
+        let worker = self.worker(function, children);
+        if !self.round_trip_payloads {
+            return worker.handle(request.clone()).await;
+        }
         let payload = serde_json::to_vec(request)
             .map_err(|e| Error::internal(format!("encoding the request for {function}: {e}")))?;
-        let worker = self.worker(function, children);
         let request: WorkerRequest = serde_json::from_slice(&payload)
             .map_err(|e| Error::invalid("worker request", e.to_string()))?;
         let response = worker.handle(request).await?;

@@ -39,8 +39,9 @@ pub struct WorkerService {
     cache: Arc<PartitionCache>,
     invoker: Arc<dyn WorkerInvoker>,
     num_served: Arc<AtomicU64>,
-    /// The thread pool the scan runs in; `None` is rayon's global pool (all cores).
-    search_pool_opt: Option<Arc<rayon::ThreadPool>>,
+    /// Whether the scan runs on the calling thread instead of a blocking thread (see
+    /// [`WorkerService::with_inline_scans`]).
+    scan_inline: bool,
 }
 
 impl WorkerService {
@@ -70,14 +71,16 @@ impl WorkerService {
             cache,
             invoker,
             num_served,
-            search_pool_opt: None,
+            scan_inline: false,
         }
     }
 
-    /// Runs the scans in `search_pool` instead of rayon's global pool (a one-thread pool
-    /// measures single-thread throughput).
-    pub fn with_search_pool(mut self, search_pool: Arc<rayon::ThreadPool>) -> Self {
-        self.search_pool_opt = Some(search_pool);
+    /// Runs the scans on the thread that polls the request instead of handing them to a
+    /// blocking thread. Only for callers that drive one query at a time from inside a rayon
+    /// pool (timed single-thread runs): the scan then runs in that pool with no thread
+    /// hand-off, and nothing else waits on the runtime meanwhile.
+    pub fn with_inline_scans(mut self) -> Self {
+        self.scan_inline = true;
         self
     }
 
@@ -244,24 +247,23 @@ impl WorkerService {
             .cloned()
             .collect();
         let request_for_search = Arc::clone(request);
-        let search_pool_opt = self.search_pool_opt.clone();
-        let searched = tokio::task::spawn_blocking(move || {
-            let search = || {
-                search_tasks(&request_for_search.queries, &tasks, &|partition| {
-                    loaded
-                        .get(&partition)
-                        .cloned()
-                        .ok_or_else(|| Error::NotFound {
-                            what: format!("partition {partition}"),
-                        })
-                })
-            };
-            match search_pool_opt {
-                Some(pool) => pool.install(search),
-                None => search(),
-            }
-        })
-        .await;
+        let search = move || {
+            search_tasks(&request_for_search.queries, &tasks, &|partition| {
+                loaded
+                    .get(&partition)
+                    .cloned()
+                    .ok_or_else(|| Error::NotFound {
+                        what: format!("partition {partition}"),
+                    })
+            })
+        };
+        let searched: std::result::Result<Vec<PartitionOutcome>, String> = if self.scan_inline {
+            Ok(search())
+        } else {
+            tokio::task::spawn_blocking(search)
+                .await
+                .map_err(|error| error.to_string())
+        };
         match searched {
             Ok(outcomes) => {
                 for outcome in outcomes {

@@ -3,8 +3,8 @@
 //! partitions in memory, merges the points of other engines, and writes `results.json`,
 //! `tables.md` and the plots.
 //!
-//! Timing is that of `squash eval` ([`crate::workloads`]): queries one after the other in a
-//! one-thread pool, planning + worker stage + merge, no I/O.
+//! Timing is that of `squash eval` ([`crate::workloads`]): queries one after the other through
+//! the embedded coordinator and worker services, scans on one thread, no I/O.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use super::{
     render_tables, sweep_settings, workload_series, BenchPoint, PointsFile, SQUASH_ENGINE,
 };
 use crate::input_files;
-use crate::workloads::WorkloadSuite;
+use crate::workloads::{single_thread_pool, WorkloadSuite};
 use squash_core::error::{Error, Result};
 use squash_core::index::{BuildParams, BuildProgress};
 use squash_service::embedded::{EmbeddedConfig, EmbeddedIndex};
@@ -196,6 +196,7 @@ pub async fn run_bench(
     } else {
         FULL_MAX_QUERIES
     });
+    let scan_thread = single_thread_pool()?;
     let mut points = Vec::new();
     let mut datasets = Vec::new();
     for (folder, suite) in folders.iter().zip(&suites) {
@@ -238,7 +239,7 @@ pub async fn run_bench(
         let index = EmbeddedIndex::open_with(
             Arc::new(LocalStore::new(&index_folder)),
             "index",
-            EmbeddedConfig::for_timed_runs()?,
+            EmbeddedConfig::for_timed_runs(),
         )
         .await?;
         index.load_all().await?;
@@ -249,7 +250,7 @@ pub async fn run_bench(
         for workload in &suite.file.workloads {
             let loaded = suite.load(workload, K, Some(max_queries))?;
             for setting in &settings {
-                let run = loaded.run(&index, &setting.options).await?;
+                let run = loaded.run(&index, &setting.options, &scan_thread)?;
                 points.push(BenchPoint {
                     engine: SQUASH_ENGINE.to_string(),
                     dataset: name.clone(),
