@@ -10,7 +10,7 @@ prints Markdown: build and search per size, cost per phase per size, and a row p
 The extrapolation is a least-squares straight line in N through the measured sizes, fitted
 separately to each per-query count (S3 GETs, bytes read) and each
 per-query billed time (coordinator, workers), then priced with the prices and memory sizes
-recorded in cost.json, by the same formula as `shared::cost::cost_per_million_queries`.
+recorded in cost.json, by the same formula as `squash_cli::cost::cost_per_million_queries`.
 Invocations per query follow the deployment rather than N (at most one per worker slot per
 request): the largest size's count is kept, scaled up when the index at N needs more worker
 slots for every partition to stay cached, as the warm rows assume. Straight lines hold while
@@ -58,7 +58,7 @@ def fit_line(xs, ys):
 
 
 def price(per_query, requests_per_query, through_api_gateway, memory, prices):
-    """Dollars per 1M queries; the formula of shared::cost::cost_per_million_queries."""
+    """Dollars per 1M queries; the formula of squash_cli::cost::cost_per_million_queries."""
     gb_seconds = (per_query["coordinator_billed_ms"] / 1e3 * memory["coordinator_mb"] / 1024
                   + per_query["worker_billed_ms"] / 1e3 * memory["worker_mb"] / 1024)
     compute = gb_seconds * prices["lambda_per_gb_second"] * 1e6

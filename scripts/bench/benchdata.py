@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# Same slack as shared::eval (RECALL_RELATIVE_SLACK, RECALL_ABSOLUTE_SLACK).
+# Same slack as squash_core::eval (RECALL_RELATIVE_SLACK, RECALL_ABSOLUTE_SLACK).
 RECALL_RELATIVE_SLACK = 1e-5
 RECALL_ABSOLUTE_SLACK = 1e-5
 

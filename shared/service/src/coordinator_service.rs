@@ -19,11 +19,11 @@ use squash_core::error::{Error, Result};
 use squash_core::index::validate_index_name;
 use squash_core::index::{CoordinatorData, Manifest, MANIFEST_KEY};
 use squash_core::protocol::{
-    BatchRequest, BatchResponse, ColumnSummary, ExecutionStats, FailureKind, IndexSummary,
-    QueryRequest, QueryResponse, QueryStats, TreeNode, WorkerRequest, DEFAULT_TIMEOUT_MS,
-    MAX_BATCH_QUERIES, PROTOCOL_VERSION,
+    BatchRequest, BatchResponse, ColumnSummary, ExecutionStats, FailedPartition, FailureKind,
+    IndexSummary, InvocationStats, QueryHits, QueryRequest, QueryResponse, QueryStats, TreeNode,
+    WorkerRequest, DEFAULT_TIMEOUT_MS, MAX_BATCH_QUERIES, PROTOCOL_VERSION,
 };
-use squash_core::search::plan_batch;
+use squash_core::search::{plan_batch, QueryPlan};
 use squash_storage::BlobStore;
 
 /// Default children per tree node.
@@ -334,6 +334,8 @@ impl CoordinatorService {
         }
     }
 
+    /// Runs a batch on index `name`: plan against the open version, fan out, and when a
+    /// rebuild removed that version meanwhile, read the manifest again and run once more.
     async fn run(
         &self,
         name: &str,
@@ -365,15 +367,7 @@ impl CoordinatorService {
                 tasks: Vec::new(),
                 children: nodes.clone(),
             });
-            let mut answer = SubtreeAnswer::new(&root_request);
-            let mut top_level_attempts = 0u32;
-            for child in spawn_children(&self.invoker, &root_request, deadline) {
-                let outcome = child
-                    .await
-                    .map_err(|e| Error::internal(format!("worker invocation task failed: {e}")))?;
-                top_level_attempts += outcome.num_attempts;
-                answer.add_child(outcome)?;
-            }
+            let (answer, top_level_attempts) = self.fan_out(&root_request, deadline).await?;
             let fan_out_ms = fan_out_started.elapsed().as_secs_f64() * 1e3;
             let (results, rest) = answer.into_query_results();
             let version_gone = rest.failed.iter().any(|f| f.kind == FailureKind::NotFound);
@@ -386,43 +380,14 @@ impl CoordinatorService {
                 refresh = true;
                 continue;
             }
-            let missing: BTreeSet<u32> = rest.failed.iter().map(|f| f.partition).collect();
-            let partitions_total = opened.manifest.partitions.len();
-            let mut responses = Vec::with_capacity(results.len());
-            for ((result, query_plan), request) in
-                results.into_iter().zip(&plan.plans).zip(requests)
-            {
-                let missing_partitions: Vec<u32> = query_plan
-                    .partitions
-                    .iter()
-                    .copied()
-                    .filter(|p| missing.contains(p))
-                    .collect();
-                if !missing_partitions.is_empty() && (require_complete || request.require_complete)
-                {
-                    let message = rest
-                        .failed
-                        .first()
-                        .map(|f| f.message.clone())
-                        .unwrap_or_default();
-                    return Err(Error::Incomplete {
-                        message,
-                        missing_partitions: missing.into_iter().collect(),
-                    });
-                }
-                responses.push(QueryResponse {
-                    hits: result.hits,
-                    partial: !missing_partitions.is_empty(),
-                    missing_partitions,
-                    stats: QueryStats {
-                        partitions_probed: query_plan.partitions.len(),
-                        partitions_total,
-                        estimated_matches: query_plan.estimated_matches,
-                        scan: result.stats,
-                        execution: None,
-                    },
-                });
-            }
+            let responses = query_responses(
+                results,
+                &plan.plans,
+                requests,
+                &rest.failed,
+                opened.manifest.partitions.len(),
+                require_complete,
+            )?;
             let mut execution = ExecutionStats {
                 request_id: request_id.to_string(),
                 index_version: opened.manifest.index_version.clone(),
@@ -437,29 +402,96 @@ impl CoordinatorService {
                 store_bytes_fetched: reads.bytes_fetched,
                 ..ExecutionStats::default()
             };
-            for worker in &rest.invocations {
-                execution.invocations += worker.child_invocations;
-                execution.worker_cold_starts += u32::from(worker.cold_start);
-                execution.cache_hits += worker.cache_hits;
-                execution.cache_misses += worker.cache_misses;
-                execution.store_get_requests += worker.store_get_requests;
-                execution.store_bytes_fetched += worker.store_bytes_fetched;
-                execution.worker_load_ms += worker.load_ms;
-                execution.worker_search_ms += worker.search_ms;
-                execution.worker_billed_ms += worker.duration_ms.ceil() as u64;
-            }
-            execution.workers = rest.invocations;
+            add_worker_stats(&mut execution, rest.invocations);
             execution.total_ms = started.elapsed().as_secs_f64() * 1e3;
             tracing::info!(
                 request_id,
                 index = name,
                 queries = requests.len(),
                 invocations = execution.invocations,
-                missing = missing.len(),
+                missing = rest.failed.len(),
                 total_ms = execution.total_ms,
                 "query answered"
             );
             return Ok((responses, execution));
         }
     }
+
+    /// Invokes the top level of the tree and merges what comes back; returns the merged
+    /// answer and the number of top-level invocations (retries included).
+    async fn fan_out(
+        &self,
+        root_request: &Arc<WorkerRequest>,
+        deadline: Instant,
+    ) -> Result<(SubtreeAnswer, u32)> {
+        let mut answer = SubtreeAnswer::new(root_request);
+        let mut top_level_attempts = 0u32;
+        for child in spawn_children(&self.invoker, root_request, deadline) {
+            let outcome = child
+                .await
+                .map_err(|e| Error::internal(format!("worker invocation task failed: {e}")))?;
+            top_level_attempts += outcome.num_attempts;
+            answer.add_child(outcome)?;
+        }
+        Ok((answer, top_level_attempts))
+    }
+}
+
+/// Returns one response per query, in order: its merged hits, the partitions of its plan that
+/// failed (the answer is then partial), and its statistics. With `require_complete` (on the
+/// batch or the query), a query missing a partition fails the batch as `Incomplete`.
+fn query_responses(
+    results: Vec<QueryHits>,
+    plans: &[QueryPlan],
+    requests: &[QueryRequest],
+    failed: &[FailedPartition],
+    partitions_total: usize,
+    require_complete: bool,
+) -> Result<Vec<QueryResponse>> {
+    let missing: BTreeSet<u32> = failed.iter().map(|f| f.partition).collect();
+    let mut responses = Vec::with_capacity(results.len());
+    for ((result, query_plan), request) in results.into_iter().zip(plans).zip(requests) {
+        let missing_partitions: Vec<u32> = query_plan
+            .partitions
+            .iter()
+            .copied()
+            .filter(|p| missing.contains(p))
+            .collect();
+        if !missing_partitions.is_empty() && (require_complete || request.require_complete) {
+            let message = failed.first().map(|f| f.message.clone()).unwrap_or_default();
+            return Err(Error::Incomplete {
+                message,
+                missing_partitions: missing.into_iter().collect(),
+            });
+        }
+        responses.push(QueryResponse {
+            hits: result.hits,
+            partial: !missing_partitions.is_empty(),
+            missing_partitions,
+            stats: QueryStats {
+                partitions_probed: query_plan.partitions.len(),
+                partitions_total,
+                estimated_matches: query_plan.estimated_matches,
+                scan: result.stats,
+                execution: None,
+            },
+        });
+    }
+    Ok(responses)
+}
+
+/// Adds up the statistics the workers reported into `execution`.
+fn add_worker_stats(execution: &mut ExecutionStats, workers: Vec<InvocationStats>) {
+    for worker in &workers {
+        execution.invocations += worker.child_invocations;
+        execution.worker_cold_starts += u32::from(worker.cold_start);
+        execution.cache_hits += worker.cache_hits;
+        execution.cache_misses += worker.cache_misses;
+        execution.store_get_requests += worker.store_get_requests;
+        execution.store_bytes_fetched += worker.store_bytes_fetched;
+        execution.worker_load_ms += worker.load_ms;
+        execution.worker_search_ms += worker.search_ms;
+        execution.worker_billed_ms += worker.duration_ms.ceil() as u64;
+    }
+    execution.workers = workers;
 }
