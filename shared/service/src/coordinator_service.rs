@@ -458,7 +458,10 @@ fn query_responses(
             .filter(|p| missing.contains(p))
             .collect();
         if !missing_partitions.is_empty() && (require_complete || request.require_complete) {
-            let message = failed.first().map(|f| f.message.clone()).unwrap_or_default();
+            let message = failed
+                .first()
+                .map(|f| f.message.clone())
+                .unwrap_or_default();
             return Err(Error::Incomplete {
                 message,
                 missing_partitions: missing.into_iter().collect(),

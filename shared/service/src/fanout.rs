@@ -288,3 +288,132 @@ pub(crate) struct SubtreeRest {
     pub(crate) failed: Vec<FailedPartition>,
     pub(crate) invocations: Vec<InvocationStats>,
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use squash_core::protocol::{PartitionTask, SearchKnobs, SearchOptions, WorkerQuery};
+
+    use super::*;
+
+    /// Answers every invocation with the next error of a script, counting the calls.
+    #[derive(Debug)]
+    struct ScriptedInvoker {
+        errors: Mutex<Vec<Error>>,
+        num_calls: AtomicU32,
+    }
+
+    #[async_trait]
+    impl WorkerInvoker for ScriptedInvoker {
+        async fn invoke(
+            &self,
+            _function: &str,
+            _request: &WorkerRequest,
+        ) -> Result<WorkerResponse> {
+            self.num_calls.fetch_add(1, Ordering::SeqCst);
+            let next = self.errors.lock().expect("script").pop();
+            Err(next.unwrap_or_else(|| Error::internal("script exhausted")))
+        }
+    }
+
+    fn one_child_request() -> Arc<WorkerRequest> {
+        Arc::new(WorkerRequest {
+            protocol_version: PROTOCOL_VERSION,
+            request_id: "r".to_string(),
+            index: "idx".to_string(),
+            index_version: "1".to_string(),
+            budget_ms: 2_000,
+            queries: vec![WorkerQuery {
+                vector: vec![0.0; 4],
+                k: 3,
+                filter: None,
+                include_attributes: false,
+                knobs: SearchKnobs::resolve(&SearchOptions::default()).expect("defaults"),
+            }],
+            tasks: Vec::new(),
+            children: vec![TreeNode {
+                function: "worker-1".to_string(),
+                tasks: vec![PartitionTask {
+                    partition: 7,
+                    queries: vec![0],
+                }],
+                children: Vec::new(),
+            }],
+        })
+    }
+
+    async fn run_script(errors: Vec<Error>) -> (ChildOutcome, u32) {
+        let scripted = Arc::new(ScriptedInvoker {
+            errors: Mutex::new(errors),
+            num_calls: AtomicU32::new(0),
+        });
+        let invoker: Arc<dyn WorkerInvoker> = scripted.clone();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut children = spawn_children(&invoker, &one_child_request(), deadline);
+        let outcome = children.remove(0).await.expect("child task");
+        (outcome, scripted.num_calls.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn a_retryable_failure_is_retried_once_then_named() {
+        let (outcome, num_calls) = run_script(vec![
+            Error::Storage {
+                message: "second".to_string(),
+                retryable: true,
+            },
+            Error::Storage {
+                message: "first".to_string(),
+                retryable: true,
+            },
+        ])
+        .await;
+        assert_eq!((num_calls, outcome.num_attempts), (2, 2));
+        let failed = &outcome.response.failed;
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].partition, 7);
+        assert!(failed[0].message.contains("second"), "{:?}", failed[0]);
+    }
+
+    #[tokio::test]
+    async fn a_fatal_failure_is_not_retried() {
+        let (outcome, num_calls) =
+            run_script(vec![Error::invalid("worker request", "bad field")]).await;
+        assert_eq!((num_calls, outcome.num_attempts), (1, 1));
+        assert_eq!(outcome.response.failed[0].kind, FailureKind::Error);
+        assert!(outcome.response.failed[0].message.contains("bad field"));
+    }
+
+    #[tokio::test]
+    async fn a_timeout_is_named_as_one() {
+        let (outcome, num_calls) = run_script(vec![
+            Error::Timeout {
+                message: "late again".to_string(),
+            },
+            Error::Timeout {
+                message: "late".to_string(),
+            },
+        ])
+        .await;
+        assert_eq!(num_calls, 2);
+        assert_eq!(outcome.response.failed[0].kind, FailureKind::Timeout);
+    }
+
+    #[tokio::test]
+    async fn a_throttled_child_is_retried_after_the_wait_it_asked_for() {
+        let started = Instant::now();
+        let (outcome, num_calls) = run_script(vec![
+            Error::internal("then a bug"),
+            Error::Throttled {
+                message: "slow down".to_string(),
+                retry_after_ms: Some(150),
+            },
+        ])
+        .await;
+        assert_eq!(num_calls, 2);
+        assert!(started.elapsed() >= Duration::from_millis(150));
+        assert!(outcome.response.failed[0].message.contains("then a bug"));
+    }
+}

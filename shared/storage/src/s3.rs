@@ -642,9 +642,41 @@ where
     R: HttpStatus + std::fmt::Debug,
 {
     let retryable = is_retryable(&error);
-    Error::Storage {
-        message: format!("{operation} {full_key}: {}", DisplayErrorContext(&error)),
-        retryable,
+    let message = format!("{operation} {full_key}: {}", DisplayErrorContext(&error));
+    if is_throttle(&error) {
+        return Error::Throttled {
+            message,
+            retry_after_ms: None,
+        };
+    }
+    if matches!(error, SdkError::TimeoutError(_)) {
+        return Error::Timeout { message };
+    }
+    Error::Storage { message, retryable }
+}
+
+/// Returns true when S3 refused for its request rate (429, or a throttling code).
+fn is_throttle<E, R>(error: &SdkError<E, R>) -> bool
+where
+    E: ProvideErrorMetadata,
+    R: HttpStatus,
+{
+    match error {
+        SdkError::ServiceError(service) => {
+            service.raw().status_code() == 429
+                || service.err().code().is_some_and(|code| {
+                    code.contains("Throttl")
+                        || matches!(
+                            code,
+                            "SlowDown"
+                                | "TooManyRequestsException"
+                                | "RequestLimitExceeded"
+                                | "BandwidthLimitExceeded"
+                                | "ProvisionedThroughputExceededException"
+                        )
+                })
+        }
+        _ => false,
     }
 }
 
@@ -717,6 +749,22 @@ mod tests {
         assert!(!is_retryable(&construction));
         let error = storage_error("get", "k", service_error(503, "SlowDown"));
         assert!(error.is_retryable());
+        assert!(matches!(error, Error::Throttled { .. }), "{error:?}");
+        let error = storage_error("get", "k", service_error(500, "InternalError"));
+        assert!(
+            matches!(
+                error,
+                Error::Storage {
+                    retryable: true,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        let timed_out: SdkError<ErrorMetadata, FakeResponse> =
+            SdkError::timeout_error("attempt timed out");
+        let error = storage_error("get", "k", timed_out);
+        assert!(matches!(error, Error::Timeout { .. }), "{error:?}");
         let error = storage_error("get", "k", service_error(403, "AccessDenied"));
         assert!(!error.is_retryable());
     }
