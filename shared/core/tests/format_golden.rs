@@ -6,7 +6,7 @@
 //! `FORMAT_VERSION` and a new golden file (`container-v2.bin`), with this one kept.
 //!
 //! To write a golden file for a new version (after bumping `FORMAT_VERSION` and the file name):
-//! `cargo test -p shared --test container_golden -- --ignored regenerate_golden`
+//! `cargo test -p squash-core --test format_golden -- --ignored regenerate_golden`
 
 use std::io::Write;
 use std::path::PathBuf;

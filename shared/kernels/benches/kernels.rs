@@ -5,7 +5,7 @@
 //! rows); ADC lower bounds with 50 dims at 4 bits on average (25 planes) and 784 dims (392
 //! planes), 10k sorted rows gathered out of 50k; L2 and dot products at 50 and 784 dims over 1k
 //! gathered rows. Throughput is in rows per second. Runs are short (2 s per bench) so the whole
-//! file takes about a minute: `cargo bench -p shared --bench kernels`.
+//! file takes about a minute: `cargo bench -p squash-kernels --bench kernels`.
 //!
 //! `memory_bandwidth` reads a 1 GiB buffer (larger than any cache here) once per iteration, in
 //! bytes per second: multiplied by the bytes a kernel reads per row, it is the row rate at which

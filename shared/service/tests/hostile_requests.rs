@@ -11,7 +11,7 @@
 //! Defects the property tests found are pinned by the `regression_*` tests at the end, which
 //! assert the behaviour a client gets now.
 //!
-//! `cargo test -p shared --test hostile_requests -- --nocapture` prints the cases tried per
+//! `cargo test -p squash-service --test hostile_requests -- --nocapture` prints the cases tried per
 //! strategy and in total.
 
 mod common;

@@ -1,9 +1,9 @@
-//! A small index written by format version 1, committed under `tests/data/golden/index-v1`,
-//! must keep opening and answering: a change to block names, layouts or the manifest that
-//! breaks existing indexes fails here.
+//! A small index written by format version 1, committed under
+//! `shared/core/tests/data/golden/index-v1`, must keep opening and answering: a change to block
+//! names, layouts or the manifest that breaks existing indexes fails here.
 //!
 //! Regenerate (only on a deliberate format change, with a new version number):
-//! `SQUASH_REGENERATE_GOLDEN=1 cargo test -p shared --test index_golden`.
+//! `SQUASH_REGENERATE_GOLDEN=1 cargo test -p squash-service --test index_golden`.
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! Sign codes: one bit per rotated dimension, for the Hamming pre-filter (SQUASH §1.6).
 //!
 //! Bit `d` of a vector is set when its rotated, centered coordinate `d` is positive. The query
-//! uses the same rule on the same kind of coordinates (see `search::worker`), so matching
+//! uses the same rule on the same kind of coordinates (see `search::scan`), so matching
 //! coordinates give matching bits: the reference code used `>= 0` for queries and `> 0` for
 //! data, which this avoids. Only dimensions with non-zero variance take bits, leading ones
 //! first, since a constant dimension carries no information.
