@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use squash_kernels as kernels;
 
+/// The largest magnitude of a vector component, in queries and in builds: beyond it squared
+/// distances can overflow `f32` (no embedding comes near it).
+pub const MAX_COMPONENT_MAGNITUDE: f32 = 1e15;
+
 /// A distance metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

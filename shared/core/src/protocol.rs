@@ -16,9 +16,7 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// The largest `k` a query may ask for.
 pub const MAX_K: usize = 10_000;
 
-/// The largest magnitude of a query vector component: beyond it squared distances can overflow
-/// `f32` (no embedding comes near it).
-pub const MAX_COMPONENT_MAGNITUDE: f32 = 1e15;
+pub use crate::metric::MAX_COMPONENT_MAGNITUDE;
 
 /// Tuning knobs of one query. Every field is optional; [`SearchKnobs::resolve`] fills defaults.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -308,6 +308,7 @@ fn failure(partition: u32, error: &Error) -> FailedPartition {
         partition,
         kind: match error {
             Error::NotFound { .. } => FailureKind::NotFound,
+            Error::Timeout { .. } => FailureKind::Timeout,
             _ => FailureKind::Error,
         },
         message: error.to_string(),

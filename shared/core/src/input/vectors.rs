@@ -18,7 +18,7 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::protocol::MAX_COMPONENT_MAGNITUDE;
+use crate::metric::MAX_COMPONENT_MAGNITUDE;
 
 /// Largest accepted dimension: anything wider is far more likely a corrupt or misread header
 /// (e.g. a raw float read as an int32) than a real embedding.

@@ -18,7 +18,7 @@ pub use pca::Pca;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::protocol::MAX_COMPONENT_MAGNITUDE;
+use crate::metric::MAX_COMPONENT_MAGNITUDE;
 
 /// Rows per partial sum of the mean; partial sums are combined in chunk order.
 const MEAN_CHUNK_ROWS: usize = 4096;
