@@ -354,6 +354,13 @@ fn spinner(message: &str) -> ProgressBar {
 async fn run_build(args: BuildArgs) -> Result<()> {
     let started = Instant::now();
     let metric: Metric = args.metric.parse()?;
+    // The last part of the location is the name the service and `squash query` address the
+    // index by: refuse here a name they would refuse, instead of building an index that can
+    // never be served.
+    split_index_location(&args.out).map_err(|error| match error {
+        Error::InvalidInput { reason, .. } => Error::invalid("out", reason),
+        other => other,
+    })?;
     let store = store_for_location(&args.out).await?;
     let declared = match &args.schema {
         Some(spec) => squash_core::input::parse_schema_spec(spec)?,

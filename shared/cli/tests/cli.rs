@@ -184,3 +184,28 @@ fn bad_inputs_fail_clearly_and_write_nothing() {
         stderr(&missing)
     );
 }
+
+#[test]
+fn build_refuses_index_names_the_service_cannot_serve() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vectors = dir.path().join("base.fvecs");
+    write_fvecs(&vectors, &sample_rows(50, 4));
+    for bad_name in ["bad name", "caf\u{e9}", "a+b", ".hidden"] {
+        let out = dir.path().join(bad_name);
+        let built = squash(&[
+            "build",
+            "--vectors",
+            vectors.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(!built.status.success(), "{bad_name:?} was accepted");
+        let message = stderr(&built);
+        assert!(message.contains("out"), "{bad_name:?}: {message}");
+        assert!(
+            message.contains("not a valid index name"),
+            "{bad_name:?}: {message}"
+        );
+        assert!(!out.exists(), "{bad_name:?}: nothing may be written");
+    }
+}
