@@ -1,6 +1,8 @@
-//! The coordinator function's event handler. One function serves both entries:
+//! The coordinator function's event handler. One function serves every entry:
 //! - API Gateway HTTP API (payload version 2.0) and Lambda function URL events, recognised by
 //!   their `requestContext.http`, answered with a payload-2.0 response;
+//! - API Gateway REST API (payload version 1.0) events, recognised by their `httpMethod` and
+//!   `requestContext`, answered with a payload-1.0 response;
 //! - direct invocations, whose payload is a query or batch body plus `"index"`, answered with
 //!   the JSON body the HTTP route would return (an error body carries `"status"`).
 
@@ -33,12 +35,10 @@ pub async fn handle_event(
         budget_ms = budget.as_millis() as u64,
         "request budget"
     );
-    let is_http = event
-        .value
-        .get("requestContext")
-        .and_then(|context| context.get("http"))
-        .is_some();
-    if !is_http {
+    let has_context = event.value.get("requestContext").is_some();
+    let is_http_v2 = has_context && event.value["requestContext"].get("http").is_some();
+    let is_rest_v1 = has_context && event.value.get("httpMethod").is_some_and(Value::is_string);
+    if !is_http_v2 && !is_rest_v1 {
         let response = handle_direct_payload(service, event, request_id, deadline).await;
         let mut body = response.body;
         if response.status != 200 {
@@ -48,18 +48,40 @@ pub async fn handle_event(
     }
     // The HTTP body is a string inside the event: repeated keys in it are found by the route.
     let payload = event.value;
-    let method = payload["requestContext"]["http"]["method"]
-        .as_str()
-        .unwrap_or("GET")
-        .to_string();
-    let path = payload["rawPath"]
-        .as_str()
-        .or_else(|| payload["requestContext"]["http"]["path"].as_str())
-        .unwrap_or("/")
-        .to_string();
+    let format = if is_http_v2 {
+        EventFormat::HttpV2
+    } else {
+        EventFormat::RestV1
+    };
+    let method = match format {
+        EventFormat::HttpV2 => payload["requestContext"]["http"]["method"].as_str(),
+        EventFormat::RestV1 => payload["httpMethod"].as_str(),
+    }
+    .unwrap_or("GET")
+    .to_ascii_uppercase();
+    // REST (v1) events carry the path after the stage in `path`; HTTP API (v2) events carry
+    // it with a named stage in `rawPath`.
+    let path = match format {
+        EventFormat::HttpV2 => payload["rawPath"]
+            .as_str()
+            .or_else(|| payload["requestContext"]["http"]["path"].as_str()),
+        EventFormat::RestV1 => payload["path"].as_str(),
+    }
+    .unwrap_or("/")
+    .to_string();
+    let reply =
+        |response: &HttpResponse| http_event_response(response, request_id, &method, format);
+    if method == "OPTIONS" {
+        // A CORS preflight: the transport's business, answered for every path.
+        return reply(&HttpResponse {
+            status: 204,
+            body: Value::Null,
+            allow_opt: Some("GET, HEAD, POST, OPTIONS"),
+        });
+    }
     // A named API Gateway stage stays in `rawPath` (`/prod/v1/...`); the routes start after it.
     let path = match payload["requestContext"]["stage"].as_str() {
-        Some(stage) if stage != "$default" => path
+        Some(stage) if stage != "$default" && format == EventFormat::HttpV2 => path
             .strip_prefix(&format!("/{stage}"))
             .filter(|rest| rest.is_empty() || rest.starts_with('/'))
             .map(|rest| {
@@ -77,41 +99,76 @@ pub async fn handle_event(
         match base64::engine::general_purpose::STANDARD.decode(body_text) {
             Ok(bytes) => bytes,
             Err(_) => {
-                return http_event_response(
-                    &HttpResponse {
-                        status: 400,
-                        body: json!({"error": {"code": "invalid_request", "message": "body: not valid base64", "field": "body"}}),
-                    },
-                    request_id,
-                )
+                return reply(&HttpResponse {
+                    status: 400,
+                    body: json!({"error": {"code": "invalid_request", "message": "body: not valid base64", "field": "body"}}),
+                    allow_opt: None,
+                })
             }
         }
     } else {
         body_text.as_bytes().to_vec()
     };
     let response = handle_http(service, &method, &path, &body, request_id, deadline).await;
-    http_event_response(&response, request_id)
+    reply(&response)
 }
 
-fn http_event_response(response: &HttpResponse, request_id: &str) -> Value {
+/// The two shapes of HTTP events API Gateway sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EventFormat {
+    /// HTTP API and function URLs: payload format 2.0.
+    HttpV2,
+    /// REST API: payload format 1.0.
+    RestV1,
+}
+
+/// The `Access-Control-Allow-Headers` of every answer: what the clients send, SigV4's
+/// headers included.
+const CORS_ALLOW_HEADERS: &str = "content-type, authorization, x-amz-date, x-amz-security-token";
+
+fn http_event_response(
+    response: &HttpResponse,
+    request_id: &str,
+    method: &str,
+    format: EventFormat,
+) -> Value {
+    // Browsers may call the API from any origin: it sets no cookies, and an API behind IAM
+    // authorization still needs a signature on every call.
     let mut headers = json!({
         "content-type": "application/json",
         "x-request-id": request_id,
+        "access-control-allow-origin": "*",
+        "access-control-allow-methods": "GET, HEAD, POST, OPTIONS",
+        "access-control-allow-headers": CORS_ALLOW_HEADERS,
+        "access-control-expose-headers": "x-request-id, retry-after",
     });
+    if let Some(allow) = response.allow_opt {
+        headers["allow"] = json!(allow);
+    }
     if response.status == 503 {
         let retry_after_s = response.body["error"]["retry_after_s"]
             .as_u64()
             .unwrap_or(squash_core::protocol::RETRY_AFTER_S);
         headers["retry-after"] = json!(retry_after_s.to_string());
     }
-    json!({
+    // HEAD and 204 answers carry no body.
+    let body = if method == "HEAD" || response.status == 204 {
+        String::new()
+    } else {
+        response.body.to_string()
+    };
+    let mut answer = json!({
         "statusCode": response.status,
         "headers": headers,
-        "body": response.body.to_string(),
+        "body": body,
         "isBase64Encoded": false,
-        // Required by strict payload-2.0 parsers (the local emulator's among them).
-        "cookies": [],
-    })
+    });
+    if format == EventFormat::HttpV2 {
+        // Required by strict payload-2.0 parsers (the local emulator's among them); a REST
+        // (1.0) response must not carry it.
+        answer["cookies"] = json!([]);
+    }
+    answer
 }
 
 /// Runs the coordinator function: configuration and clients once per cold start, then events.
@@ -176,6 +233,70 @@ mod tests {
         )
         .await;
         assert_eq!(missing["statusCode"], json!(404), "{missing}");
+    }
+
+    #[tokio::test]
+    async fn rest_v1_events_head_options_and_405s_get_http_answers() {
+        let service = service();
+        let rest_event = |method: &str, path: &str| -> Value {
+            json!({
+                "resource": "/{proxy+}",
+                "path": path,
+                "httpMethod": method,
+                "headers": {"content-type": "application/json"},
+                "requestContext": {"stage": "prod", "path": format!("/prod{path}")},
+                "body": null,
+                "isBase64Encoded": false,
+            })
+        };
+        let health = handle_event(&service, rest_event("GET", "/health").into(), "r", 0).await;
+        assert_eq!(health["statusCode"], json!(200), "{health}");
+        assert!(health.get("cookies").is_none(), "{health}");
+        assert_eq!(health["headers"]["access-control-allow-origin"], json!("*"));
+        let body: Value =
+            serde_json::from_str(health["body"].as_str().expect("body")).expect("json");
+        assert_eq!(body["status"], json!("ok"));
+
+        let head = handle_event(
+            &service,
+            http_event("$default", "/health", "HEAD").into(),
+            "r",
+            0,
+        )
+        .await;
+        assert_eq!(head["statusCode"], json!(200), "{head}");
+        assert_eq!(head["body"], json!(""));
+
+        let refused = handle_event(
+            &service,
+            rest_event("DELETE", "/v1/indexes/films").into(),
+            "r",
+            0,
+        )
+        .await;
+        assert_eq!(refused["statusCode"], json!(405), "{refused}");
+        assert_eq!(refused["headers"]["allow"], json!("GET, HEAD"));
+        let refused = handle_event(
+            &service,
+            http_event("$default", "/v1/indexes/films/query", "GET").into(),
+            "r",
+            0,
+        )
+        .await;
+        assert_eq!(refused["headers"]["allow"], json!("POST"), "{refused}");
+
+        let preflight = handle_event(
+            &service,
+            http_event("$default", "/v1/indexes/films/query", "OPTIONS").into(),
+            "r",
+            0,
+        )
+        .await;
+        assert_eq!(preflight["statusCode"], json!(204), "{preflight}");
+        assert_eq!(preflight["body"], json!(""));
+        assert!(preflight["headers"]["access-control-allow-methods"]
+            .as_str()
+            .is_some_and(|methods| methods.contains("POST")));
     }
 
     #[tokio::test]

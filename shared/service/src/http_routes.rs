@@ -3,14 +3,15 @@
 //! tests call the same function.
 //!
 //! Routes:
-//! - `GET /health`
+//! - `GET /health` (and `HEAD`, as for every `GET` route)
 //! - `GET /v1/indexes`
 //! - `GET /v1/indexes/{index}`
 //! - `POST /v1/indexes/{index}/query` with a [`QueryRequest`]
 //! - `POST /v1/indexes/{index}/query-batch` with a [`BatchRequest`]
 //!
 //! Errors are `{"error": {"code", "message", "field"?, "missing_partitions"?}}`: 400 for a bad
-//! request (the field named), 404 for an unknown index or route, 405, 413 for a body over
+//! request (the field named), 404 for an unknown index or route, 405 (with the accepted methods
+//! in [`HttpResponse::allow_opt`]), 413 for a body over
 //! [`MAX_BODY_BYTES`], 503 (retry later) when workers could not answer in time, 500 only for
 //! faults of the service itself (corrupt index objects, store failures).
 
@@ -34,11 +35,17 @@ pub struct HttpResponse {
     pub status: u16,
     /// JSON body.
     pub body: Value,
+    /// The methods the route accepts, for the `Allow` header (set on a 405).
+    pub allow_opt: Option<&'static str>,
 }
 
 impl HttpResponse {
     fn ok(body: Value) -> Self {
-        HttpResponse { status: 200, body }
+        HttpResponse {
+            status: 200,
+            body,
+            allow_opt: None,
+        }
     }
 
     fn error(status: u16, code: &str, message: impl Into<String>, field_opt: Option<&str>) -> Self {
@@ -49,6 +56,7 @@ impl HttpResponse {
         HttpResponse {
             status,
             body: json!({ "error": error }),
+            allow_opt: None,
         }
     }
 
@@ -273,14 +281,23 @@ pub async fn handle_http(
 ) -> HttpResponse {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let method = method.to_ascii_uppercase();
+    // HEAD is answered as GET (the transport drops the body).
     let expect = |allowed: &str| -> Option<HttpResponse> {
-        (method != allowed).then(|| {
-            HttpResponse::error(
+        let accepted = method == allowed || (allowed == "GET" && method == "HEAD");
+        (!accepted).then(|| {
+            let allow = if allowed == "GET" {
+                "GET, HEAD"
+            } else {
+                "POST"
+            };
+            let mut refused = HttpResponse::error(
                 405,
                 "method_not_allowed",
-                format!("{method} is not allowed on {path}; use {allowed}"),
+                format!("{method} is not allowed on {path}; use {allow}"),
                 None,
-            )
+            );
+            refused.allow_opt = Some(allow);
+            refused
         })
     };
     let result = match segments.as_slice() {
