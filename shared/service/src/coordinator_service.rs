@@ -168,16 +168,30 @@ impl CoordinatorService {
         }
         let manifest_key = format!("{name}/{MANIFEST_KEY}");
         reads.num_get_requests += 1;
-        let manifest_bytes = self
-            .root
-            .get(&manifest_key)
-            .await
-            .map_err(|error| match error {
-                Error::NotFound { .. } => Error::NotFound {
+        let manifest_bytes = match self.root.get(&manifest_key).await {
+            Ok(bytes) => bytes,
+            Err(Error::NotFound { .. }) => {
+                return Err(Error::NotFound {
                     what: format!("index '{name}'"),
-                },
-                other => other,
-            })?;
+                })
+            }
+            // The store is down or slow: the version already open is still whole (its objects
+            // are immutable), so keep serving it rather than fail queries that warm workers
+            // can answer from memory. A rebuild is seen once the store answers again.
+            Err(error) if error.is_retryable() && cached_opt.is_some() => {
+                if let Some(cached) = cached_opt {
+                    tracing::warn!(
+                        index = name,
+                        %error,
+                        version = %cached.manifest.index_version,
+                        "manifest unreadable; serving the version already open"
+                    );
+                    return Ok(cached);
+                }
+                return Err(error);
+            }
+            Err(error) => return Err(error),
+        };
         reads.bytes_fetched += manifest_bytes.len() as u64;
         let manifest = Manifest::decode(&manifest_key, manifest_bytes)?;
         let coordinator = match &cached_opt {
@@ -190,11 +204,10 @@ impl CoordinatorService {
                 let bytes = self.root.get(&key).await.map_err(|error| match error {
                     // The manifest names this object: its absence is a damaged index (a
                     // server fault), not an unknown one (which a 404 would tell the client).
-                    Error::NotFound { .. } => Error::corrupt(
-                        &manifest_key,
-                        0,
-                        format!("names coordinator object '{key}', which does not exist"),
-                    ),
+                    Error::NotFound { .. } => Error::internal(format!(
+                        "index '{name}' version {} is damaged: its coordinator object '{key}' is missing from the store",
+                        manifest.index_version
+                    )),
                     other => other,
                 })?;
                 reads.bytes_fetched += bytes.len() as u64;

@@ -588,3 +588,94 @@ async fn http_routes_answer_good_and_bad_requests() {
     assert_eq!(missing_index.status, 400);
     assert_eq!(missing_index.body["error"]["field"], json!("index"));
 }
+
+/// A store whose reads fail as an outage would (retryable) while `down` is set.
+#[derive(Debug)]
+struct OutageStore {
+    inner: Arc<dyn BlobStore>,
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl OutageStore {
+    fn check(&self) -> Result<()> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(Error::Storage {
+                message: "store unreachable".to_string(),
+                retryable: true,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl BlobStore for OutageStore {
+    async fn get(&self, key: &str) -> Result<Vec<u8>> {
+        self.check()?;
+        self.inner.get(key).await
+    }
+    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<Vec<u8>> {
+        self.check()?;
+        self.inner.get_range(key, range).await
+    }
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
+        self.check()?;
+        self.inner.put(key, bytes).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        self.check()?;
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.check()?;
+        self.inner.delete(key).await
+    }
+    fn describe(&self) -> String {
+        "outage".to_string()
+    }
+}
+
+#[tokio::test]
+async fn a_store_outage_keeps_serving_the_open_version_from_warm_workers() {
+    let input = synthetic(2000, 16, 9);
+    let memory: Arc<dyn BlobStore> = Arc::new(MemoryStore::new());
+    build_into(&memory, "films", &input, "1").await;
+    let store = Arc::new(OutageStore {
+        inner: memory,
+        down: std::sync::atomic::AtomicBool::new(false),
+    });
+    let root: Arc<dyn BlobStore> = store.clone();
+    let invoker = InProcessInvoker::new(Arc::clone(&root), Arc::new(PartitionCache::new(1 << 30)));
+    let config = ServiceConfig {
+        // Every request re-reads the manifest.
+        manifest_ttl_ms: 0,
+        ..ServiceConfig::default()
+    };
+    let service = CoordinatorService::new(Arc::clone(&root), Arc::new(invoker), config);
+    let request = exhaustive(&input, 3, serde_json::Value::Null);
+    let warm = service
+        .query("films", request.clone(), "warm", deadline(&service))
+        .await
+        .expect("answer before the outage");
+    assert!(!warm.partial);
+
+    store.down.store(true, Ordering::SeqCst);
+    let during = service
+        .query("films", request.clone(), "outage", deadline(&service))
+        .await
+        .expect("the open version is still served");
+    assert!(!during.partial, "every partition is in the warm cache");
+    assert_eq!(during.hits, warm.hits);
+    // An index never opened cannot be served without the store, and says why.
+    let unopened = service.describe("other").await;
+    assert!(
+        matches!(
+            &unopened,
+            Err(Error::Storage {
+                retryable: true,
+                ..
+            })
+        ),
+        "{unopened:?}"
+    );
+}
