@@ -5,6 +5,7 @@
 //! in logs and by hand.
 
 use base64::Engine;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use squash_core::error::{Error, Result};
 
@@ -29,10 +30,31 @@ pub fn wrap(json: Vec<u8>) -> Result<Vec<u8>> {
         .map_err(|e| Error::internal(format!("encoding an envelope: {e}")))
 }
 
-/// Returns the payload inside `value` if it is an envelope, or `value` itself.
-pub fn unwrap(value: Value) -> Result<Value> {
+/// Returns the payload inside `value` decoded as a `T` named `what` in errors (with the path of
+/// a bad field). An envelope's data is decoded straight from its decompressed bytes, never
+/// through a `serde_json::Value`, whose numbers take several times the memory of their text: a
+/// small envelope that inflates to a large payload costs the payload's typed size, not more.
+pub fn unwrap_as<T: DeserializeOwned>(value: Value, what: &str) -> Result<T> {
+    let named = |e: serde_path_to_error::Error<serde_json::Error>| {
+        Error::invalid(format!("{what} at {}", e.path()), e.inner().to_string())
+    };
+    match envelope_bytes(&value)? {
+        None => serde_path_to_error::deserialize(value).map_err(named),
+        Some(json) => {
+            let mut deserializer = serde_json::Deserializer::from_slice(&json);
+            let decoded: T = serde_path_to_error::deserialize(&mut deserializer).map_err(named)?;
+            deserializer.end().map_err(|e| {
+                Error::invalid("data", format!("trailing data after the payload: {e}"))
+            })?;
+            Ok(decoded)
+        }
+    }
+}
+
+/// Returns the decompressed JSON of an envelope, or `None` when `value` is no envelope.
+fn envelope_bytes(value: &Value) -> Result<Option<Vec<u8>>> {
     let Some(marker) = value.get(MARKER_FIELD) else {
-        return Ok(value);
+        return Ok(None);
     };
     if marker != MARKER_VALUE {
         return Err(Error::invalid(
@@ -50,7 +72,7 @@ pub fn unwrap(value: Value) -> Result<Value> {
     // The decompressed size is bounded like any payload the functions accept.
     let json = zstd::bulk::decompress(&compressed, 64 * 1024 * 1024)
         .map_err(|e| Error::invalid("data", format!("not a valid zstd frame: {e}")))?;
-    serde_json::from_slice(&json).map_err(|e| Error::invalid("data", format!("not JSON: {e}")))
+    Ok(Some(json))
 }
 
 #[cfg(test)]
@@ -80,10 +102,31 @@ mod tests {
         let value: Value = serde_json::from_slice(&wrapped).expect("envelope");
         // Compared with the plain text parsed the same way (JSON floats parse approximately).
         let expected: Value = serde_json::from_slice(&plain).expect("plain parses");
-        assert_eq!(unwrap(value).expect("unwrap"), expected);
+        assert_eq!(
+            unwrap_as::<Value>(value, "payload").expect("unwrap"),
+            expected
+        );
+        // Typed decoding reads the same payload without the intermediate value, and names the
+        // path of a bad field inside an envelope.
+        #[derive(Debug, serde::Deserialize)]
+        struct Queries {
+            queries: Vec<Vec<f32>>,
+        }
+        let envelope: Value = serde_json::from_slice(&wrapped).expect("envelope");
+        let typed: Queries = unwrap_as(envelope, "payload").expect("typed");
+        assert_eq!(typed.queries.len(), 2000);
+        let mut broken = serde_json::to_value(&large).expect("value");
+        broken["queries"][1500][7] = serde_json::json!("x");
+        let broken = wrap(serde_json::to_vec(&broken).expect("json")).expect("wrap");
+        let envelope: Value = serde_json::from_slice(&broken).expect("envelope");
+        let error = unwrap_as::<Queries>(envelope, "payload").expect_err("a string among floats");
+        assert!(
+            error.to_string().contains("payload at queries[1500][7]"),
+            "{error}"
+        );
         let bad = serde_json::json!({"squash_envelope": "zstd+base64", "data": "!!"});
-        assert!(unwrap(bad).is_err());
+        assert!(unwrap_as::<Value>(bad, "payload").is_err());
         let other = serde_json::json!({"squash_envelope": "gzip", "data": ""});
-        assert!(unwrap(other).is_err());
+        assert!(unwrap_as::<Value>(other, "payload").is_err());
     }
 }

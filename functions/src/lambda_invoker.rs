@@ -74,8 +74,7 @@ impl WorkerInvoker for LambdaInvoker {
         };
         let value: serde_json::Value =
             serde_json::from_slice(body).map_err(|e| not_a_response(&e))?;
-        let value = crate::envelope::unwrap(value).map_err(|e| not_a_response(&e))?;
-        serde_json::from_value(value).map_err(|e| not_a_response(&e))
+        crate::envelope::unwrap_as(value, "worker response").map_err(|e| not_a_response(&e))
     }
 }
 

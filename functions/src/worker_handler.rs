@@ -66,13 +66,8 @@ pub async fn handle_event(
         Some(Fault::Sleep(delay)) => tokio::time::sleep(delay).await,
         None => {}
     }
-    let payload = crate::envelope::unwrap(payload).map_err(WorkerError)?;
-    let request: WorkerRequest = serde_path_to_error::deserialize(payload).map_err(|e| {
-        WorkerError(Error::invalid(
-            format!("worker request at {}", e.path()),
-            e.inner().to_string(),
-        ))
-    })?;
+    let request: WorkerRequest =
+        crate::envelope::unwrap_as(payload, "worker request").map_err(WorkerError)?;
     let response = worker.handle(request).await.map_err(WorkerError)?;
     // Large answers (thousands of queries' hits) travel compressed, like large requests.
     let json = serde_json::to_vec(&response)
