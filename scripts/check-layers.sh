@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 fail=0
 # Prints the crates of a package's normal (non-dev, non-build) dependency tree, one per line.
 normal_tree() {
-    cargo tree -q --offline -p "$1" -e normal --prefix none --format '{p}' "${@:2}" \
+    cargo tree -q -p "$1" -e normal --prefix none --format '{p}' "${@:2}" \
         | tail -n +2 | awk '{print $1}' | sort -u
 }
 check() {
