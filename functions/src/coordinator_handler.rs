@@ -76,7 +76,7 @@ pub async fn handle_event(
         return reply(&HttpResponse {
             status: 204,
             body: Value::Null,
-            allow_opt: Some("GET, HEAD, POST, OPTIONS"),
+            allow_opt: Some(ALL_METHODS),
         });
     }
     // A named API Gateway stage stays in `rawPath` (`/prod/v1/...`); the routes start after it.
@@ -122,6 +122,9 @@ enum EventFormat {
     RestV1,
 }
 
+/// Every method some route answers, plus the preflight's own.
+const ALL_METHODS: &str = "GET, HEAD, POST, OPTIONS";
+
 /// The `Access-Control-Allow-Headers` of every answer: what the clients send, SigV4's
 /// headers included.
 const CORS_ALLOW_HEADERS: &str = "content-type, authorization, x-amz-date, x-amz-security-token";
@@ -138,7 +141,7 @@ fn http_event_response(
         "content-type": "application/json",
         "x-request-id": request_id,
         "access-control-allow-origin": "*",
-        "access-control-allow-methods": "GET, HEAD, POST, OPTIONS",
+        "access-control-allow-methods": ALL_METHODS,
         "access-control-allow-headers": CORS_ALLOW_HEADERS,
         "access-control-expose-headers": "x-request-id, retry-after",
     });

@@ -478,7 +478,7 @@ async fn run_query(args: QueryArgs) -> Result<()> {
         branching: None,
     };
     let started = Instant::now();
-    let response = index.query(&request).await?;
+    let response = index.query(request).await?;
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     if args.json {
         let mut value = serde_json::to_value(&response)

@@ -253,10 +253,10 @@ impl LoadedWorkload {
                     .enable_time()
                     .build()
                     .map_err(|e| Error::internal(format!("starting the query runtime: {e}")))?;
-                runtime.block_on(async {
+                runtime.block_on(async move {
                     let started = Instant::now();
                     let mut responses: Vec<QueryResponse> = Vec::with_capacity(requests.len());
-                    for request in &requests {
+                    for request in requests {
                         responses.push(index.query(request).await?);
                     }
                     Ok((responses, started.elapsed().as_secs_f64()))

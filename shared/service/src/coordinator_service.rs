@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::fanout::{spawn_children, SubtreeAnswer};
+use crate::fanout::{collect_children, spawn_children, SubtreeAnswer};
 use crate::invocation_tree::{plan_tree, TreeShape};
 use crate::invoker::WorkerInvoker;
 use squash_core::attributes::{AttributeKind, AttributeSchema};
@@ -178,8 +178,8 @@ impl CoordinatorService {
             // The store is down or slow: the version already open is still whole (its objects
             // are immutable), so keep serving it rather than fail queries that warm workers
             // can answer from memory. A rebuild is seen once the store answers again.
-            Err(error) if error.is_retryable() && cached_opt.is_some() => {
-                if let Some(cached) = cached_opt {
+            Err(error) => match cached_opt {
+                Some(cached) if error.is_retryable() => {
                     tracing::warn!(
                         index = name,
                         %error,
@@ -188,9 +188,8 @@ impl CoordinatorService {
                     );
                     return Ok(cached);
                 }
-                return Err(error);
-            }
-            Err(error) => return Err(error),
+                _ => return Err(error),
+            },
         };
         reads.bytes_fetched += manifest_bytes.len() as u64;
         let manifest = Manifest::decode(&manifest_key, manifest_bytes)?;
@@ -278,7 +277,7 @@ impl CoordinatorService {
             .await?;
         let mut response = responses
             .pop()
-            .ok_or_else(|| Error::internal("no answer for the query".to_string()))?;
+            .ok_or_else(|| Error::internal("no answer for the query"))?;
         response.stats.execution = Some(execution);
         Ok(response)
     }
@@ -438,15 +437,9 @@ impl CoordinatorService {
         deadline: Instant,
     ) -> Result<(SubtreeAnswer, u32)> {
         let mut answer = SubtreeAnswer::new(root_request);
-        let mut top_level_attempts = 0u32;
-        for child in spawn_children(&self.invoker, root_request, deadline) {
-            let outcome = child
-                .await
-                .map_err(|e| Error::internal(format!("worker invocation task failed: {e}")))?;
-            top_level_attempts += outcome.num_attempts;
-            answer.add_child(outcome)?;
-        }
-        Ok((answer, top_level_attempts))
+        let children = spawn_children(&self.invoker, root_request, deadline);
+        let invocations = collect_children(children, &mut answer).await?;
+        Ok((answer, invocations.num_invocations))
     }
 }
 

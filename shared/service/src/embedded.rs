@@ -3,10 +3,12 @@
 //! [`InProcessInvoker`]. `squash query`, `squash eval`, `squash bench` and the library's users
 //! all answer through it, so what they measure is the served code path minus the transport.
 //!
-//! It adds nothing to the search: planning, fan-out, scan and merge are the services'. The one
-//! difference from the functions is the default of `require_complete` (an embedded answer is
-//! complete or an error), and the option of a dedicated thread pool for the scans.
+//! It adds nothing to the search: planning, fan-out, scan and merge are the services'. The
+//! differences from the functions: `require_complete` is always set (an embedded answer is
+//! complete or an error), requests reach the one worker slot as values rather than JSON, and
+//! timed runs may scan inline (see [`EmbeddedConfig::for_timed_runs`]).
 
+use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,13 +16,14 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use squash_core::error::{Error, Result};
 use squash_core::index::{Manifest, PartitionData};
-use squash_core::protocol::{BatchRequest, InvocationStats, QueryRequest, QueryResponse};
+use squash_core::protocol::{
+    BatchRequest, FailedPartition, FailureKind, InvocationStats, QueryRequest, QueryResponse,
+};
 use squash_storage::{split_index_location, store_for_location, BlobStore};
 
 use crate::coordinator_service::{CoordinatorService, ServiceConfig};
 use crate::in_process::InProcessInvoker;
 use crate::partition_cache::{default_capacity_bytes, PartitionCache};
-use crate::worker_service::WorkerService;
 
 /// Worker slots of the embedded mode: one. In one process a deeper tree adds hand-offs and no
 /// parallelism (a worker already scans its partitions in parallel on rayon's pool).
@@ -37,7 +40,7 @@ pub struct EmbeddedConfig {
     /// `u64::MAX` keeps every partition once loaded, which benchmarks want).
     pub cache_bytes: u64,
     /// Whether scans run on the thread that polls the query (see
-    /// [`WorkerService::with_inline_scans`]); `false` hands them to a blocking thread.
+    /// [`crate::worker_service::WorkerService::with_inline_scans`]); `false` hands them to a blocking thread.
     pub scan_inline: bool,
     /// Time one request may take, in milliseconds.
     pub timeout_ms: u64,
@@ -137,24 +140,31 @@ impl EmbeddedIndex {
         })
     }
 
-    /// Returns the index name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// Returns the manifest read at open.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
     }
 
-    /// Returns the coordinator service that answers the queries.
-    pub fn coordinator(&self) -> &CoordinatorService {
-        &self.coordinator
-    }
-
-    fn loader(&self) -> WorkerService {
-        self.invoker
-            .worker("embedded-loader", Arc::new(self.invoker.as_ref().clone()))
+    /// Loads `partition_ids` as a worker does (through the partition cache); the first
+    /// partition that cannot be loaded fails the call.
+    async fn load(&self, partition_ids: &[u32]) -> Result<HashMap<u32, Arc<PartitionData>>> {
+        // The loader never invokes children: the invoker it is given is only a placeholder.
+        let loader = self
+            .invoker
+            .worker("embedded-loader", Arc::new(self.invoker.as_ref().clone()));
+        let mut stats = InvocationStats::default();
+        let (loaded, failed) = loader
+            .load_partitions(
+                &self.name,
+                &self.manifest.index_version,
+                partition_ids,
+                &mut stats,
+            )
+            .await;
+        match failed.first() {
+            Some(failure) => Err(failure_error(&self.name, failure)),
+            None => Ok(loaded),
+        }
     }
 
     /// Returns partition `partition` as a worker loads it (through the partition cache).
@@ -164,38 +174,17 @@ impl EmbeddedIndex {
                 what: format!("partition {partition}"),
             });
         }
-        let mut stats = InvocationStats::default();
-        let (mut loaded, failed) = self
-            .loader()
-            .load_partitions(
-                &self.name,
-                &self.manifest.index_version,
-                &[partition],
-                &mut stats,
-            )
-            .await;
-        match (loaded.remove(&partition), failed.first()) {
-            (Some(data), _) => Ok(data),
-            (None, Some(failure)) => Err(failure_error(&self.name, failure)),
-            (None, None) => Err(Error::Internal {
-                message: format!("partition {partition} neither loaded nor failed"),
-            }),
-        }
+        self.load(&[partition])
+            .await?
+            .remove(&partition)
+            .ok_or_else(|| Error::internal(format!("partition {partition} was not loaded")))
     }
 
     /// Loads every partition into the cache, so that later queries do no I/O (when the cache
     /// holds them all).
     pub async fn load_all(&self) -> Result<()> {
         let ids: Vec<u32> = (0..self.manifest.partitions.len() as u32).collect();
-        let mut stats = InvocationStats::default();
-        let (_, failed) = self
-            .loader()
-            .load_partitions(&self.name, &self.manifest.index_version, &ids, &mut stats)
-            .await;
-        match failed.first() {
-            Some(failure) => Err(failure_error(&self.name, failure)),
-            None => Ok(()),
-        }
+        self.load(&ids).await.map(|_| ())
     }
 
     fn deadline(&self) -> Instant {
@@ -204,8 +193,7 @@ impl EmbeddedIndex {
 
     /// Answers one query. Unless the request says otherwise, a partition that cannot be
     /// searched fails the query (`Error::Incomplete` naming it) instead of a partial answer.
-    pub async fn query(&self, request: &QueryRequest) -> Result<QueryResponse> {
-        let mut request = request.clone();
+    pub async fn query(&self, mut request: QueryRequest) -> Result<QueryResponse> {
         request.require_complete = true;
         self.coordinator
             .query(&self.name, request, "embedded", self.deadline())
@@ -227,9 +215,9 @@ impl EmbeddedIndex {
     }
 }
 
-fn failure_error(index: &str, failure: &squash_core::protocol::FailedPartition) -> Error {
+fn failure_error(index: &str, failure: &FailedPartition) -> Error {
     match failure.kind {
-        squash_core::protocol::FailureKind::NotFound => Error::NotFound {
+        FailureKind::NotFound => Error::NotFound {
             what: format!("index '{index}' partition {}", failure.partition),
         },
         _ => Error::Incomplete {

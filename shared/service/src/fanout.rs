@@ -96,7 +96,15 @@ async fn invoke_child(
         format!("{}: no time left to invoke it", node.function),
     );
     let mut num_attempts = 0;
+    // What a throttled child asked to wait before it is invoked again.
+    let mut pause_before_retry = Duration::ZERO;
     for share in [FIRST_ATTEMPT_SHARE, RETRY_SHARE] {
+        if !pause_before_retry.is_zero() {
+            // Wait as asked, but never more than half of what is left, so the retry still has
+            // time to answer.
+            let left = deadline.saturating_duration_since(Instant::now());
+            tokio::time::sleep(pause_before_retry.min(left / 2)).await;
+        }
         let remaining = deadline.saturating_duration_since(Instant::now());
         let budget = remaining.mul_f64(share);
         if budget < MIN_CHILD_BUDGET {
@@ -105,6 +113,7 @@ async fn invoke_child(
         request.budget_ms = budget.as_millis() as u64;
         let wait = (budget + TRANSPORT_GRACE).min(remaining);
         num_attempts += 1;
+        let mut retryable = true;
         match tokio::time::timeout(wait, invoker.invoke(&node.function, &request)).await {
             Ok(Ok(response)) => {
                 if response.results.len() == request.queries.len() {
@@ -130,28 +139,15 @@ async fn invoke_child(
                     _ => FailureKind::Error,
                 };
                 last_failure = (kind, format!("{}: {error}", node.function));
-                if !error.is_retryable() {
-                    // A request the child refused, or a deployment fault: the retry would fail
-                    // the same way and only spend the budget.
-                    tracing::warn!(
-                        request_id = %parent.request_id,
-                        function = %node.function,
-                        attempt = num_attempts,
-                        kind = error.kind_name(),
-                        failure = %last_failure.1,
-                        "child invocation failed, not retried"
-                    );
-                    break;
-                }
+                // A request the child refused, or a deployment fault, would fail the same way
+                // again and only spend the budget.
+                retryable = error.is_retryable();
                 if let Error::Throttled {
                     retry_after_ms: Some(retry_after_ms),
                     ..
                 } = &error
                 {
-                    // Wait as asked, but never more than half of what is left, so the retry
-                    // still has time to answer.
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    tokio::time::sleep(Duration::from_millis(*retry_after_ms).min(left / 2)).await;
+                    pause_before_retry = Duration::from_millis(*retry_after_ms);
                 }
             }
             Err(_) => {
@@ -169,11 +165,42 @@ async fn invoke_child(
             request_id = %parent.request_id,
             function = %node.function,
             attempt = num_attempts,
+            retryable,
             failure = %last_failure.1,
             "child invocation failed"
         );
+        if !retryable {
+            break;
+        }
     }
     failed_outcome(last_failure.0, last_failure.1, num_attempts)
+}
+
+/// Invocations the children of one node took.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct ChildInvocations {
+    /// Invocations made, retries included.
+    pub(crate) num_invocations: u32,
+    /// Of those, the retries.
+    pub(crate) num_retries: u32,
+}
+
+/// Waits for the children started by [`spawn_children`] and merges their answers into
+/// `answer`; returns the invocations they took.
+pub(crate) async fn collect_children(
+    children: Vec<tokio::task::JoinHandle<ChildOutcome>>,
+    answer: &mut SubtreeAnswer,
+) -> Result<ChildInvocations> {
+    let mut invocations = ChildInvocations::default();
+    for child in children {
+        let outcome = child
+            .await
+            .map_err(|e| Error::internal(format!("child invocation task failed: {e}")))?;
+        invocations.num_invocations += outcome.num_attempts;
+        invocations.num_retries += outcome.num_attempts.saturating_sub(1);
+        answer.add_child(outcome)?;
+    }
+    Ok(invocations)
 }
 
 /// The merged answer of a subtree, built up as partitions and children report.

@@ -89,44 +89,31 @@ impl HttpResponse {
             Error::Storage {
                 message,
                 retryable: true,
-            } => {
-                let mut response = HttpResponse::error(
-                    503,
-                    "unavailable",
-                    format!("storage is unavailable ({message}); retry later"),
-                    None,
-                );
-                response.body["error"]["retry_after_s"] = json!(RETRY_AFTER_S);
-                response
-            }
+            } => HttpResponse::unavailable(
+                format!("storage is unavailable ({message}); retry later"),
+                RETRY_AFTER_S,
+            ),
             Error::Throttled {
                 message,
                 retry_after_ms,
-            } => {
-                let mut response = HttpResponse::error(
-                    503,
-                    "unavailable",
-                    format!("the service is throttled ({message}); retry later"),
-                    None,
-                );
-                let retry_after_s = retry_after_ms
+            } => HttpResponse::unavailable(
+                format!("the service is throttled ({message}); retry later"),
+                retry_after_ms
                     .map(|ms| ms.div_ceil(1000).max(1))
-                    .unwrap_or(RETRY_AFTER_S);
-                response.body["error"]["retry_after_s"] = json!(retry_after_s);
-                response
-            }
+                    .unwrap_or(RETRY_AFTER_S),
+            ),
             Error::Timeout { message } => {
-                let mut response = HttpResponse::error(
-                    503,
-                    "unavailable",
-                    format!("{message}; retry later"),
-                    None,
-                );
-                response.body["error"]["retry_after_s"] = json!(RETRY_AFTER_S);
-                response
+                HttpResponse::unavailable(format!("{message}; retry later"), RETRY_AFTER_S)
             }
             other => HttpResponse::error(500, "internal", other.to_string(), None),
         }
+    }
+
+    /// Returns a 503 `unavailable` telling the client to retry after `retry_after_s`.
+    fn unavailable(message: String, retry_after_s: u64) -> Self {
+        let mut response = HttpResponse::error(503, "unavailable", message, None);
+        response.body["error"]["retry_after_s"] = json!(retry_after_s);
+        response
     }
 }
 

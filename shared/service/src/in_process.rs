@@ -1,6 +1,7 @@
-//! The in-process adapter of the [`WorkerInvoker`] port: runs worker requests in this process
-//! through the same JSON payloads a Lambda invocation carries. The embedded mode, `squash
-//! eval`, `squash bench` and the tests reach the workers through it.
+//! The in-process adapter of the [`WorkerInvoker`] port: runs worker requests in this process,
+//! by default through the same JSON payloads a Lambda invocation carries (the tests check they
+//! survive it), or as values (the embedded mode). The embedded mode, `squash eval`, `squash
+//! bench`, `squash cost` and the tests reach the workers through it.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -15,8 +16,8 @@ use crate::invoker::WorkerInvoker;
 use crate::partition_cache::PartitionCache;
 use crate::worker_service::WorkerService;
 
-/// Runs worker requests in this process, through the same JSON payloads a Lambda invocation
-/// carries, with one partition cache for every slot (one process holds them all).
+/// Runs worker requests in this process, with one partition cache for every slot (one process
+/// holds them all).
 #[derive(Debug, Clone)]
 pub struct InProcessInvoker {
     root: Arc<dyn BlobStore>,

@@ -22,7 +22,7 @@ use squash_core::protocol::{
 use squash_core::search::search_tasks;
 use squash_storage::BlobStore;
 
-use crate::fanout::{spawn_children, SubtreeAnswer};
+use crate::fanout::{collect_children, spawn_children, SubtreeAnswer};
 use crate::invoker::WorkerInvoker;
 use crate::partition_cache::PartitionCache;
 
@@ -126,14 +126,9 @@ impl WorkerService {
         };
         let mut merged = SubtreeAnswer::new(&request);
         self.search_own(&request, &mut stats, &mut merged).await;
-        for child in children {
-            let outcome = child
-                .await
-                .map_err(|e| Error::internal(format!("child invocation task failed: {e}")))?;
-            stats.child_invocations += outcome.num_attempts;
-            stats.child_retries += outcome.num_attempts.saturating_sub(1);
-            merged.add_child(outcome)?;
-        }
+        let invocations = collect_children(children, &mut merged).await?;
+        stats.child_invocations = invocations.num_invocations;
+        stats.child_retries = invocations.num_retries;
         stats.duration_ms = started.elapsed().as_secs_f64() * 1e3;
         tracing::info!(
             request_id = %request.request_id,

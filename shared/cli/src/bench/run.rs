@@ -218,8 +218,7 @@ pub async fn run_bench(
             .unwrap_or_default();
         let mut params = BuildParams::new(suite.index_metric(), format!("{:x}", now.as_nanos()));
         params.created_unix_s = now.as_secs();
-        // The index is `index` under its own folder: the root the embedded services read.
-        let store: Arc<dyn BlobStore> = Arc::new(LocalStore::new(index_folder.join("index")));
+        let store: Arc<dyn BlobStore> = Arc::new(LocalStore::new(&index_folder));
         let summary = write_index(
             Arc::clone(&store),
             build_input,
@@ -236,12 +235,7 @@ pub async fn run_bench(
             build_seconds,
             index_bytes,
         });
-        let index = EmbeddedIndex::open_with(
-            Arc::new(LocalStore::new(&index_folder)),
-            "index",
-            EmbeddedConfig::for_timed_runs(),
-        )
-        .await?;
+        let index = EmbeddedIndex::open_store(store, EmbeddedConfig::for_timed_runs()).await?;
         index.load_all().await?;
         progress.start_phase(
             &format!("{name}: sweeping workloads"),
