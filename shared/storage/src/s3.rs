@@ -598,6 +598,15 @@ where
 
 /// Returns true for S3 error codes that mean "slow down" or "try again".
 fn is_transient_code(code: &str) -> bool {
+    is_throttle_code(code)
+        || matches!(
+            code,
+            "RequestTimeout" | "RequestTimeoutException" | "InternalError" | "ServiceUnavailable"
+        )
+}
+
+/// Returns true for S3 error codes that mean "you are sending too much".
+fn is_throttle_code(code: &str) -> bool {
     matches!(
         code,
         "SlowDown"
@@ -610,10 +619,6 @@ fn is_transient_code(code: &str) -> bool {
             | "ProvisionedThroughputExceededException"
             | "RequestLimitExceeded"
             | "BandwidthLimitExceeded"
-            | "RequestTimeout"
-            | "RequestTimeoutException"
-            | "InternalError"
-            | "ServiceUnavailable"
     )
 }
 
@@ -663,18 +668,7 @@ where
 {
     match error {
         SdkError::ServiceError(service) => {
-            service.raw().status_code() == 429
-                || service.err().code().is_some_and(|code| {
-                    code.contains("Throttl")
-                        || matches!(
-                            code,
-                            "SlowDown"
-                                | "TooManyRequestsException"
-                                | "RequestLimitExceeded"
-                                | "BandwidthLimitExceeded"
-                                | "ProvisionedThroughputExceededException"
-                        )
-                })
+            service.raw().status_code() == 429 || service.err().code().is_some_and(is_throttle_code)
         }
         _ => false,
     }
