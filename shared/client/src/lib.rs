@@ -211,12 +211,7 @@ impl Client {
                 Ok((status, body)) => error_of_answer(status, &body),
                 Err(error) => error,
             };
-            let retryable = match &error {
-                Error::Incomplete { .. } => true,
-                Error::Storage { retryable, .. } | Error::Remote { retryable, .. } => *retryable,
-                _ => false,
-            };
-            if !retryable || attempt >= self.max_retries {
+            if !error.is_retryable() || attempt >= self.max_retries {
                 return Err(error);
             }
             attempt += 1;
