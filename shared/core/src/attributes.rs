@@ -1,11 +1,21 @@
 //! Attribute schema and the raw (exact) attribute table.
 //!
-//! Every attribute value is held as an `f64`: integers up to 2^53 and floats are exact, and a
-//! categorical (string) value is held as its dictionary code. The table is column-major
+//! Every attribute value is held as an `f64`: integers of magnitude up to
+//! [`MAX_INTEGER_MAGNITUDE`] (2^53 − 1) and floats are exact, and a categorical (string) value
+//! is held as its dictionary code. The table is column-major
 //! because filters scan one column for many rows.
 
 use bitvec::prelude::{BitVec, Lsb0};
 use serde::{Deserialize, Serialize};
+
+/// The largest magnitude an integer cell may have: 2^53 − 1, the last integer whose neighbours
+/// are also exact in an `f64`.
+///
+/// Because every stored integer lies strictly inside ±2^53, a filter's integer value compares
+/// exactly even beyond that range: rounding to `f64` is monotone and maps anything of larger
+/// magnitude to at least 2^53, past every stored cell, so `9007199254740993` can never equal a
+/// cell and `$ne` keeps every row. (A cell of 2^53 itself would equal the rounded 2^53 + 1.)
+pub const MAX_INTEGER_MAGNITUDE: i64 = (1 << 53) - 1;
 
 /// A set of row positions, one bit per row.
 pub type Bitmap = BitVec<u64, Lsb0>;
@@ -14,7 +24,7 @@ pub type Bitmap = BitVec<u64, Lsb0>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AttributeKind {
-    /// Whole numbers (held exactly up to 2^53).
+    /// Whole numbers of magnitude up to [`MAX_INTEGER_MAGNITUDE`] (2^53 − 1), held exactly.
     Integer,
     /// Real numbers.
     Float,

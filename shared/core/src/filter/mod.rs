@@ -775,6 +775,63 @@ mod tests {
     }
 
     #[test]
+    fn integers_beyond_the_stored_range_compare_exactly() {
+        // Cells at the edges of what an integer column may hold, and filter values just past
+        // them, where an f64 comparison of the rounded value would go wrong were 2^53 storable.
+        let max = crate::attributes::MAX_INTEGER_MAGNITUDE;
+        let cells: Vec<i64> = vec![max, max - 1, -max, 0, 1];
+        let table = AttributeTable {
+            num_rows: cells.len(),
+            columns: vec![
+                cells.iter().map(|&cell| cell as f64).collect(),
+                vec![0.0; cells.len()],
+                vec![0.0; cells.len()],
+            ],
+        };
+        let schema = test_schema();
+        let quantizer = AttributeQuantizer::train(&table, 4);
+        let codes = quantizer.encode(&table);
+        let operands: Vec<i128> = vec![
+            i128::from(max) + 2,
+            i128::from(max) + 1,
+            i128::from(max),
+            -i128::from(max) - 1,
+            -i128::from(max) - 2,
+            i128::from(i64::MAX),
+            i128::from(i64::MIN),
+            i128::from(u64::MAX),
+        ];
+        let operators: [(&str, fn(i128, i128) -> bool); 6] = [
+            ("$eq", |cell, value| cell == value),
+            ("$ne", |cell, value| cell != value),
+            ("$gt", |cell, value| cell > value),
+            ("$gte", |cell, value| cell >= value),
+            ("$lt", |cell, value| cell < value),
+            ("$lte", |cell, value| cell <= value),
+        ];
+        for &operand in &operands {
+            // serde_json keeps integers as i64 / u64, as a request body parses them.
+            let value: Value = serde_json::from_str(&operand.to_string()).unwrap();
+            for (operator, holds) in operators {
+                let filter =
+                    Filter::parse(&json!({"rank": {operator: value.clone()}}), &schema).unwrap();
+                let exact = filter.evaluate(&table);
+                let quantized = filter.evaluate_quantized(&quantizer, &codes);
+                for (row, &cell) in cells.iter().enumerate() {
+                    let expected = holds(i128::from(cell), operand);
+                    assert_eq!(exact[row], expected, "{cell} {operator} {operand}");
+                    // The quantized pass may keep a row the exact one drops, never the reverse.
+                    assert!(quantized[row] || !expected, "{cell} {operator} {operand}");
+                }
+            }
+        }
+        // A fractional value on an integer column compares exactly too.
+        let filter = Filter::parse(&json!({"rank": {"$gt": 0.5}}), &schema).unwrap();
+        let passed: Vec<usize> = filter.evaluate(&table).iter_ones().collect();
+        assert_eq!(passed, vec![0, 1, 4]);
+    }
+
+    #[test]
     fn describe_is_readable() {
         let schema = test_schema();
         let filter = Filter::parse(

@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use crate::attributes::{AttributeSchema, AttributeTable};
+use crate::attributes::{AttributeKind, AttributeSchema, AttributeTable, MAX_INTEGER_MAGNITUDE};
 use crate::codec::{sign, OsqQuantizer};
 use crate::error::{Error, Result};
 use crate::filter::AttributeQuantizer;
@@ -164,6 +164,31 @@ fn validate(input: &BuildInput, params: &BuildParams) -> Result<usize> {
                 input.attributes.num_rows
             ),
         ));
+    }
+    // The input parsers check the same; a table built in code must hold to it too.
+    for (column, values) in input.schema.columns.iter().zip(&input.attributes.columns) {
+        let bad_opt = match column.kind {
+            AttributeKind::Integer => values.iter().position(|&value| {
+                !(value.fract() == 0.0 && value.abs() <= MAX_INTEGER_MAGNITUDE as f64)
+            }),
+            AttributeKind::Float => values.iter().position(|value| !value.is_finite()),
+            AttributeKind::Categorical => values
+                .iter()
+                .position(|&code| !(code >= 0.0 && (code as usize) < column.dictionary.len())),
+        };
+        if let Some(row) = bad_opt {
+            return Err(Error::invalid(
+                format!("attributes row {row} column '{}'", column.name),
+                match column.kind {
+                    AttributeKind::Integer => format!(
+                        "{} is not an integer of magnitude at most 2^53 − 1 = {MAX_INTEGER_MAGNITUDE}",
+                        values[row]
+                    ),
+                    AttributeKind::Float => "is not a finite number".to_string(),
+                    AttributeKind::Categorical => "is not a code of the column's dictionary".to_string(),
+                },
+            ));
+        }
     }
     if !(params.bits_per_dim > 0.0 && params.bits_per_dim <= 8.0) {
         return Err(Error::invalid(
@@ -414,5 +439,50 @@ mod tests {
         assert_eq!(default_num_partitions(399_000), 8);
         assert_eq!(default_num_partitions(1_000_000), 20);
         assert_eq!(partition_size_bounds(100, 4), (22, 28));
+    }
+
+    #[test]
+    fn attribute_cells_outside_their_column_kind_are_refused() {
+        use crate::attributes::AttributeColumn;
+        let column = |kind, dictionary: &[&str]| AttributeColumn {
+            name: "a".to_string(),
+            kind,
+            dictionary: dictionary.iter().map(|word| word.to_string()).collect(),
+        };
+        let cases = [
+            (
+                column(AttributeKind::Integer, &[]),
+                9_007_199_254_740_992.0,
+                "2^53 − 1",
+            ),
+            (column(AttributeKind::Integer, &[]), 1.5, "not an integer"),
+            (column(AttributeKind::Float, &[]), f64::NAN, "finite"),
+            (
+                column(AttributeKind::Categorical, &["x"]),
+                1.0,
+                "dictionary",
+            ),
+        ];
+        for (column, bad, expected) in cases {
+            let input = BuildInput {
+                dim: 1,
+                vectors: vec![0.0, 1.0],
+                ids: vec![1, 2],
+                schema: AttributeSchema {
+                    columns: vec![column],
+                },
+                attributes: AttributeTable {
+                    num_rows: 2,
+                    columns: vec![vec![0.0, bad]],
+                },
+            };
+            match validate(&input, &BuildParams::new(Metric::L2, "1")) {
+                Err(Error::InvalidInput { field, reason }) => {
+                    assert_eq!(field, "attributes row 1 column 'a'");
+                    assert!(reason.contains(expected), "{reason}");
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
     }
 }

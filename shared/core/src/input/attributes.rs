@@ -8,15 +8,13 @@
 //! Data rows are numbered from 1 (the first row after the header is data row 1); errors also
 //! give the file line, which differs when quoted fields span lines or blank lines are skipped.
 
-use crate::attributes::{AttributeColumn, AttributeKind, AttributeSchema, AttributeTable};
+use crate::attributes::{
+    AttributeColumn, AttributeKind, AttributeSchema, AttributeTable, MAX_INTEGER_MAGNITUDE,
+};
 use crate::error::{Error, Result};
 
 /// The header name of the column that holds external vector ids.
 pub const ID_COLUMN: &str = "id";
-
-/// Integers with a larger magnitude do not survive the round trip through the `f64` the
-/// attribute table stores (2^53 + 1 rounds to 2^53).
-const MAX_EXACT_INTEGER: i64 = 1 << 53;
 
 /// The parsed attribute file: external ids, schema and values.
 #[derive(Debug, Clone, PartialEq)]
@@ -384,7 +382,7 @@ fn parse_column(
 
 /// Appends every value as an integer. Returns `Ok(Some(error))` naming the first cell that is
 /// not an integer (the column may still be Float or Categorical), and `Err` for an integer
-/// beyond ±2^53 once every cell is known to be an integer.
+/// beyond ±(2^53 − 1) once every cell is known to be an integer.
 fn parse_integers(
     context: &ColumnContext<'_>,
     texts: &TextColumn,
@@ -398,7 +396,8 @@ fn parse_integers(
                 format!("'{text}' is not an integer"),
             )));
         };
-        if first_inexact_opt.is_none() && !(-MAX_EXACT_INTEGER..=MAX_EXACT_INTEGER).contains(&value)
+        if first_inexact_opt.is_none()
+            && !(-MAX_INTEGER_MAGNITUDE..=MAX_INTEGER_MAGNITUDE).contains(&value)
         {
             first_inexact_opt = Some((row_index, value));
         }
@@ -407,7 +406,7 @@ fn parse_integers(
     if let Some((row_index, value)) = first_inexact_opt {
         return Err(Error::invalid(
             context.cell_field(row_index),
-            format!("integer {value} is beyond ±2^53 and would not be stored exactly"),
+            format!("integer {value} is beyond ±(2^53 − 1) = ±{MAX_INTEGER_MAGNITUDE}, the range integer columns hold exactly; store it as a categorical (string) column"),
         ));
     }
     Ok(None)
@@ -633,12 +632,15 @@ mod tests {
 
     #[test]
     fn huge_integers_are_rejected() {
-        let limit = 1i64 << 53;
+        let limit = (1i64 << 53) - 1;
         let input = parse(&format!("a\n{limit}\n-{limit}\n"), 2).unwrap();
         assert_eq!(input.table.columns[0], vec![limit as f64, -(limit as f64)]);
-        let (field, reason) = reason_of(parse(&format!("a\n1\n{}\n", limit + 1), 2).unwrap_err());
-        assert_eq!(field, "attrs.csv: data row 2 (1-based, line 3), column 'a'");
-        assert!(reason.contains("2^53"), "{reason}");
+        // 2^53 itself is refused: 2^53 + 1 in a filter rounds to it.
+        for too_big in [limit + 1, -(limit + 1), i64::MAX] {
+            let (field, reason) = reason_of(parse(&format!("a\n1\n{too_big}\n"), 2).unwrap_err());
+            assert_eq!(field, "attrs.csv: data row 2 (1-based, line 3), column 'a'");
+            assert!(reason.contains("2^53 − 1"), "{reason}");
+        }
     }
 
     #[test]
