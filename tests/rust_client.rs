@@ -51,6 +51,7 @@ async fn the_rust_client_answers_like_the_embedded_path_and_maps_errors() {
             queries: requests.clone(),
             require_complete: true,
             branching: None,
+            output: Default::default(),
         };
         let answers = client
             .query_batch(SAMPLE_INDEX, &batch)

@@ -8,12 +8,18 @@
 //! | `SQUASH_MAX_DEPTH` | levels of workers at most | 3 |
 //! | `SQUASH_TIMEOUT_MS` | time a request may take | 10000 |
 //! | `SQUASH_MANIFEST_TTL_MS` | how long an opened index is served before its manifest is re-read | 5000 |
+//! | `SQUASH_MANIFEST_MAX_STALE_MS` | how long an open index is still served from memory while the store cannot be read | 300000 |
+//! | `SQUASH_MAX_ANSWER_BYTES` | largest estimated answer in a response | 4194304 |
+//! | `SQUASH_MAX_STORED_ANSWER_BYTES` | largest estimated answer written to the store (`"output": "store"`); also what a worker answers at most | 12582912 |
+//! | `SQUASH_MAX_ROWS_PER_PARTITION` | rows one partition's worker may score for one request (exact mode counts 4 per row) | `SQUASH_TIMEOUT_MS` × 50000 |
+//! | `SQUASH_CORS_ALLOW_ORIGIN` | the `Access-Control-Allow-Origin` of HTTP answers; `none` sends no CORS headers | `*` |
 //! | `SQUASH_CACHE_BYTES` | worker partition cache budget | half of the function memory |
 //! | `SQUASH_S3_CONNECT_TIMEOUT_MS`, `SQUASH_S3_READ_TIMEOUT_MS` | S3 read timeouts (read by `squash_storage::S3ReadTimeouts` when the store opens) | 1000, 2000 |
 
 use squash_core::error::{Error, Result};
+use squash_core::search::RequestLimits;
 use squash_service::coordinator_service::{
-    DEFAULT_BRANCHING, DEFAULT_MANIFEST_TTL_MS, DEFAULT_MAX_DEPTH,
+    DEFAULT_BRANCHING, DEFAULT_MANIFEST_MAX_STALE_MS, DEFAULT_MANIFEST_TTL_MS, DEFAULT_MAX_DEPTH,
 };
 use squash_service::partition_cache::default_capacity_bytes;
 use squash_service::{ServiceConfig, TreeShape};
@@ -27,6 +33,8 @@ pub struct FunctionConfig {
     pub service: ServiceConfig,
     /// Worker partition cache budget in bytes.
     pub cache_bytes: u64,
+    /// The `Access-Control-Allow-Origin` of HTTP answers; `None` sends no CORS headers.
+    pub cors_allow_origin: Option<String>,
 }
 
 fn number<T: std::str::FromStr>(
@@ -42,6 +50,14 @@ fn number<T: std::str::FromStr>(
             .parse()
             .map_err(|_| Error::invalid(name, format!("'{text}' is not a valid number"))),
     }
+}
+
+fn positive(lookup: &dyn Fn(&str) -> Option<String>, name: &str, default: u64) -> Result<u64> {
+    let value = number(lookup, name, default)?;
+    if value == 0 {
+        return Err(Error::invalid(name, "must be positive"));
+    }
+    Ok(value)
 }
 
 impl FunctionConfig {
@@ -95,6 +111,45 @@ impl FunctionConfig {
         if timeout_ms == 0 {
             return Err(Error::invalid("SQUASH_TIMEOUT_MS", "must be positive"));
         }
+        let defaults = RequestLimits::for_timeout(timeout_ms);
+        let limits = RequestLimits {
+            max_answer_bytes: positive(
+                lookup,
+                "SQUASH_MAX_ANSWER_BYTES",
+                defaults.max_answer_bytes,
+            )?,
+            max_stored_answer_bytes: positive(
+                lookup,
+                "SQUASH_MAX_STORED_ANSWER_BYTES",
+                defaults.max_stored_answer_bytes,
+            )?,
+            max_rows_per_partition: positive(
+                lookup,
+                "SQUASH_MAX_ROWS_PER_PARTITION",
+                defaults.max_rows_per_partition,
+            )?,
+        };
+        let cors_allow_origin = match lookup("SQUASH_CORS_ALLOW_ORIGIN") {
+            None => Some("*".to_string()),
+            Some(text) if text.trim().is_empty() => Some("*".to_string()),
+            Some(text) if text.trim().eq_ignore_ascii_case("none") => None,
+            Some(text) => {
+                let origin = text.trim().to_string();
+                // A header value: one origin (or *), nothing that could split the header.
+                if origin
+                    .bytes()
+                    .any(|b| b.is_ascii_control() || b == b',' || b == b' ')
+                {
+                    return Err(Error::invalid(
+                        "SQUASH_CORS_ALLOW_ORIGIN",
+                        format!(
+                            "'{origin}' is not one origin (https://example.com), '*' or 'none'"
+                        ),
+                    ));
+                }
+                Some(origin)
+            }
+        };
         Ok(FunctionConfig {
             root,
             service: ServiceConfig {
@@ -102,8 +157,15 @@ impl FunctionConfig {
                 tree,
                 timeout_ms,
                 manifest_ttl_ms: number(lookup, "SQUASH_MANIFEST_TTL_MS", DEFAULT_MANIFEST_TTL_MS)?,
+                manifest_max_stale_ms: number(
+                    lookup,
+                    "SQUASH_MANIFEST_MAX_STALE_MS",
+                    DEFAULT_MANIFEST_MAX_STALE_MS,
+                )?,
+                limits,
             },
             cache_bytes: number(lookup, "SQUASH_CACHE_BYTES", default_capacity_bytes())?,
+            cors_allow_origin,
         })
     }
 }
@@ -152,6 +214,33 @@ mod tests {
                 ("SQUASH_WORKER_FUNCTIONS", " , ")
             ])),
             "SQUASH_WORKER_FUNCTIONS"
+        );
+        assert_eq!(parsed.cors_allow_origin.as_deref(), Some("*"));
+        assert_eq!(
+            parsed.service.limits,
+            RequestLimits::for_timeout(squash_core::protocol::DEFAULT_TIMEOUT_MS)
+        );
+        let set = config(&[
+            ("SQUASH_ROOT", "x"),
+            ("SQUASH_CORS_ALLOW_ORIGIN", "none"),
+            ("SQUASH_MAX_ANSWER_BYTES", "1000"),
+        ])
+        .expect("config");
+        assert_eq!(set.cors_allow_origin, None);
+        assert_eq!(set.service.limits.max_answer_bytes, 1000);
+        assert_eq!(
+            field_of(config(&[
+                ("SQUASH_ROOT", "x"),
+                ("SQUASH_CORS_ALLOW_ORIGIN", "https://a.com, https://b.com")
+            ])),
+            "SQUASH_CORS_ALLOW_ORIGIN"
+        );
+        assert_eq!(
+            field_of(config(&[
+                ("SQUASH_ROOT", "x"),
+                ("SQUASH_MAX_ROWS_PER_PARTITION", "0")
+            ])),
+            "SQUASH_MAX_ROWS_PER_PARTITION"
         );
     }
 }

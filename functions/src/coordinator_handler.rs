@@ -20,12 +20,14 @@ use squash_storage::store_for_location;
 use crate::config::FunctionConfig;
 use crate::lambda_invoker::LambdaInvoker;
 
-/// Handles one coordinator event whose Lambda deadline is `deadline_epoch_ms`.
+/// Handles one coordinator event whose Lambda deadline is `deadline_epoch_ms`; HTTP answers
+/// carry CORS headers allowing `cors_allow_origin` (none when `None`).
 pub async fn handle_event(
     service: &CoordinatorService,
     event: JsonPayload,
     request_id: &str,
     deadline_epoch_ms: u64,
+    cors_allow_origin: Option<&str>,
 ) -> Value {
     let budget = crate::remaining_budget(deadline_epoch_ms, service.config().timeout_ms);
     let deadline = Instant::now() + budget;
@@ -43,6 +45,18 @@ pub async fn handle_event(
         let mut body = response.body;
         if response.status != 200 {
             body["status"] = json!(response.status);
+        }
+        let answer_bytes = serde_json::to_vec(&body)
+            .map(|json| json.len())
+            .unwrap_or(0);
+        if answer_bytes > LAMBDA_RESPONSE_LIMIT_BYTES {
+            return json!({"status": 400, "error": {
+                "code": "invalid_request",
+                "field": "queries",
+                "message": format!(
+                    "queries: the answer took {answer_bytes} bytes, over the {LAMBDA_RESPONSE_LIMIT_BYTES} bytes a Lambda response may carry; ask for fewer hits, leave out attributes, or (for a batch) set \"output\": \"store\""
+                ),
+            }});
         }
         return body;
     }
@@ -69,8 +83,9 @@ pub async fn handle_event(
     }
     .unwrap_or("/")
     .to_string();
-    let reply =
-        |response: &HttpResponse| http_event_response(response, request_id, &method, format);
+    let reply = |response: &HttpResponse| {
+        http_event_response(response, request_id, &method, format, cors_allow_origin)
+    };
     if method == "OPTIONS" {
         // A CORS preflight: the transport's business, answered for every path.
         return reply(&HttpResponse {
@@ -110,8 +125,36 @@ pub async fn handle_event(
         body_text.as_bytes().to_vec()
     };
     let response = handle_http(service, &method, &path, &body, request_id, deadline).await;
-    reply(&response)
+    let answer = reply(&response);
+    let answer_bytes = serde_json::to_vec(&answer)
+        .map(|json| json.len())
+        .unwrap_or(0);
+    if answer_bytes <= LAMBDA_RESPONSE_LIMIT_BYTES {
+        return answer;
+    }
+    // The answer estimate let through more than Lambda can return (the limit was configured
+    // above the default, or the hits are wider than estimated): say so rather than let API
+    // Gateway turn Lambda's failure into a bare 502.
+    let field = if path.ends_with("/query") {
+        "k"
+    } else {
+        "queries"
+    };
+    reply(&HttpResponse {
+        status: 400,
+        body: json!({"error": {
+            "code": "invalid_request",
+            "field": field,
+            "message": format!(
+                "{field}: the answer took {answer_bytes} bytes, over the {LAMBDA_RESPONSE_LIMIT_BYTES} bytes a Lambda response may carry; ask for fewer hits, leave out attributes, or (for a batch) set \"output\": \"store\""
+            ),
+        }}),
+        allow_opt: None,
+    })
 }
+
+/// The largest synchronous Lambda response, 6 MB.
+const LAMBDA_RESPONSE_LIMIT_BYTES: usize = 6 * 1024 * 1024;
 
 /// The two shapes of HTTP events API Gateway sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,17 +177,25 @@ fn http_event_response(
     request_id: &str,
     method: &str,
     format: EventFormat,
+    cors_allow_origin: Option<&str>,
 ) -> Value {
-    // Browsers may call the API from any origin: it sets no cookies, and an API behind IAM
-    // authorization still needs a signature on every call.
     let mut headers = json!({
         "content-type": "application/json",
         "x-request-id": request_id,
-        "access-control-allow-origin": "*",
-        "access-control-allow-methods": ALL_METHODS,
-        "access-control-allow-headers": CORS_ALLOW_HEADERS,
-        "access-control-expose-headers": "x-request-id, retry-after",
     });
+    // By default browsers may call the API from any origin: it sets no cookies, and an API
+    // behind IAM authorization still needs a signature on every call. A deployment can name
+    // its one origin, or send no CORS headers at all.
+    if let Some(origin) = cors_allow_origin {
+        headers["access-control-allow-origin"] = json!(origin);
+        headers["access-control-allow-methods"] = json!(ALL_METHODS);
+        headers["access-control-allow-headers"] = json!(CORS_ALLOW_HEADERS);
+        headers["access-control-expose-headers"] = json!("x-request-id, retry-after");
+        if origin != "*" {
+            // The answer differs by origin: caches must key on it.
+            headers["vary"] = json!("origin");
+        }
+    }
     if let Some(allow) = response.allow_opt {
         headers["allow"] = json!(allow);
     }
@@ -182,11 +233,19 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
     let invoker = Arc::new(LambdaInvoker::from_env().await);
     let service = CoordinatorService::new(root, invoker, config.service);
     let service = &service;
+    let cors_allow_origin = config.cors_allow_origin.as_deref();
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<JsonPayload>| async move {
             let request_id = event.context.request_id.clone();
             Ok::<Value, lambda_runtime::Error>(
-                handle_event(service, event.payload, &request_id, event.context.deadline).await,
+                handle_event(
+                    service,
+                    event.payload,
+                    &request_id,
+                    event.context.deadline,
+                    cors_allow_origin,
+                )
+                .await,
             )
         },
     ))
@@ -199,6 +258,8 @@ mod tests {
     use squash_service::partition_cache::PartitionCache;
     use squash_service::{InProcessInvoker, ServiceConfig};
     use squash_storage::{BlobStore, MemoryStore};
+
+    const CORS: Option<&str> = Some("*");
 
     fn service() -> CoordinatorService {
         let root: Arc<dyn BlobStore> = Arc::new(MemoryStore::new());
@@ -220,8 +281,14 @@ mod tests {
     async fn http_events_route_with_and_without_a_named_stage() {
         let service = service();
         for (stage, path) in [("$default", "/health"), ("prod", "/prod/health")] {
-            let answer =
-                handle_event(&service, http_event(stage, path, "GET").into(), "r", 0).await;
+            let answer = handle_event(
+                &service,
+                http_event(stage, path, "GET").into(),
+                "r",
+                0,
+                CORS,
+            )
+            .await;
             assert_eq!(answer["statusCode"], json!(200), "{answer}");
             assert_eq!(answer["cookies"], json!([]));
             let body: Value =
@@ -233,6 +300,7 @@ mod tests {
             http_event("prod", "/prod/v1/indexes/nope", "GET").into(),
             "r",
             0,
+            CORS,
         )
         .await;
         assert_eq!(missing["statusCode"], json!(404), "{missing}");
@@ -252,7 +320,8 @@ mod tests {
                 "isBase64Encoded": false,
             })
         };
-        let health = handle_event(&service, rest_event("GET", "/health").into(), "r", 0).await;
+        let health =
+            handle_event(&service, rest_event("GET", "/health").into(), "r", 0, CORS).await;
         assert_eq!(health["statusCode"], json!(200), "{health}");
         assert!(health.get("cookies").is_none(), "{health}");
         assert_eq!(health["headers"]["access-control-allow-origin"], json!("*"));
@@ -265,6 +334,7 @@ mod tests {
             http_event("$default", "/health", "HEAD").into(),
             "r",
             0,
+            CORS,
         )
         .await;
         assert_eq!(head["statusCode"], json!(200), "{head}");
@@ -275,6 +345,7 @@ mod tests {
             rest_event("DELETE", "/v1/indexes/films").into(),
             "r",
             0,
+            CORS,
         )
         .await;
         assert_eq!(refused["statusCode"], json!(405), "{refused}");
@@ -284,6 +355,7 @@ mod tests {
             http_event("$default", "/v1/indexes/films/query", "GET").into(),
             "r",
             0,
+            CORS,
         )
         .await;
         assert_eq!(refused["headers"]["allow"], json!("POST"), "{refused}");
@@ -293,6 +365,7 @@ mod tests {
             http_event("$default", "/v1/indexes/films/query", "OPTIONS").into(),
             "r",
             0,
+            CORS,
         )
         .await;
         assert_eq!(preflight["statusCode"], json!(204), "{preflight}");
@@ -300,12 +373,30 @@ mod tests {
         assert!(preflight["headers"]["access-control-allow-methods"]
             .as_str()
             .is_some_and(|methods| methods.contains("POST")));
+
+        // CORS as configured: one origin (and Vary), or no CORS headers at all.
+        let event = || http_event("$default", "/health", "GET").into();
+        let one = handle_event(&service, event(), "r", 0, Some("https://app.example")).await;
+        assert_eq!(
+            one["headers"]["access-control-allow-origin"],
+            json!("https://app.example")
+        );
+        assert_eq!(one["headers"]["vary"], json!("origin"));
+        let none = handle_event(&service, event(), "r", 0, None).await;
+        assert_eq!(none["statusCode"], json!(200));
+        let headers = none["headers"].as_object().expect("headers");
+        assert!(
+            headers
+                .keys()
+                .all(|name| !name.starts_with("access-control-")),
+            "{none}"
+        );
     }
 
     #[tokio::test]
     async fn direct_invocations_answer_with_the_http_body_and_status() {
         let service = service();
-        let answer = handle_event(&service, json!({"vector": [1.0]}).into(), "r", 0).await;
+        let answer = handle_event(&service, json!({"vector": [1.0]}).into(), "r", 0, CORS).await;
         assert_eq!(answer["status"], json!(400), "{answer}");
         assert_eq!(answer["error"]["field"], json!("index"));
         let answer = handle_event(
@@ -313,6 +404,7 @@ mod tests {
             json!({"index": "nope", "vector": [1.0]}).into(),
             "r",
             0,
+            CORS,
         )
         .await;
         assert_eq!(answer["status"], json!(404), "{answer}");
@@ -320,7 +412,7 @@ mod tests {
         let event: JsonPayload =
             serde_json::from_str(r#"{"index": "nope", "vector": [1.0], "k": 3, "k": 5}"#)
                 .expect("valid JSON");
-        let answer = handle_event(&service, event, "r", 0).await;
+        let answer = handle_event(&service, event, "r", 0, CORS).await;
         assert_eq!(answer["status"], json!(400), "{answer}");
         assert_eq!(answer["error"]["field"], json!("k"));
     }

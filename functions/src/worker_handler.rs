@@ -85,7 +85,8 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
     let root = store_for_location(&config.root).await?;
     let invoker = Arc::new(LambdaInvoker::from_env().await);
     let cache = Arc::new(PartitionCache::new(config.cache_bytes));
-    let worker = WorkerService::new(&function, root, cache, invoker);
+    let worker = WorkerService::new(&function, root, cache, invoker)
+        .with_max_answer_bytes(config.service.limits.max_stored_answer_bytes);
     let worker = &worker;
     let function = function.as_str();
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

@@ -26,7 +26,8 @@ use crate::cost::{
 use crate::workloads::{Workload, WorkloadSuite};
 use squash_core::error::{Error, Result};
 use squash_core::protocol::{
-    BatchRequest, ExecutionStats, IndexSummary, QueryRequest, QueryResponse, SearchOptions,
+    AnswerOutput, BatchRequest, ExecutionStats, IndexSummary, QueryRequest, QueryResponse,
+    SearchOptions,
 };
 use squash_service::coordinator_service::DEFAULT_MAX_DEPTH;
 use squash_service::partition_cache::{capacity_bytes_for_lambda_memory, PartitionCache};
@@ -356,6 +357,7 @@ async fn run_batch(
         queries: requests.to_vec(),
         require_complete: false,
         branching: None,
+        output: AnswerOutput::Response,
     };
     let started = Instant::now();
     let response = service

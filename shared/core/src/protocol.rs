@@ -348,6 +348,8 @@ pub enum PartitionOutcome {
     Failed {
         /// Partition id.
         partition: u32,
+        /// Why, in kind.
+        kind: FailureKind,
         /// Why.
         message: String,
         /// Whether a retry may succeed.
@@ -361,7 +363,8 @@ pub enum PartitionOutcome {
 pub enum FailureKind {
     /// Its object does not exist (the index version was removed by a later rebuild).
     NotFound,
-    /// Its worker did not answer within the deadline.
+    /// Its worker did not answer within the deadline, or reached the deadline while searching
+    /// it and stopped.
     Timeout,
     /// Its worker or its store failed.
     Error,
@@ -432,6 +435,11 @@ pub struct ExecutionStats {
     pub index_version: String,
     /// Whether the coordinator's container was cold.
     pub coordinator_cold_start: bool,
+    /// Set when the store could not be read and the index version already open was served
+    /// from memory: how many milliseconds ago its manifest was last read (at most the
+    /// deployment's stale limit). A rebuild made meanwhile is not seen yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale_manifest_ms: Option<u64>,
     /// GET requests the coordinator sent to the store (manifest, coordinator object).
     pub coordinator_store_get_requests: u32,
     /// Bytes those requests returned.
@@ -514,17 +522,52 @@ pub struct BatchRequest {
     /// setting (for tuning and measurement).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub branching: Option<usize>,
+    /// Where the answer goes: in the response (default), or written to the store for answers
+    /// too large for one.
+    #[serde(default, skip_serializing_if = "AnswerOutput::is_response")]
+    pub output: AnswerOutput,
+}
+
+/// Where the answer to a batch goes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnswerOutput {
+    /// In the response body.
+    #[default]
+    Response,
+    /// Written as one JSON object (a whole [`BatchResponse`]) to the store the indexes live
+    /// in, under `_answers/{index}/{request id}.json`; the response says where.
+    Store,
+}
+
+impl AnswerOutput {
+    /// Whether this is the default, [`AnswerOutput::Response`].
+    pub fn is_response(&self) -> bool {
+        *self == AnswerOutput::Response
+    }
+}
+
+/// Where an answer written to the store is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredAnswer {
+    /// The object's location (`s3://bucket/prefix/_answers/index/id.json`, or a path).
+    pub location: String,
+    /// Its size in bytes.
+    pub bytes: u64,
 }
 
 /// The answer to a batch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BatchResponse {
-    /// One answer per query, in request order.
+    /// One answer per query, in request order; empty when the answer was written to the store.
     pub results: Vec<QueryResponse>,
     /// True when some query's answer is partial.
     pub partial: bool,
     /// How the batch was executed.
     pub stats: ExecutionStats,
+    /// Where the answer was written, with `"output": "store"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored: Option<StoredAnswer>,
 }
 
 /// One attribute column as an index summary lists it.

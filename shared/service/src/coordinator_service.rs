@@ -19,11 +19,11 @@ use squash_core::error::{Error, Result};
 use squash_core::index::validate_index_name;
 use squash_core::index::{CoordinatorData, Manifest, MANIFEST_KEY};
 use squash_core::protocol::{
-    BatchRequest, BatchResponse, ColumnSummary, ExecutionStats, FailedPartition, FailureKind,
-    IndexSummary, InvocationStats, QueryHits, QueryRequest, QueryResponse, QueryStats, TreeNode,
-    WorkerRequest, DEFAULT_TIMEOUT_MS, MAX_BATCH_QUERIES, PROTOCOL_VERSION,
+    AnswerOutput, BatchRequest, BatchResponse, ColumnSummary, ExecutionStats, FailedPartition,
+    FailureKind, IndexSummary, InvocationStats, QueryHits, QueryRequest, QueryResponse, QueryStats,
+    StoredAnswer, TreeNode, WorkerRequest, DEFAULT_TIMEOUT_MS, MAX_BATCH_QUERIES, PROTOCOL_VERSION,
 };
-use squash_core::search::{plan_batch, QueryPlan};
+use squash_core::search::{plan_batch, QueryPlan, RequestLimits};
 use squash_storage::BlobStore;
 
 /// Default children per tree node.
@@ -32,6 +32,13 @@ pub const DEFAULT_BRANCHING: usize = 4;
 pub const DEFAULT_MAX_DEPTH: usize = 3;
 /// Default time an opened index is served before its manifest is read again.
 pub const DEFAULT_MANIFEST_TTL_MS: u64 = 5_000;
+/// Default time an open version is served from memory while the store cannot be read: long
+/// enough to ride out a regional S3 incident's first minutes, short enough that a rebuild made
+/// meanwhile is not ignored for long.
+pub const DEFAULT_MANIFEST_MAX_STALE_MS: u64 = 300_000;
+/// Where answers written to the store go, under the deployment root (index names start with a
+/// letter or digit, so this never collides with an index).
+pub const STORED_ANSWERS_PREFIX: &str = "_answers";
 
 /// How the coordinator runs queries.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +51,11 @@ pub struct ServiceConfig {
     pub timeout_ms: u64,
     /// Time an opened index is served before its manifest is read again, in milliseconds.
     pub manifest_ttl_ms: u64,
+    /// How long after its manifest was last read an open version is still served while the
+    /// store cannot be read, in milliseconds; past it, queries fail with 503.
+    pub manifest_max_stale_ms: u64,
+    /// What one request may ask for.
+    pub limits: RequestLimits,
 }
 
 impl Default for ServiceConfig {
@@ -56,6 +68,8 @@ impl Default for ServiceConfig {
             },
             timeout_ms: DEFAULT_TIMEOUT_MS,
             manifest_ttl_ms: DEFAULT_MANIFEST_TTL_MS,
+            manifest_max_stale_ms: DEFAULT_MANIFEST_MAX_STALE_MS,
+            limits: RequestLimits::for_timeout(DEFAULT_TIMEOUT_MS),
         }
     }
 }
@@ -102,6 +116,9 @@ struct OpenIndex {
 struct OpenReads {
     num_get_requests: u32,
     bytes_fetched: u64,
+    /// Set when the store could not be read and the open version was served anyway: how long
+    /// ago its manifest was read.
+    stale_ms_opt: Option<u64>,
 }
 
 /// One coordinator process: the indexes it has opened and the invoker of its workers.
@@ -176,16 +193,29 @@ impl CoordinatorService {
                 })
             }
             // The store is down or slow: the version already open is still whole (its objects
-            // are immutable), so keep serving it rather than fail queries that warm workers
-            // can answer from memory. A rebuild is seen once the store answers again.
+            // are immutable), so keep serving it, for a bounded time and saying so, rather than
+            // fail queries that warm workers can answer from memory. A rebuild is seen once the
+            // store answers again.
             Err(error) => match cached_opt {
                 Some(cached) if error.is_retryable() => {
+                    let stale_ms = cached.checked_at.elapsed().as_millis() as u64;
+                    if stale_ms > self.config.manifest_max_stale_ms {
+                        return Err(Error::Storage {
+                            message: format!(
+                                "index '{name}': the store cannot be read ({error}) and the manifest in memory was read {stale_ms} ms ago, longer than the {} ms it may be served stale",
+                                self.config.manifest_max_stale_ms
+                            ),
+                            retryable: true,
+                        });
+                    }
                     tracing::warn!(
                         index = name,
                         %error,
+                        stale_ms,
                         version = %cached.manifest.index_version,
                         "manifest unreadable; serving the version already open"
                     );
+                    reads.stale_ms_opt = Some(stale_ms);
                     return Ok(cached);
                 }
                 _ => return Err(error),
@@ -269,8 +299,12 @@ impl CoordinatorService {
             .run(
                 name,
                 std::slice::from_ref(&request),
-                require_complete,
-                tree,
+                RunOptions {
+                    require_complete,
+                    tree,
+                    output: AnswerOutput::Response,
+                    single: true,
+                },
                 request_id,
                 deadline,
             )
@@ -311,8 +345,12 @@ impl CoordinatorService {
             .run(
                 name,
                 &batch.queries,
-                batch.require_complete,
-                tree,
+                RunOptions {
+                    require_complete: batch.require_complete,
+                    tree,
+                    output: batch.output,
+                    single: false,
+                },
                 request_id,
                 deadline,
             )
@@ -331,10 +369,49 @@ impl CoordinatorService {
                 }
                 other => other,
             })?;
-        Ok(BatchResponse {
+        let response = BatchResponse {
             partial: results.iter().any(|r| r.partial),
             results,
             stats,
+            stored: None,
+        };
+        match batch.output {
+            AnswerOutput::Response => Ok(response),
+            AnswerOutput::Store => self.store_answer(name, request_id, response).await,
+        }
+    }
+
+    /// Writes `response` whole to the store and returns it without its results, saying where
+    /// they are.
+    async fn store_answer(
+        &self,
+        name: &str,
+        request_id: &str,
+        response: BatchResponse,
+    ) -> Result<BatchResponse> {
+        let safe_id = !request_id.is_empty()
+            && request_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            && !request_id.starts_with('.');
+        if !safe_id {
+            return Err(Error::internal(format!(
+                "request id '{}' cannot name a stored answer",
+                request_id.escape_debug()
+            )));
+        }
+        let key = format!("{STORED_ANSWERS_PREFIX}/{name}/{request_id}.json");
+        let bytes = serde_json::to_vec(&response)
+            .map_err(|e| Error::internal(format!("encoding the answer: {e}")))?;
+        let num_bytes = bytes.len() as u64;
+        self.root.put(&key, bytes).await?;
+        Ok(BatchResponse {
+            results: Vec::new(),
+            stored: Some(StoredAnswer {
+                location: format!("{}/{key}", self.root.describe().trim_end_matches('/')),
+                bytes: num_bytes,
+            }),
+            ..response
         })
     }
 
@@ -346,17 +423,23 @@ impl CoordinatorService {
         }
     }
 
-    /// Runs a batch on index `name`: plan against the open version, fan out, and when a
-    /// rebuild removed that version meanwhile, read the manifest again and run once more.
+    /// Runs a batch on index `name`: plan against the open version, check the plan against
+    /// the limits, fan out, and when a rebuild removed that version meanwhile, read the
+    /// manifest again and run once more.
     async fn run(
         &self,
         name: &str,
         requests: &[QueryRequest],
-        require_complete: bool,
-        tree: TreeShape,
+        options: RunOptions,
         request_id: &str,
         deadline: Instant,
     ) -> Result<(Vec<QueryResponse>, ExecutionStats)> {
+        let RunOptions {
+            require_complete,
+            tree,
+            output,
+            single,
+        } = options;
         let started = Instant::now();
         let cold_start = self.num_served.fetch_add(1, Ordering::Relaxed) == 0;
         let mut reads = OpenReads::default();
@@ -364,6 +447,14 @@ impl CoordinatorService {
         loop {
             let opened = self.open(name, refresh, &mut reads).await?;
             let plan = plan_batch(&opened.coordinator, requests)?;
+            self.config.limits.check(
+                &plan,
+                requests,
+                &opened.coordinator.schema,
+                &opened.coordinator.partition_sizes,
+                output,
+                single,
+            )?;
             let nodes = plan_tree(&plan.tasks, &self.config.worker_functions, tree)?;
             let plan_ms = started.elapsed().as_secs_f64() * 1e3;
             let fan_out_started = Instant::now();
@@ -412,6 +503,7 @@ impl CoordinatorService {
                 fan_out_ms,
                 store_get_requests: reads.num_get_requests,
                 store_bytes_fetched: reads.bytes_fetched,
+                stale_manifest_ms: reads.stale_ms_opt,
                 ..ExecutionStats::default()
             };
             add_worker_stats(&mut execution, rest.invocations);
@@ -441,6 +533,16 @@ impl CoordinatorService {
         let invocations = collect_children(children, &mut answer).await?;
         Ok((answer, invocations.num_invocations))
     }
+}
+
+/// How [`CoordinatorService::run`] runs a batch.
+#[derive(Debug, Clone, Copy)]
+struct RunOptions {
+    require_complete: bool,
+    tree: TreeShape,
+    output: AnswerOutput,
+    /// A one-query request: limit errors name its fields without a `queries` prefix.
+    single: bool,
 }
 
 /// Returns one response per query, in order: its merged hits, the partitions of its plan that

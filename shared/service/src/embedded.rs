@@ -17,8 +17,10 @@ use async_trait::async_trait;
 use squash_core::error::{Error, Result};
 use squash_core::index::{Manifest, PartitionData};
 use squash_core::protocol::{
-    BatchRequest, FailedPartition, FailureKind, InvocationStats, QueryRequest, QueryResponse,
+    AnswerOutput, BatchRequest, FailedPartition, FailureKind, InvocationStats, QueryRequest,
+    QueryResponse,
 };
+use squash_core::search::RequestLimits;
 use squash_storage::{split_index_location, store_for_location, BlobStore};
 
 use crate::coordinator_service::{CoordinatorService, ServiceConfig};
@@ -125,6 +127,8 @@ impl EmbeddedIndex {
             // One process: nothing else rebuilds the index behind its back often enough to be
             // worth a manifest read per request.
             manifest_ttl_ms: u64::MAX / 2,
+            // Answers stay in this process's memory; the caller sizes its own requests.
+            limits: RequestLimits::unlimited(),
             ..ServiceConfig::default()
         };
         let coordinator =
@@ -206,6 +210,7 @@ impl EmbeddedIndex {
             queries: requests.to_vec(),
             require_complete: true,
             branching: None,
+            output: AnswerOutput::Response,
         };
         let response = self
             .coordinator

@@ -240,10 +240,13 @@ impl SubtreeAnswer {
                 }
             }
             PartitionOutcome::Failed {
-                partition, message, ..
+                partition,
+                kind,
+                message,
+                ..
             } => self.failed.push(FailedPartition {
                 partition,
-                kind: FailureKind::Error,
+                kind,
                 message,
             }),
         }

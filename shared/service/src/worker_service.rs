@@ -19,12 +19,17 @@ use squash_core::protocol::{
     FailedPartition, FailureKind, InvocationStats, PartitionOutcome, WorkerRequest, WorkerResponse,
     PROTOCOL_VERSION,
 };
+use squash_core::search::limits::HIT_JSON_BYTES;
 use squash_core::search::search_tasks;
 use squash_storage::BlobStore;
 
 use crate::fanout::{collect_children, spawn_children, SubtreeAnswer};
 use crate::invoker::WorkerInvoker;
 use crate::partition_cache::PartitionCache;
+
+/// Time kept between the end of the scans and a node's deadline for encoding and sending its
+/// answer (at most a tenth of the time left).
+const SCAN_ANSWER_MARGIN: Duration = Duration::from_millis(50);
 
 /// Returns the object key of a partition of an index version, under the deployment root.
 pub fn partition_object_key(index: &str, index_version: &str, partition: u32) -> String {
@@ -42,6 +47,8 @@ pub struct WorkerService {
     /// Whether the scan runs on the calling thread instead of a blocking thread (see
     /// [`WorkerService::with_inline_scans`]).
     scan_inline: bool,
+    /// Largest answer this worker builds (see [`WorkerService::with_max_answer_bytes`]).
+    max_answer_bytes: u64,
 }
 
 impl WorkerService {
@@ -72,7 +79,17 @@ impl WorkerService {
             invoker,
             num_served,
             scan_inline: false,
+            max_answer_bytes: u64::MAX,
         }
+    }
+
+    /// Refuses requests whose hits alone (`k` summed over the queries, at
+    /// [`HIT_JSON_BYTES`] each) would exceed `max_answer_bytes`. The coordinator never sends
+    /// such a request (its own estimate of the same answer is larger); this bounds the memory
+    /// a request sent straight to a worker can take.
+    pub fn with_max_answer_bytes(mut self, max_answer_bytes: u64) -> Self {
+        self.max_answer_bytes = max_answer_bytes;
+        self
     }
 
     /// Runs the scans on the thread that polls the request instead of handing them to a
@@ -116,6 +133,20 @@ impl WorkerService {
                 ));
             }
         }
+        let hit_bytes = request
+            .queries
+            .iter()
+            .map(|query| (query.k as u64).saturating_mul(HIT_JSON_BYTES))
+            .fold(0u64, u64::saturating_add);
+        if hit_bytes > self.max_answer_bytes {
+            return Err(Error::invalid(
+                "queries",
+                format!(
+                    "the hits asked for would take at least {hit_bytes} bytes, over this worker's limit of {} bytes",
+                    self.max_answer_bytes
+                ),
+            ));
+        }
         let deadline = started + Duration::from_millis(request.budget_ms);
         let request = Arc::new(request);
         let children = spawn_children(&self.invoker, &request, deadline);
@@ -125,7 +156,8 @@ impl WorkerService {
             ..InvocationStats::default()
         };
         let mut merged = SubtreeAnswer::new(&request);
-        self.search_own(&request, &mut stats, &mut merged).await;
+        self.search_own(&request, deadline, &mut stats, &mut merged)
+            .await;
         let invocations = collect_children(children, &mut merged).await?;
         stats.child_invocations = invocations.num_invocations;
         stats.child_retries = invocations.num_retries;
@@ -215,23 +247,47 @@ impl WorkerService {
         (loaded, failed)
     }
 
-    /// Loads and searches this node's own partitions into `merged`.
+    /// Loads and searches this node's own partitions into `merged`, stopping at `deadline`:
+    /// loads still running then are dropped and the scans stop between queries, so the answer
+    /// (naming what was cut short) leaves before the parent stops waiting for it.
     async fn search_own(
         &self,
         request: &Arc<WorkerRequest>,
+        deadline: Instant,
         stats: &mut InvocationStats,
         merged: &mut SubtreeAnswer,
     ) {
         let load_started = Instant::now();
         let partition_ids: Vec<u32> = request.tasks.iter().map(|task| task.partition).collect();
-        let (loaded, failed) = self
-            .load_partitions(
-                &request.index,
-                &request.index_version,
-                &partition_ids,
-                stats,
-            )
-            .await;
+        let loading = self.load_partitions(
+            &request.index,
+            &request.index_version,
+            &partition_ids,
+            stats,
+        );
+        let (loaded, failed) = match tokio::time::timeout_at(
+            tokio::time::Instant::from_std(deadline),
+            loading,
+        )
+        .await
+        {
+            Ok(done) => done,
+            Err(_) => {
+                let message = format!(
+                    "the deadline came while loading partitions ({} ms budget)",
+                    request.budget_ms
+                );
+                let failed = partition_ids
+                    .iter()
+                    .map(|&partition| FailedPartition {
+                        partition,
+                        kind: FailureKind::Timeout,
+                        message: message.clone(),
+                    })
+                    .collect();
+                (HashMap::new(), failed)
+            }
+        };
         merged.failed.extend(failed);
         stats.load_ms = load_started.elapsed().as_secs_f64() * 1e3;
         let search_started = Instant::now();
@@ -242,15 +298,25 @@ impl WorkerService {
             .cloned()
             .collect();
         let request_for_search = Arc::clone(request);
+        // The scans stop a little before the deadline, leaving time to encode and send the
+        // answer within the grace the parent adds for the transport.
+        let answer_margin =
+            (deadline.saturating_duration_since(Instant::now()) / 10).min(SCAN_ANSWER_MARGIN);
+        let scan_deadline = deadline.checked_sub(answer_margin).unwrap_or(deadline);
         let search = move || {
-            search_tasks(&request_for_search.queries, &tasks, &|partition| {
-                loaded
-                    .get(&partition)
-                    .cloned()
-                    .ok_or_else(|| Error::NotFound {
-                        what: format!("partition {partition}"),
-                    })
-            })
+            search_tasks(
+                &request_for_search.queries,
+                &tasks,
+                &|partition| {
+                    loaded
+                        .get(&partition)
+                        .cloned()
+                        .ok_or_else(|| Error::NotFound {
+                            what: format!("partition {partition}"),
+                        })
+                },
+                Some(scan_deadline),
+            )
         };
         let searched: std::result::Result<Vec<PartitionOutcome>, String> = if self.scan_inline {
             Ok(search())

@@ -15,7 +15,10 @@ use squash_core::error::{Error, Result};
 use squash_core::index::build::NoProgress;
 use squash_core::index::BuildInput;
 use squash_core::metric::Metric;
-use squash_core::protocol::{QueryRequest, WorkerRequest, WorkerResponse};
+use squash_core::protocol::{
+    AnswerOutput, BatchRequest, QueryRequest, WorkerRequest, WorkerResponse,
+};
+use squash_core::search::RequestLimits;
 use squash_service::embedded::EmbeddedIndex;
 use squash_service::partition_cache::PartitionCache;
 use squash_service::write_index;
@@ -123,6 +126,9 @@ async fn fixture(timeout_ms: u64, manifest_ttl_ms: u64) -> Fixture {
         tree: TreeShape::try_new(2, 3).expect("shape"),
         timeout_ms,
         manifest_ttl_ms,
+        // The heavy-request tests below go past the functions' limits on purpose.
+        limits: RequestLimits::unlimited(),
+        ..ServiceConfig::default()
     };
     let service = CoordinatorService::new(
         Arc::clone(&root),
@@ -649,6 +655,7 @@ async fn a_store_outage_keeps_serving_the_open_version_from_warm_workers() {
     let config = ServiceConfig {
         // Every request re-reads the manifest.
         manifest_ttl_ms: 0,
+        manifest_max_stale_ms: 400,
         ..ServiceConfig::default()
     };
     let service = CoordinatorService::new(Arc::clone(&root), Arc::new(invoker), config);
@@ -666,6 +673,35 @@ async fn a_store_outage_keeps_serving_the_open_version_from_warm_workers() {
         .expect("the open version is still served");
     assert!(!during.partial, "every partition is in the warm cache");
     assert_eq!(during.hits, warm.hits);
+    // The answer says it came from a manifest read before the outage.
+    let execution = |answer: &squash_core::protocol::QueryResponse| {
+        answer.stats.execution.clone().expect("execution stats")
+    };
+    assert_eq!(execution(&warm).stale_manifest_ms, None);
+    let stale_ms = execution(&during)
+        .stale_manifest_ms
+        .expect("said to be stale");
+    assert!(stale_ms <= 400, "{stale_ms}");
+    // Past the stale limit the open version is no longer served: a retryable error (503).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let too_stale = service
+        .query("films", request.clone(), "late", deadline(&service))
+        .await;
+    match &too_stale {
+        Err(error @ Error::Storage { message, .. }) => {
+            assert!(error.is_retryable());
+            assert!(message.contains("may be served stale"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    store.down.store(false, Ordering::SeqCst);
+    let after = service
+        .query("films", request.clone(), "after", deadline(&service))
+        .await
+        .expect("the store is back");
+    assert_eq!(execution(&after).stale_manifest_ms, None);
+    assert_eq!(after.hits, warm.hits);
+    store.down.store(true, Ordering::SeqCst);
     // An index never opened cannot be served without the store, and says why.
     let unopened = service.describe("other").await;
     assert!(
@@ -678,4 +714,165 @@ async fn a_store_outage_keeps_serving_the_open_version_from_warm_workers() {
         ),
         "{unopened:?}"
     );
+}
+
+#[tokio::test]
+async fn work_past_the_deadline_stops_and_is_named() {
+    // 10,000 exact queries over every partition: far more than 300 ms of work.
+    let fx = fixture(300, 60_000).await;
+    let queries: Vec<QueryRequest> = (0..10_000)
+        .map(|i| {
+            let mut request = exhaustive(&fx.input, i % 4000, serde_json::Value::Null);
+            request.k = 100;
+            request.options.exact = true;
+            request
+        })
+        .collect();
+    let batch = BatchRequest {
+        queries,
+        require_complete: false,
+        branching: None,
+        output: AnswerOutput::Response,
+    };
+    let started = Instant::now();
+    let answer = fx
+        .service
+        .query_batch("films", batch, "heavy", deadline(&fx.service))
+        .await
+        .expect("a partial answer");
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
+    assert!(answer.partial);
+    // The workers stopped scanning at their own deadlines and said so, rather than being
+    // given up on while they went on computing.
+    let stopped_by_deadline = answer
+        .stats
+        .workers
+        .iter()
+        .filter(|worker| worker.partitions_searched == 0)
+        .count();
+    assert!(stopped_by_deadline > 0, "{:?}", answer.stats.workers);
+    let budget_ms = 300.0;
+    for worker in &answer.stats.workers {
+        assert!(
+            worker.duration_ms < budget_ms + 100.0,
+            "{} ran {} ms past a {budget_ms} ms budget",
+            worker.function,
+            worker.duration_ms
+        );
+    }
+    let missing: HashSet<u32> = answer
+        .results
+        .iter()
+        .flat_map(|result| result.missing_partitions.iter().copied())
+        .collect();
+    assert!(!missing.is_empty());
+}
+
+#[tokio::test]
+async fn requests_over_the_limits_are_refused_up_front_and_big_answers_go_to_the_store() {
+    let fx = fixture(10_000, 60_000).await;
+    let service = CoordinatorService::new(
+        Arc::clone(&fx.root),
+        Arc::clone(&fx.invoker) as Arc<dyn WorkerInvoker>,
+        ServiceConfig {
+            worker_functions: SLOTS.iter().map(|s| s.to_string()).collect(),
+            ..ServiceConfig::default()
+        },
+    );
+    let query = |row: usize, k: usize| {
+        let mut request = QueryRequest::new(fx.input.vectors[row * 16..][..16].to_vec(), k);
+        request.include_attributes = true;
+        request
+    };
+    let batch = |queries: Vec<QueryRequest>, output| BatchRequest {
+        queries,
+        require_complete: false,
+        branching: None,
+        output,
+    };
+    // 1,000 queries of 10,000 hits with attributes: refused before any worker runs.
+    let calls_before = fx.invoker.num_calls.load(Ordering::SeqCst);
+    let huge = batch(
+        (0..1000).map(|i| query(i, 10_000)).collect(),
+        AnswerOutput::Response,
+    );
+    let started = Instant::now();
+    let error = service
+        .query_batch("films", huge.clone(), "huge", deadline(&service))
+        .await
+        .expect_err("too large");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(
+        matches!(&error, Error::InvalidInput { field, reason } if field == "queries" && reason.contains("over the limit of 4194304 bytes")),
+        "{error}"
+    );
+    assert_eq!(fx.invoker.num_calls.load(Ordering::SeqCst), calls_before);
+    // Through HTTP: a 400 naming the field.
+    let body = serde_json::to_vec(&huge).expect("json");
+    let response = handle_http(
+        &service,
+        "POST",
+        "/v1/indexes/films/query-batch",
+        &body,
+        "h",
+        deadline(&service),
+    )
+    .await;
+    assert_eq!(response.status, 400, "{}", response.body);
+    assert_eq!(response.body["error"]["field"], "queries");
+
+    // 2,000 queries of k = 20 are over the response limit but fit the store.
+    let big: Vec<QueryRequest> = (0..2000).map(|i| query(i % 4000, 20)).collect();
+    let inline = service
+        .query_batch(
+            "films",
+            batch(big.clone(), AnswerOutput::Response),
+            "inline",
+            deadline(&service),
+        )
+        .await;
+    assert!(
+        matches!(inline, Err(Error::InvalidInput { .. })),
+        "{inline:?}"
+    );
+    let stored = service
+        .query_batch(
+            "films",
+            batch(big.clone(), AnswerOutput::Store),
+            "req-1",
+            deadline(&service),
+        )
+        .await
+        .expect("stored");
+    assert!(stored.results.is_empty());
+    let location = stored.stored.expect("location");
+    assert!(
+        location.location.ends_with("/_answers/films/req-1.json"),
+        "{}",
+        location.location
+    );
+    let bytes = fx
+        .root
+        .get("_answers/films/req-1.json")
+        .await
+        .expect("the stored answer");
+    assert_eq!(bytes.len() as u64, location.bytes);
+    let whole: squash_core::protocol::BatchResponse =
+        serde_json::from_slice(&bytes).expect("a batch response");
+    assert_eq!(whole.results.len(), 2000);
+    // The stored answers are those an unlimited service gives inline.
+    let expected = fx
+        .service
+        .query_batch(
+            "films",
+            batch(big, AnswerOutput::Response),
+            "unlimited",
+            deadline(&fx.service),
+        )
+        .await
+        .expect("inline without limits");
+    for (got, want) in whole.results.iter().zip(&expected.results) {
+        assert_eq!(got.hits, want.hits);
+    }
 }

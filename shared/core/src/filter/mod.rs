@@ -801,7 +801,8 @@ mod tests {
             i128::from(i64::MIN),
             i128::from(u64::MAX),
         ];
-        let operators: [(&str, fn(i128, i128) -> bool); 6] = [
+        type Holds = fn(i128, i128) -> bool;
+        let operators: [(&str, Holds); 6] = [
             ("$eq", |cell, value| cell == value),
             ("$ne", |cell, value| cell != value),
             ("$gt", |cell, value| cell > value),

@@ -5,10 +5,12 @@
 //! Pure: the input is decoded index data plus protocol requests, the output is hits and
 //! statistics. Fetching objects and invoking workers belong to the callers.
 
+pub mod limits;
 pub mod merge;
 pub mod plan;
 pub mod scan;
 
+pub use limits::RequestLimits;
 pub use merge::merge_hits;
 pub use plan::{plan_batch, plan_query, BatchPlan, QueryPlan};
 pub use scan::{search_partition, search_tasks, PreparedQuery};

@@ -13,6 +13,7 @@
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::time::Instant;
 
 use crate::codec::sign;
 use crate::error::{Error, Result};
@@ -20,7 +21,8 @@ use crate::filter::Filter;
 use crate::index::PartitionData;
 use crate::metric::normalize_in_place;
 use crate::protocol::{
-    Hit, PartitionOutcome, PartitionTask, QueryHits, ScanStats, SearchKnobs, WorkerQuery,
+    FailureKind, Hit, PartitionOutcome, PartitionTask, QueryHits, ScanStats, SearchKnobs,
+    WorkerQuery,
 };
 use squash_kernels as kernels;
 
@@ -354,10 +356,16 @@ fn exact_scan(
 /// returns one outcome per task. A partition that cannot be loaded or a query that cannot be
 /// prepared fails that task in-band, so the caller can report exactly which partitions are
 /// missing.
+///
+/// Work stops at `deadline_opt`: it is checked before every query, so a task overruns it by at
+/// most one query's scan of one partition. A task cut short fails as a whole with kind
+/// [`FailureKind::Timeout`]: its partition is then missing from every query of the task, which
+/// is what the caller reports, and no one is left computing answers nobody waits for.
 pub fn search_tasks(
     queries: &[WorkerQuery],
     tasks: &[PartitionTask],
     partition_of: &(dyn Fn(u32) -> Result<std::sync::Arc<PartitionData>> + Sync),
+    deadline_opt: Option<Instant>,
 ) -> Vec<PartitionOutcome> {
     use rayon::prelude::*;
     tasks
@@ -366,7 +374,16 @@ pub fn search_tasks(
             let outcome = (|| -> Result<Vec<QueryHits>> {
                 let partition = partition_of(task.partition)?;
                 let mut results = Vec::with_capacity(task.queries.len());
-                for &position in &task.queries {
+                for (done, &position) in task.queries.iter().enumerate() {
+                    if deadline_opt.is_some_and(|deadline| Instant::now() >= deadline) {
+                        return Err(Error::Timeout {
+                            message: format!(
+                                "partition {}: the deadline came after {done} of its {} queries",
+                                task.partition,
+                                task.queries.len()
+                            ),
+                        });
+                    }
                     let query = queries.get(position as usize).ok_or_else(|| {
                         Error::invalid(
                             "tasks.queries",
@@ -390,6 +407,11 @@ pub fn search_tasks(
                 },
                 Err(error) => PartitionOutcome::Failed {
                     partition: task.partition,
+                    kind: match error {
+                        Error::Timeout { .. } => FailureKind::Timeout,
+                        Error::NotFound { .. } => FailureKind::NotFound,
+                        _ => FailureKind::Error,
+                    },
                     retryable: error.is_retryable(),
                     message: error.to_string(),
                 },

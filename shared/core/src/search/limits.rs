@@ -1,0 +1,343 @@
+//! What one request may ask of the service: how large its answer may be, and how many rows it
+//! may make one partition's worker score. The coordinator checks both once the batch is
+//! planned, before any worker is invoked, so a request that could never be answered is refused
+//! with the field and the limit named instead of running until its deadline.
+//!
+//! Both checks work on estimates made from the plan alone:
+//! - the answer size from `k`, the number of queries and what each hit carries (its attributes
+//!   sized from the schema: longest category label, widest number);
+//! - the work from the rows of every partition a query visits, exact mode counting each row
+//!   [`EXACT_ROW_WEIGHT`] times (it skips the sign-code prune and re-ranks further).
+//!
+//! What the limits cannot see coming (a worker slower than expected) is bounded by the
+//! deadline instead: workers stop between queries once their budget is spent.
+
+use crate::attributes::{AttributeKind, AttributeSchema};
+use crate::error::{Error, Result};
+use crate::protocol::{AnswerOutput, QueryRequest};
+use crate::search::BatchPlan;
+
+/// JSON bytes of one hit without attributes, at most: `{"id":` + 20 digits + `,"distance":`
+/// + a 15-character float + `},`.
+pub const HIT_JSON_BYTES: u64 = 56;
+/// JSON bytes of one query's answer besides its hits: `partial`, missing partitions, per-query
+/// statistics.
+pub const QUERY_JSON_BYTES: u64 = 400;
+/// JSON bytes of a request's answer besides its queries: the execution statistics, with one
+/// entry per worker invocation.
+pub const REQUEST_JSON_BYTES: u64 = 32 * 1024;
+/// Exact mode scores every row that passes the filter by its lower bound and re-ranks in
+/// bound order: about this many times the work of an approximate scan per row.
+pub const EXACT_ROW_WEIGHT: u64 = 4;
+/// Rows per millisecond one worker is assumed to score at most, to turn a time budget into a
+/// work limit. It is generous on purpose (several times what a worker reaches), so the check
+/// refuses only requests that could not finish even on a fast worker; the deadline bounds the
+/// rest.
+pub const SCAN_ROWS_PER_MS: u64 = 50_000;
+
+/// Answers travel inside Lambda's 6 MB response, as a string inside the HTTP event (its quotes
+/// escaped): 4 MiB of JSON leaves room for that.
+pub const DEFAULT_MAX_ANSWER_BYTES: u64 = 4 << 20;
+/// An answer written to the store is still gathered from worker answers, which travel
+/// zstd-compressed inside the same 6 MB limit; hits compress about threefold.
+pub const DEFAULT_MAX_STORED_ANSWER_BYTES: u64 = 12 << 20;
+
+/// The limits one request is held to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimits {
+    /// Largest estimated answer returned in the response, in JSON bytes.
+    pub max_answer_bytes: u64,
+    /// Largest estimated answer written to the store (`"output": "store"`), in JSON bytes.
+    pub max_stored_answer_bytes: u64,
+    /// Most rows one partition's worker may score for one request (exact rows weighted).
+    pub max_rows_per_partition: u64,
+}
+
+impl RequestLimits {
+    /// No limits: for the embedded mode, whose answers stay in the caller's own memory.
+    pub fn unlimited() -> RequestLimits {
+        RequestLimits {
+            max_answer_bytes: u64::MAX,
+            max_stored_answer_bytes: u64::MAX,
+            max_rows_per_partition: u64::MAX,
+        }
+    }
+
+    /// The functions' defaults for requests given `timeout_ms`.
+    pub fn for_timeout(timeout_ms: u64) -> RequestLimits {
+        RequestLimits {
+            max_answer_bytes: DEFAULT_MAX_ANSWER_BYTES,
+            max_stored_answer_bytes: DEFAULT_MAX_STORED_ANSWER_BYTES,
+            max_rows_per_partition: timeout_ms.saturating_mul(SCAN_ROWS_PER_MS),
+        }
+    }
+
+    /// Checks a planned request against the limits. `single` is a one-query request (its
+    /// fields are named without a `queries` prefix).
+    pub fn check(
+        &self,
+        plan: &BatchPlan,
+        requests: &[QueryRequest],
+        schema: &AttributeSchema,
+        partition_sizes: &[u64],
+        output: AnswerOutput,
+        single: bool,
+    ) -> Result<()> {
+        let (limit, where_to) = match output {
+            AnswerOutput::Response => (self.max_answer_bytes, "in a response"),
+            AnswerOutput::Store => (self.max_stored_answer_bytes, "written to the store"),
+        };
+        let answer_bytes = estimated_answer_bytes(requests, attribute_json_bytes(schema));
+        if answer_bytes > limit {
+            let num_hits: u64 = requests.iter().map(|request| request.k as u64).sum();
+            let advice = match (output, single) {
+                (AnswerOutput::Response, true) => "ask for fewer hits or leave out attributes",
+                (AnswerOutput::Response, false) => {
+                    "ask for fewer hits, leave out attributes, split the batch, or set \"output\": \"store\" to have the answer written to the store"
+                }
+                (AnswerOutput::Store, _) => {
+                    "ask for fewer hits, leave out attributes, or split the batch"
+                }
+            };
+            return Err(Error::invalid(
+                if single { "k" } else { "queries" },
+                format!(
+                    "the answer would take about {answer_bytes} bytes ({num_hits} hits), over the limit of {limit} bytes {where_to}; {advice}"
+                ),
+            ));
+        }
+        let exact_of: Vec<bool> = requests.iter().map(|r| r.options.exact).collect();
+        for task in &plan.tasks {
+            let size = partition_sizes
+                .get(task.partition as usize)
+                .copied()
+                .unwrap_or(0);
+            let weight: u64 = task
+                .queries
+                .iter()
+                .map(|&q| {
+                    if exact_of.get(q as usize).copied().unwrap_or(false) {
+                        EXACT_ROW_WEIGHT
+                    } else {
+                        1
+                    }
+                })
+                .sum();
+            let rows = size.saturating_mul(weight);
+            if rows > self.max_rows_per_partition {
+                return Err(Error::invalid(
+                    if single { "options" } else { "queries" },
+                    format!(
+                        "partition {} would score about {rows} rows for this request ({} queries visit its {size} rows; exact mode counts each row {EXACT_ROW_WEIGHT} times), over the limit of {} rows per partition; split the batch, visit fewer partitions, or leave exact mode",
+                        task.partition,
+                        task.queries.len(),
+                        self.max_rows_per_partition
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Returns the JSON bytes the attributes of one hit take at most: every column's name and its
+/// widest value (an integer's 20 characters, a float's 24, the longest category label).
+pub fn attribute_json_bytes(schema: &AttributeSchema) -> u64 {
+    let columns: u64 = schema
+        .columns
+        .iter()
+        .map(|column| {
+            let value_bytes = match column.kind {
+                AttributeKind::Integer => 20,
+                AttributeKind::Float => 24,
+                // Quotes, and escapes for labels that need them.
+                AttributeKind::Categorical => column
+                    .dictionary
+                    .iter()
+                    .map(|label| label.len() * 2 + 2)
+                    .max()
+                    .unwrap_or(4),
+            };
+            column.name.len() as u64 + 4 + value_bytes as u64
+        })
+        .sum();
+    // `,"attributes":{}`
+    16 + columns
+}
+
+/// Returns the estimated JSON bytes of the answer to `requests`, hits carrying
+/// `attribute_bytes` more when they include attributes.
+pub fn estimated_answer_bytes(requests: &[QueryRequest], attribute_bytes: u64) -> u64 {
+    let queries: u64 = requests
+        .iter()
+        .map(|request| {
+            let per_hit = HIT_JSON_BYTES
+                + if request.include_attributes {
+                    attribute_bytes
+                } else {
+                    0
+                };
+            QUERY_JSON_BYTES + (request.k as u64).saturating_mul(per_hit)
+        })
+        .fold(0u64, u64::saturating_add);
+    REQUEST_JSON_BYTES.saturating_add(queries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attributes::AttributeColumn;
+    use crate::protocol::{Hit, PartitionTask};
+
+    fn schema() -> AttributeSchema {
+        AttributeSchema {
+            columns: vec![
+                AttributeColumn {
+                    name: "year".into(),
+                    kind: AttributeKind::Integer,
+                    dictionary: vec![],
+                },
+                AttributeColumn {
+                    name: "color".into(),
+                    kind: AttributeKind::Categorical,
+                    dictionary: vec!["blue".into(), "ultraviolet \"x\"".into()],
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn the_estimate_covers_the_widest_real_hits() {
+        // The widest hit there can be, with the widest attribute values, as JSON.
+        let mut attributes = serde_json::Map::new();
+        attributes.insert("year".into(), serde_json::json!(-9_007_199_254_740_991i64));
+        attributes.insert("color".into(), serde_json::json!("ultraviolet \"x\""));
+        let hit = Hit {
+            id: u64::MAX,
+            distance: -1.234_567_9e-30,
+            attributes: Some(attributes),
+        };
+        let bytes = serde_json::to_string(&hit).unwrap().len() as u64 + 1;
+        assert!(
+            bytes <= HIT_JSON_BYTES + attribute_json_bytes(&schema()),
+            "{bytes}"
+        );
+        let bare = Hit {
+            attributes: None,
+            ..hit
+        };
+        // With the comma that follows it in a list.
+        assert!((serde_json::to_string(&bare).unwrap().len() as u64) < HIT_JSON_BYTES);
+    }
+
+    fn plan_of(tasks: Vec<PartitionTask>) -> BatchPlan {
+        BatchPlan {
+            queries: Vec::new(),
+            plans: Vec::new(),
+            tasks,
+        }
+    }
+
+    #[test]
+    fn answers_over_the_limit_are_refused_naming_the_field() {
+        let limits = RequestLimits::for_timeout(10_000);
+        let mut big = QueryRequest::new(vec![0.0; 4], 10_000);
+        big.include_attributes = true;
+        let sizes = [1000u64];
+        let plan = plan_of(vec![]);
+        // One query of 10,000 hits with attributes fits a response.
+        assert!(limits
+            .check(
+                &plan,
+                &[big.clone()],
+                &schema(),
+                &sizes,
+                AnswerOutput::Response,
+                true
+            )
+            .is_ok());
+        // A hundred of them do not, nor in the store.
+        let batch = vec![big; 100];
+        for output in [AnswerOutput::Response, AnswerOutput::Store] {
+            match limits.check(&plan, &batch, &schema(), &sizes, output, false) {
+                Err(Error::InvalidInput { field, reason }) => {
+                    assert_eq!(field, "queries");
+                    assert!(reason.contains("over the limit"), "{reason}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // 10,000 queries of k = 10 go to the store, not in a response.
+        let many = vec![QueryRequest::new(vec![0.0; 4], 10); 10_000];
+        assert!(limits
+            .check(
+                &plan,
+                &many,
+                &schema(),
+                &sizes,
+                AnswerOutput::Response,
+                false
+            )
+            .is_err());
+        assert!(limits
+            .check(&plan, &many, &schema(), &sizes, AnswerOutput::Store, false)
+            .is_ok());
+        assert!(RequestLimits::unlimited()
+            .check(
+                &plan,
+                &many,
+                &schema(),
+                &sizes,
+                AnswerOutput::Response,
+                false
+            )
+            .is_ok());
+    }
+
+    #[test]
+    fn work_over_the_limit_is_refused_and_exact_rows_weigh_more() {
+        let limits = RequestLimits {
+            max_rows_per_partition: 1_000_000,
+            ..RequestLimits::for_timeout(10_000)
+        };
+        let sizes = [50_000u64, 10];
+        let requests = vec![QueryRequest::new(vec![0.0; 4], 10); 20];
+        let plan = plan_of(vec![
+            PartitionTask {
+                partition: 0,
+                queries: (0..20).collect(),
+            },
+            PartitionTask {
+                partition: 1,
+                queries: (0..20).collect(),
+            },
+        ]);
+        // 20 queries x 50,000 rows = the limit exactly.
+        assert!(limits
+            .check(
+                &plan,
+                &requests,
+                &schema(),
+                &sizes,
+                AnswerOutput::Response,
+                false
+            )
+            .is_ok());
+        let mut exact = requests.clone();
+        exact[0].options.exact = true;
+        match limits.check(
+            &plan,
+            &exact,
+            &schema(),
+            &sizes,
+            AnswerOutput::Response,
+            false,
+        ) {
+            Err(Error::InvalidInput { field, reason }) => {
+                assert_eq!(field, "queries");
+                assert!(reason.contains("partition 0"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
