@@ -28,6 +28,11 @@ scripts/local-stack.sh up >/dev/null
     # worker, killed builds), then a bounded load test with the functions' memory.
     SQUASH_TEST_STACK=1 cargo test --workspace --test faults -- --test-threads=1 --nocapture
     SQUASH_TEST_STACK=1 cargo test --workspace --test load -- --nocapture
+    # Heavy requests within every documented limit (huge answers, exact batches past their
+    # budget, a cheap query behind one, require_complete against the deadline, big integers),
+    # with the functions' memory watched during each and for 30 s after.
+    SQUASH_TEST_STACK=1 cargo test --workspace --test heavy_requests -- --test-threads=1 \
+        --nocapture
     scripts/test-python-client.sh
     # Near the end: a worker stalls for 20 s on purpose, and the emulator then rejects its late
     # answers; once so far it also answered the next batch query with a bare 500 (its own, not

@@ -142,6 +142,47 @@ fn s3_throttling_is_retried_and_answered_completely() {
 }
 
 #[test]
+fn an_s3_outage_serves_the_open_version_and_says_it_is_stale() {
+    let Some(stack) = Stack::from_env("an_s3_outage_serves_the_open_version_and_says_it_is_stale")
+    else {
+        return;
+    };
+    let case = Case::new(stack, "s3-outage");
+    // Warm: the coordinator opens the index, the workers cache its partitions.
+    let (status, answer) = case.query(false);
+    case.assert_complete(status, &answer);
+    assert!(answer["stats"]["execution"]
+        .get("stale_manifest_ms")
+        .is_none());
+    // S3 then fails every read of the index; once the manifest's time to live has passed the
+    // coordinator cannot re-read it, and serves the version it has open, saying so.
+    case.faults
+        .set(&format!("error500 100000 {}/\n", case.name));
+    std::thread::sleep(std::time::Duration::from_millis(5_500));
+    let (status, answer) = case.query(true);
+    case.faults.set("");
+    case.assert_complete(status, &answer);
+    let stale_ms = answer["stats"]["execution"]["stale_manifest_ms"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("the answer says it is stale: {answer}"));
+    assert!(stale_ms >= 5_000, "{answer}");
+    assert!(!case
+        .faults
+        .injections(&format!("{}/manifest.sqsh", case.name))
+        .is_empty());
+    // S3 back: a fresh manifest read, no longer stale.
+    std::thread::sleep(std::time::Duration::from_millis(5_500));
+    let (status, answer) = case.query(false);
+    case.assert_complete(status, &answer);
+    assert!(
+        answer["stats"]["execution"]
+            .get("stale_manifest_ms")
+            .is_none(),
+        "{answer}"
+    );
+}
+
+#[test]
 fn s3_500s_are_retried_and_persistent_ones_name_the_partition() {
     let Some(stack) = Stack::from_env("s3_500s_are_retried_and_persistent_ones_name_the_partition")
     else {

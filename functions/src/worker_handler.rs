@@ -66,9 +66,13 @@ pub async fn handle_event(
         Some(Fault::Sleep(delay)) => tokio::time::sleep(delay).await,
         None => {}
     }
+    let received_at = std::time::Instant::now();
     let request: WorkerRequest =
         crate::envelope::unwrap_as(payload, "worker request").map_err(WorkerError)?;
-    let response = worker.handle(request).await.map_err(WorkerError)?;
+    let response = worker
+        .handle_received(request, received_at)
+        .await
+        .map_err(WorkerError)?;
     // Large answers (thousands of queries' hits) travel compressed, like large requests.
     let json = serde_json::to_vec(&response)
         .map_err(|e| WorkerError(Error::internal(format!("encoding the response: {e}"))))?;

@@ -28,8 +28,10 @@ use crate::invoker::WorkerInvoker;
 use crate::partition_cache::PartitionCache;
 
 /// Time kept between the end of the scans and a node's deadline for encoding and sending its
-/// answer (at most a tenth of the time left).
+/// answer, plus [`SCAN_ANSWER_MARGIN_PER_QUERY`] per query (at most a fifth of the time left).
 const SCAN_ANSWER_MARGIN: Duration = Duration::from_millis(50);
+/// The answer margin's share per query: encoding, compressing and sending one query's hits.
+const SCAN_ANSWER_MARGIN_PER_QUERY: Duration = Duration::from_micros(25);
 
 /// Returns the object key of a partition of an index version, under the deployment root.
 pub fn partition_object_key(index: &str, index_version: &str, partition: u32) -> String {
@@ -109,7 +111,17 @@ impl WorkerService {
     /// Answers one request for its whole subtree. Fails as a whole only for a request it
     /// cannot understand; missing partitions are reported in the response.
     pub async fn handle(&self, request: WorkerRequest) -> Result<WorkerResponse> {
-        let started = Instant::now();
+        self.handle_received(request, Instant::now()).await
+    }
+
+    /// Like [`WorkerService::handle`] for a request that arrived at `received_at`: its budget
+    /// counts from then, so the time spent decoding a large request is not spent twice.
+    pub async fn handle_received(
+        &self,
+        request: WorkerRequest,
+        received_at: Instant,
+    ) -> Result<WorkerResponse> {
+        let started = received_at;
         let cold_start = self.num_served.fetch_add(1, Ordering::Relaxed) == 0;
         if request.protocol_version != PROTOCOL_VERSION {
             return Err(Error::invalid(
@@ -299,9 +311,10 @@ impl WorkerService {
             .collect();
         let request_for_search = Arc::clone(request);
         // The scans stop a little before the deadline, leaving time to encode and send the
-        // answer within the grace the parent adds for the transport.
-        let answer_margin =
-            (deadline.saturating_duration_since(Instant::now()) / 10).min(SCAN_ANSWER_MARGIN);
+        // answer (which grows with the queries) within the grace the parent adds for the
+        // transport.
+        let answer_margin = (deadline.saturating_duration_since(Instant::now()) / 5)
+            .min(SCAN_ANSWER_MARGIN + SCAN_ANSWER_MARGIN_PER_QUERY * request.queries.len() as u32);
         let scan_deadline = deadline.checked_sub(answer_margin).unwrap_or(deadline);
         let search = move || {
             search_tasks(

@@ -1659,6 +1659,53 @@ fn valid_batches_are_answered_completely() {
 }
 
 #[test]
+fn large_batches_and_large_k_are_answered_or_refused_by_the_answer_limit() {
+    // Up to 3,000 queries of up to 10,000 hits, with attributes and exact mode: each batch is
+    // answered completely when its estimated answer fits a response, and refused with a 400
+    // naming `queries` when it does not, never cut short or grown past the limit.
+    let limits = squash_core::search::RequestLimits::for_timeout(120_000);
+    let schema = fixture().input.schema.clone();
+    let attribute_bytes = squash_core::search::limits::attribute_json_bytes(&schema);
+    let strategy = (
+        vector_strategy(),
+        prop_oneof![3 => 1usize..=50, 2 => 1usize..=3000, 1 => Just(3000)],
+        prop_oneof![3 => 1usize..=20, 1 => 1usize..=MAX_K, 1 => Just(MAX_K)],
+        any::<bool>(),
+        any::<bool>(),
+    );
+    run_strategy(
+        "large batches and large k",
+        48,
+        strategy,
+        |(vector, num_queries, k, include_attributes, exact)| {
+            let query = json!({
+                "vector": vector,
+                "k": k,
+                "include_attributes": include_attributes,
+                "options": {"exact": exact},
+            });
+            let requests: Vec<squash_core::protocol::QueryRequest> =
+                vec![serde_json::from_value(query.clone()).expect("a valid query"); num_queries];
+            let estimate =
+                squash_core::search::limits::estimated_answer_bytes(&requests, attribute_bytes);
+            let check = QueryCheck {
+                k,
+                filter: Value::Null,
+                include_attributes,
+                exact_count: true,
+            };
+            let expect = if estimate > limits.max_answer_bytes {
+                Expect::invalid(exactly("queries"))
+            } else {
+                Expect::BatchAnswer(vec![check; num_queries])
+            };
+            let body = json!({ "queries": vec![query; num_queries] });
+            send(&JsonCase::batch(body, expect))
+        },
+    );
+}
+
+#[test]
 fn every_field_of_a_query_refuses_wrong_types_and_ranges() {
     let strategy = (valid_query(), mutation(), batch_mates());
     run_strategy(

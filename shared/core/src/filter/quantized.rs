@@ -688,6 +688,19 @@ mod tests {
     use crate::attributes::{AttributeColumn, AttributeKind, AttributeSchema};
     use crate::filter::Filter;
 
+    #[test]
+    fn cell_edges_survive_the_json_round_trip_bit_for_bit() {
+        // The coordinator object carries the quantizer as JSON: an edge off by one ulp after
+        // decoding would make `$eq` on it skip the partitions holding the value.
+        let max = crate::attributes::MAX_INTEGER_MAGNITUDE as f64;
+        let mut values = vec![max, -max, 0.1, 1e-300, 2.5e300, 123_456.789_012_345_68];
+        values.extend((0..500).map(|i| f64::from(i) * 0.013));
+        let quantizer = AttributeQuantizer::train(&one_column_table(values), 8);
+        let json = serde_json::to_string(&quantizer).unwrap();
+        let decoded: AttributeQuantizer = serde_json::from_str(&json).unwrap();
+        assert_eq!(decoded, quantizer);
+    }
+
     fn one_column_table(values: Vec<f64>) -> AttributeTable {
         AttributeTable {
             num_rows: values.len(),
