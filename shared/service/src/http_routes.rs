@@ -17,7 +17,7 @@
 
 use std::time::Instant;
 
-use serde::de::{DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde::de::{DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Map, Value};
 
@@ -129,32 +129,247 @@ enum BodyShape {
     Object,
 }
 
-impl BodyShape {
-    /// Returns the field that holds an array (or other non-object) where an object belongs.
-    fn misplaced_field(self, body: &Value) -> Option<String> {
-        if !body.is_object() {
-            return Some("body".to_string());
+/// Walks a body once without keeping it, and returns the first field that holds an array (or,
+/// for the body itself, anything) where an object belongs. Nothing of the body is allocated but
+/// object keys, so a 6 MB body of numbers costs no more than its bytes.
+struct ShapeProbe(BodyShape);
+
+impl<'de> DeserializeSeed<'de> for ShapeProbe {
+    type Value = Option<String>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ShapeProbe {
+    type Value = Option<String>;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let misplaced = match (self.0, key.as_ref()) {
+                (BodyShape::Query, "options") => map
+                    .next_value::<JsonKind>()?
+                    .is_array()
+                    .then(|| "options".to_string()),
+                (BodyShape::Batch, "queries") => map.next_value_seed(QueriesProbe)?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    None
+                }
+            };
+            found = found.or(misplaced);
         }
-        let options_of = |query: &Value, prefix: &str| -> Option<String> {
-            match query.get("options") {
-                Some(options) if options.is_array() => Some(format!("{prefix}options")),
-                _ => None,
-            }
-        };
-        match self {
-            BodyShape::Object => None,
-            BodyShape::Query => options_of(body, ""),
-            BodyShape::Batch => {
-                let queries = body.get("queries")?.as_array()?;
-                queries.iter().enumerate().find_map(|(position, query)| {
-                    if query.is_array() {
-                        Some(format!("queries[{position}]"))
-                    } else {
-                        options_of(query, &format!("queries[{position}]."))
-                    }
-                })
+        Ok(found)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Some("body".to_string()))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Some("body".to_string()))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Some("body".to_string()))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Some("body".to_string()))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Some("body".to_string()))
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Some("body".to_string()))
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Some("body".to_string()))
+    }
+}
+
+/// The `queries` of a batch: the first query that is an array, or whose `options` is one.
+struct QueriesProbe;
+
+impl<'de> DeserializeSeed<'de> for QueriesProbe {
+    type Value = Option<String>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for QueriesProbe {
+    type Value = Option<String>;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("an array of queries")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        let mut position = 0usize;
+        while let Some(kind) = seq.next_element_seed(QueryProbe)? {
+            let misplaced = match kind {
+                QueryShape::Array => Some(format!("queries[{position}]")),
+                QueryShape::OptionsArray => Some(format!("queries[{position}].options")),
+                QueryShape::Fine => None,
+            };
+            found = found.or(misplaced);
+            position += 1;
+        }
+        Ok(found)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        IgnoredAny.visit_map(map).map(|_| None)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// What one member of `queries` is, as far as the shape check cares.
+enum QueryShape {
+    Array,
+    OptionsArray,
+    Fine,
+}
+
+struct QueryProbe;
+
+impl<'de> DeserializeSeed<'de> for QueryProbe {
+    type Value = QueryShape;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for QueryProbe {
+    type Value = QueryShape;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a query")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(QueryShape::Array)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut shape = QueryShape::Fine;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == "options" && map.next_value::<JsonKind>()?.is_array() {
+                shape = QueryShape::OptionsArray;
+            } else if key != "options" {
+                map.next_value::<IgnoredAny>()?;
             }
         }
+        Ok(shape)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(QueryShape::Fine)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(QueryShape::Fine)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(QueryShape::Fine)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(QueryShape::Fine)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(QueryShape::Fine)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(QueryShape::Fine)
+    }
+}
+
+/// Whether a JSON value is an array, read without keeping it.
+struct JsonKind(bool);
+
+impl JsonKind {
+    fn is_array(&self) -> bool {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for JsonKind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KindVisitor;
+        impl<'de> Visitor<'de> for KindVisitor {
+            type Value = JsonKind;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("any JSON value")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<JsonKind, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(JsonKind(true))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<JsonKind, A::Error> {
+                IgnoredAny.visit_map(map).map(|_| JsonKind(false))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<JsonKind, E> {
+                Ok(JsonKind(false))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<JsonKind, E> {
+                Ok(JsonKind(false))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<JsonKind, E> {
+                Ok(JsonKind(false))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<JsonKind, E> {
+                Ok(JsonKind(false))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<JsonKind, E> {
+                Ok(JsonKind(false))
+            }
+            fn visit_unit<E>(self) -> Result<JsonKind, E> {
+                Ok(JsonKind(false))
+            }
+        }
+        deserializer.deserialize_any(KindVisitor)
     }
 }
 
@@ -189,15 +404,14 @@ fn parse_body<T: DeserializeOwned>(body: &[u8], shape: BodyShape) -> Result<T, H
     }
     // Arrays in place of objects are only checked on a body that is valid JSON; the typed
     // parse below names every other error.
-    if let Ok(value) = serde_json::from_slice::<Value>(body) {
-        if let Some(field) = shape.misplaced_field(&value) {
-            return Err(HttpResponse::error(
-                400,
-                "invalid_request",
-                format!("{field}: a JSON object is required"),
-                Some(&field),
-            ));
-        }
+    let mut probe = serde_json::Deserializer::from_slice(body);
+    if let Ok(Some(field)) = ShapeProbe(shape).deserialize(&mut probe) {
+        return Err(HttpResponse::error(
+            400,
+            "invalid_request",
+            format!("{field}: a JSON object is required"),
+            Some(&field),
+        ));
     }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let parsed: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
@@ -596,7 +810,12 @@ mod tests {
 
     #[test]
     fn arrays_in_place_of_objects_are_named() {
-        let misplaced = |shape: BodyShape, body: Value| shape.misplaced_field(&body);
+        let misplaced = |shape: BodyShape, body: Value| {
+            let text = body.to_string();
+            ShapeProbe(shape)
+                .deserialize(&mut serde_json::Deserializer::from_str(&text))
+                .expect("valid JSON")
+        };
         assert_eq!(
             misplaced(BodyShape::Query, json!([1, 2])),
             Some("body".into())
@@ -627,5 +846,14 @@ mod tests {
             Some("queries[0].options".into())
         );
         assert_eq!(misplaced(BodyShape::Object, json!({"a": [1]})), None);
+        assert_eq!(misplaced(BodyShape::Object, json!(3)), Some("body".into()));
+        // The first misplaced query is named, however many follow.
+        assert_eq!(
+            misplaced(
+                BodyShape::Batch,
+                json!({"k": [1], "queries": [{"options": {}}, {"options": [1]}, []]})
+            ),
+            Some("queries[1].options".into())
+        );
     }
 }

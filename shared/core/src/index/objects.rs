@@ -596,8 +596,13 @@ mod tests {
 
     #[test]
     fn manifest_with_bits_per_dim_beyond_f32_is_corrupt() {
-        // 1e308 decoded to an infinite f32, which encode wrote as null and decode then refused.
-        for bits_per_dim in [json!(1e308), json!(0), json!(-1), json!(8.5)] {
+        // 1e308 once decoded to an infinite f32, which encode wrote as null; the exact float
+        // parser refuses it as out of range.
+        let bytes = with_json_edit(GOLDEN_MANIFEST, ObjectKind::Manifest, "manifest", |m| {
+            m["bits_per_dim"] = json!(1e308);
+        });
+        assert_corrupt(Manifest::decode("m", bytes), "m", "number out of range");
+        for bits_per_dim in [json!(0), json!(-1), json!(8.5)] {
             let bytes = with_json_edit(GOLDEN_MANIFEST, ObjectKind::Manifest, "manifest", |m| {
                 m["bits_per_dim"] = bits_per_dim.clone();
             });
@@ -607,9 +612,19 @@ mod tests {
 
     #[test]
     fn segment_with_an_infinite_osq_boundary_is_corrupt() {
-        // As for the manifest: 1e39 decoded to an infinite f32 that could not be written back.
+        // As for the manifest: 1e39 is beyond f32, refused as out of range.
         let bytes = with_json_edit(GOLDEN_PARTITION, ObjectKind::Segment, "meta", |meta| {
             meta["osq"]["boundaries"][2] = json!(1e39);
+        });
+        assert_corrupt(
+            PartitionData::decode("p", bytes),
+            "p",
+            "number out of range",
+        );
+        // Boundaries out of order are caught by the decode's own check.
+        let bytes = with_json_edit(GOLDEN_PARTITION, ObjectKind::Segment, "meta", |meta| {
+            let first = meta["osq"]["boundaries"][0].clone();
+            meta["osq"]["boundaries"][2] = json!(first.as_f64().unwrap_or(0.0) - 1e6);
         });
         assert_corrupt(
             PartitionData::decode("p", bytes),
