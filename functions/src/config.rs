@@ -9,7 +9,7 @@
 //! | `SQUASH_TIMEOUT_MS` | time a request may take | 10000 |
 //! | `SQUASH_MANIFEST_TTL_MS` | how long an opened index is served before its manifest is re-read | 5000 |
 //! | `SQUASH_MANIFEST_MAX_STALE_MS` | how long an open index is still served from memory while the store cannot be read | 300000 |
-//! | `SQUASH_MAX_ANSWER_BYTES` | largest estimated answer in a response | 4194304 |
+//! | `SQUASH_MAX_ANSWER_BYTES` | largest estimated answer in a response | 5242880 |
 //! | `SQUASH_MAX_STORED_ANSWER_BYTES` | largest estimated answer written to the store (`"output": "store"`); also what a worker answers at most | 12582912 |
 //! | `SQUASH_MAX_ROWS_PER_PARTITION` | rows one partition's worker may score for one request (exact mode counts 4 per row) | `SQUASH_TIMEOUT_MS` × 50000 |
 //! | `SQUASH_CORS_ALLOW_ORIGIN` | the `Access-Control-Allow-Origin` of HTTP answers; `none` sends no CORS headers | `*` |

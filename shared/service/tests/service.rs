@@ -804,7 +804,7 @@ async fn requests_over_the_limits_are_refused_up_front_and_big_answers_go_to_the
         .expect_err("too large");
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(
-        matches!(&error, Error::InvalidInput { field, reason } if field == "queries" && reason.contains("over the limit of 4194304 bytes")),
+        matches!(&error, Error::InvalidInput { field, reason } if field == "queries" && reason.contains("over the limit of 5242880 bytes")),
         "{error}"
     );
     assert_eq!(fx.invoker.num_calls.load(Ordering::SeqCst), calls_before);
