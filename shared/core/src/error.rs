@@ -108,6 +108,13 @@ pub enum Error {
         /// What failed.
         message: String,
     },
+    /// A conditional write lost: the object changed (or appeared) since it was read, because
+    /// another writer committed first. Re-read the state before trying again.
+    #[error("conflict: {message}")]
+    Conflict {
+        /// What was written, and what changed.
+        message: String,
+    },
     /// A remote store failed; `retryable` tells whether trying again may help.
     #[error("storage: {message}")]
     Storage {
@@ -161,6 +168,7 @@ impl Error {
             | Error::Corrupt { .. }
             | Error::UnsupportedVersion { .. }
             | Error::Io { .. }
+            | Error::Conflict { .. }
             | Error::Internal { .. } => false,
         }
     }
@@ -178,6 +186,7 @@ impl Error {
             Error::Throttled { .. } => "throttled",
             Error::Timeout { .. } => "timeout",
             Error::Internal { .. } => "internal",
+            Error::Conflict { .. } => "conflict",
             Error::Storage { .. } => "storage",
         }
     }

@@ -265,6 +265,21 @@ impl BlobStore for OneIndexRoot {
             .await
     }
 
+    async fn get_tagged(&self, key: &str) -> Result<(Vec<u8>, squash_storage::ObjectTag)> {
+        self.index_store.get_tagged(self.inner_key(key)?).await
+    }
+
+    async fn put_if(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        condition: &squash_storage::PutCondition,
+    ) -> Result<()> {
+        self.index_store
+            .put_if(self.inner_key(key)?, bytes, condition)
+            .await
+    }
+
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
         self.index_store.put(self.inner_key(key)?, bytes).await
     }

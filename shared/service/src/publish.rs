@@ -1,6 +1,13 @@
 //! Writing a build to a store: objects first, manifest last, then the removal of versions no
 //! reader can still be using. The build itself is `squash_core::index::build`'s (pure); this
 //! module streams its objects to the [`BlobStore`].
+//!
+//! Several builds of one index may run at once. Each writes its objects under its own version
+//! prefix, and the manifest switch is a conditional write on the manifest it read when it
+//! started (S3 `If-Match`, or `If-None-Match: *` for a new index): the first build to switch
+//! wins; a later one fails with `Error::Conflict`, removes its own objects and changes nothing.
+//! The clean-up after a switch removes only versions older than the one switched to (builds
+//! started earlier, killed or bound to lose), never a newer build still writing.
 
 use std::sync::Arc;
 
@@ -9,7 +16,7 @@ use squash_core::index::build::{
     build_index, BuildInput, BuildParams, BuildProgress, BuildSummary,
 };
 use squash_core::index::{Manifest, MANIFEST_KEY};
-use squash_storage::BlobStore;
+use squash_storage::{BlobStore, PutCondition};
 
 /// Objects in flight between the build thread and the writer: bounds the memory a build
 /// holds beyond its input to a couple of segments.
@@ -18,20 +25,24 @@ const WRITE_QUEUE_DEPTH: usize = 2;
 /// Builds an index from `input` and writes it to `store`: all objects, then the manifest.
 ///
 /// On any error the objects of the new version are deleted and the previous manifest (if any)
-/// stays in place, so no half-built index is ever visible. After the switch, objects of
-/// versions older than the previous one are deleted (the previous one is kept for readers
-/// that opened it just before the switch).
+/// stays in place, so no half-built index is ever visible. When another build switched the
+/// manifest since this one started, this one fails with `Error::Conflict` the same way. After
+/// the switch, objects of versions older than the new one are deleted, except the previous
+/// one (kept for readers that opened it just before the switch).
 pub async fn write_index(
     store: Arc<dyn BlobStore>,
     input: BuildInput,
     params: BuildParams,
     progress: Arc<dyn BuildProgress + Send>,
 ) -> Result<BuildSummary> {
-    let previous_version_opt = match store.get(MANIFEST_KEY).await {
-        Ok(bytes) => Manifest::decode(MANIFEST_KEY, bytes)
-            .ok()
-            .map(|m| m.index_version),
-        Err(Error::NotFound { .. }) => None,
+    let (previous_version_opt, switch_condition) = match store.get_tagged(MANIFEST_KEY).await {
+        Ok((bytes, tag)) => (
+            Manifest::decode(MANIFEST_KEY, bytes)
+                .ok()
+                .map(|m| m.index_version),
+            PutCondition::Matches(tag),
+        ),
+        Err(Error::NotFound { .. }) => (None, PutCondition::Absent),
         Err(other) => return Err(other),
     };
     let version = params.index_version.clone();
@@ -65,10 +76,18 @@ pub async fn write_index(
         (Err(build_error), None) => Err(build_error),
         (Ok(summary), None) => {
             let manifest_bytes = summary.manifest.encode()?;
-            store
-                .put(MANIFEST_KEY, manifest_bytes)
+            match store
+                .put_if(MANIFEST_KEY, manifest_bytes, &switch_condition)
                 .await
-                .map(|()| summary)
+            {
+                Ok(()) => Ok(summary),
+                Err(Error::Conflict { .. }) => Err(Error::Conflict {
+                    message: format!(
+                        "another build of this index switched its manifest while this one (version {version}) ran; this build's objects were removed and the index serves the other build's version. Run the build again to replace it"
+                    ),
+                }),
+                Err(other) => Err(other),
+            }
         }
     };
     match outcome {
@@ -86,21 +105,57 @@ pub async fn write_index(
     }
 }
 
+/// Deletes the objects of versions older than `current`, except `previous` (readers that
+/// opened it just before the switch still use it). Versions newer than `current` belong to
+/// builds still running, which may yet switch to them.
 async fn remove_stale_versions(
     store: &dyn BlobStore,
     current: &str,
     previous_opt: Option<&str>,
 ) -> Result<()> {
-    let current_prefix = format!("v{current}/");
-    let previous_prefix_opt = previous_opt.map(|v| format!("v{v}/"));
     for key in store.list("v").await? {
-        let keep = key.starts_with(&current_prefix)
-            || previous_prefix_opt
-                .as_deref()
-                .is_some_and(|prefix| key.starts_with(prefix));
+        let Some(version) = key
+            .strip_prefix('v')
+            .and_then(|rest| rest.split_once('/'))
+            .map(|(version, _)| version)
+        else {
+            continue;
+        };
+        let keep = version == current
+            || previous_opt == Some(version)
+            || !is_older_version(version, current);
         if !keep {
             store.delete(&key).await?;
         }
     }
     Ok(())
+}
+
+/// Whether version `a` was started before version `b`. Versions are the build's start time
+/// in hexadecimal nanoseconds, so numeric order is start order; a version that is not a hex
+/// number is taken as older (it cannot be a build running now).
+fn is_older_version(a: &str, b: &str) -> bool {
+    match (u128::from_str_radix(a, 16), u128::from_str_radix(b, 16)) {
+        (Ok(a), Ok(b)) => a < b,
+        (Err(_), Ok(_)) => true,
+        (Ok(_), Err(_)) => false,
+        (Err(_), Err(_)) => a < b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_older_version;
+
+    #[test]
+    fn versions_order_by_start_time() {
+        assert!(is_older_version("18ee09ff1c650a09", "18ee09ff37ccf940"));
+        assert!(!is_older_version("18ee09ff37ccf940", "18ee09ff1c650a09"));
+        assert!(!is_older_version("a2", "a2"));
+        // Longer hex is later, not lexicographically smaller.
+        assert!(is_older_version("ff", "100"));
+        // A name that is no start time counts as older than one that is.
+        assert!(is_older_version("golden", "a1"));
+        assert!(!is_older_version("a1", "golden"));
+    }
 }

@@ -290,6 +290,65 @@ async fn rebuild_switches_versions_and_a_failed_build_leaves_the_index_intact() 
     assert_eq!(index.manifest().index_version, "a3");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_builds_of_one_index_leave_one_whole_version() {
+    let folder = tempfile::tempdir().expect("tempdir");
+    let stores: [Arc<dyn BlobStore>; 2] = [
+        Arc::new(LocalStore::new(folder.path().join("index"))),
+        Arc::new(MemoryStore::new()),
+    ];
+    for store in stores {
+        write_index(
+            Arc::clone(&store),
+            synthetic(400, 8, 3),
+            params(Metric::L2, 2, "b1"),
+            Arc::new(NoProgress),
+        )
+        .await
+        .expect("first build");
+        // Two rebuilds at once, of different data: one switches, the other must fail cleanly.
+        let (second, third) = tokio::join!(
+            write_index(
+                Arc::clone(&store),
+                synthetic(600, 8, 4),
+                params(Metric::L2, 3, "b2"),
+                Arc::new(NoProgress),
+            ),
+            write_index(
+                Arc::clone(&store),
+                synthetic(500, 8, 5),
+                params(Metric::L2, 2, "b3"),
+                Arc::new(NoProgress),
+            ),
+        );
+        let (winner, loser, loser_error) = match (second, third) {
+            (Ok(_), Err(error)) => ("b2", "b3", error),
+            (Err(error), Ok(_)) => ("b3", "b2", error),
+            other => panic!("exactly one build must switch: {other:?}"),
+        };
+        assert!(
+            matches!(&loser_error, squash_core::Error::Conflict { message } if message.contains("another build")),
+            "{loser_error}"
+        );
+        assert!(store
+            .list(&format!("v{loser}/"))
+            .await
+            .expect("list")
+            .is_empty());
+        let index = EmbeddedIndex::open_store(Arc::clone(&store), EmbeddedConfig::default())
+            .await
+            .expect("open");
+        assert_eq!(index.manifest().index_version, winner);
+        // Every object of the served version is there.
+        index.load_all().await.expect("every partition loads");
+        let answer = index
+            .query(QueryRequest::new(vec![0.5; 8], 10))
+            .await
+            .expect("a complete answer");
+        assert_eq!(answer.hits.len(), 10);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_corrupted_segment_is_an_error_not_a_panic() {
     let store = MemoryStore::new();

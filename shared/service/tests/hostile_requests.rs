@@ -1430,7 +1430,7 @@ fn json_depth(value: &Value) -> usize {
 /// Returns (filter, the field of the leaf's error if the leaf is bad).
 fn build_deep(levels: &[Level], leaf: &Value, leaf_suffix: &str) -> (Value, String) {
     let sibling = |i: usize| {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             json!({ "year": { "$gte": 1990 } })
         } else {
             json!({ "color": "none" })

@@ -97,6 +97,30 @@ async fn s3_store_conforms() {
     remove_all(&store).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_conditional_creates_have_one_winner() {
+    if !s3_tests_enabled("concurrent_conditional_creates_have_one_winner") {
+        return;
+    }
+    // SeaweedFS enforces If-None-Match under concurrent PUTs since its per-object commit lock
+    // (the local server this runs against); before, all of them could win.
+    let store = fresh_store("cas").await;
+    let shared: std::sync::Arc<dyn BlobStore> = std::sync::Arc::new(store.clone());
+    for round in 0..10 {
+        let winners = conformance::concurrent_creations(
+            std::sync::Arc::clone(&shared),
+            &format!("manifest-{round}"),
+            8,
+        )
+        .await;
+        assert_eq!(
+            winners, 1,
+            "round {round}: {winners} concurrent creators won"
+        );
+    }
+    remove_all(&store).await;
+}
+
 #[tokio::test]
 async fn missing_keys_and_buckets_are_not_found() {
     if !s3_tests_enabled("missing_keys_and_buckets_are_not_found") {

@@ -624,6 +624,19 @@ impl BlobStore for OutageStore {
         self.check()?;
         self.inner.get_range(key, range).await
     }
+    async fn get_tagged(&self, key: &str) -> Result<(Vec<u8>, squash_storage::ObjectTag)> {
+        self.check()?;
+        self.inner.get_tagged(key).await
+    }
+    async fn put_if(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        condition: &squash_storage::PutCondition,
+    ) -> Result<()> {
+        self.check()?;
+        self.inner.put_if(key, bytes, condition).await
+    }
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
         self.check()?;
         self.inner.put(key, bytes).await

@@ -112,6 +112,31 @@ impl BlobStore for CountingStore {
         result
     }
 
+    async fn get_tagged(&self, key: &str) -> Result<(Vec<u8>, crate::ObjectTag)> {
+        self.num_get_requests.fetch_add(1, Ordering::Relaxed);
+        let result = self.inner.get_tagged(key).await;
+        if let Ok((bytes, _)) = &result {
+            self.bytes_fetched
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        }
+        result
+    }
+
+    async fn put_if(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        condition: &crate::PutCondition,
+    ) -> Result<()> {
+        self.num_put_requests.fetch_add(1, Ordering::Relaxed);
+        let num_bytes = bytes.len() as u64;
+        let result = self.inner.put_if(key, bytes, condition).await;
+        if result.is_ok() {
+            self.bytes_written.fetch_add(num_bytes, Ordering::Relaxed);
+        }
+        result
+    }
+
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
         self.num_put_requests.fetch_add(1, Ordering::Relaxed);
         let num_bytes = bytes.len() as u64;

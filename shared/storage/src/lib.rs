@@ -29,11 +29,55 @@ pub use prefixed::PrefixedStore;
 #[cfg(feature = "s3")]
 pub use s3::{client_from_env, sdk_config_from_env, S3ReadTimeouts, S3Store};
 
+/// A version of an object as its store names it, for conditional writes: S3's ETag, a content
+/// checksum in the other adapters.
+pub type ObjectTag = String;
+
+/// When a conditional write ([`BlobStore::put_if`]) may happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutCondition {
+    /// Only if no object has the key (S3 `If-None-Match: *`).
+    Absent,
+    /// Only if the object is still the version that was read (S3 `If-Match`).
+    Matches(ObjectTag),
+}
+
+/// Returns the tag the local adapters give `bytes`: their length and CRC-32.
+pub(crate) fn content_tag(bytes: &[u8]) -> ObjectTag {
+    format!("{:x}-{:08x}", bytes.len(), crc32fast::hash(bytes))
+}
+
+/// Returns whether `condition` holds for the current tag (`None` when the object is absent).
+pub(crate) fn condition_holds(condition: &PutCondition, current_opt: Option<&str>) -> bool {
+    match (condition, current_opt) {
+        (PutCondition::Absent, None) => true,
+        (PutCondition::Matches(expected), Some(current)) => expected == current,
+        _ => false,
+    }
+}
+
+/// The `Conflict` a failed condition on `key` gives.
+pub(crate) fn conflict(key: &str, condition: &PutCondition) -> squash_core::error::Error {
+    squash_core::error::Error::Conflict {
+        message: match condition {
+            PutCondition::Absent => format!("'{key}' was created by another writer"),
+            PutCondition::Matches(_) => {
+                format!("'{key}' was replaced or removed by another writer since it was read")
+            }
+        },
+    }
+}
+
 /// An object store rooted at one prefix.
 #[async_trait]
 pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// Returns the whole object, or `Error::NotFound`.
     async fn get(&self, key: &str) -> Result<Vec<u8>>;
+    /// Returns the whole object and its tag, or `Error::NotFound`.
+    async fn get_tagged(&self, key: &str) -> Result<(Vec<u8>, ObjectTag)>;
+    /// Stores the object only if `condition` holds, checked atomically with the write against
+    /// every other writer of the store; `Error::Conflict` when it does not hold.
+    async fn put_if(&self, key: &str, bytes: Vec<u8>, condition: &PutCondition) -> Result<()>;
     /// Returns bytes `range` of the object; a range past the end is an error.
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>>;
     /// Stores the object atomically, replacing any previous one.

@@ -2,6 +2,10 @@
 //!
 //! `put` writes a uniquely named temporary file beside the target, syncs it and renames it
 //! over the target, so a crash or a concurrent reader never sees a partial object.
+//!
+//! `put_if` does the same while holding an exclusive lock on a lock file beside the target
+//! (`<name>.cas-lock`, never listed), and checks the condition under it: conditional writes of
+//! one key exclude each other across processes. Plain `put`s take no lock.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -10,7 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
-use super::{check_range, validate_key, BlobStore};
+use super::{
+    check_range, condition_holds, conflict, content_tag, validate_key, BlobStore, ObjectTag,
+    PutCondition,
+};
 use squash_core::error::{Error, Result};
 
 /// Distinguishes temporary files of concurrent writers in one process.
@@ -18,6 +25,8 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Temporary files carry this suffix; `list` skips them.
 const TEMP_SUFFIX: &str = ".partial";
+/// Lock files of conditional writes carry this suffix; `list` skips them.
+const LOCK_SUFFIX: &str = ".cas-lock";
 
 /// A [`BlobStore`] over a local folder.
 #[derive(Debug, Clone)]
@@ -52,6 +61,67 @@ fn not_found_or_io(path: &Path, key: &str, error: std::io::Error) -> Error {
     }
 }
 
+/// Returns a temporary path beside `path`, unique among this process's writers.
+fn temp_path_of(path: &Path) -> PathBuf {
+    path.with_file_name(format!(
+        "{}.{}.{}{TEMP_SUFFIX}",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("object"),
+        std::process::id(),
+        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// Writes `bytes` to `path` through `temp` if `condition` holds, all under the key's lock.
+fn put_if_locked(
+    path: &Path,
+    key: &str,
+    bytes: &[u8],
+    condition: &PutCondition,
+    temp: &Path,
+) -> Result<()> {
+    use std::io::Write;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    let lock_path = path.with_file_name(format!(
+        "{}{LOCK_SUFFIX}",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("object")
+    ));
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::io(&lock_path, e))?;
+    // Released when `lock` is dropped, after the rename.
+    lock.lock().map_err(|e| Error::io(&lock_path, e))?;
+    let current_opt = match std::fs::read(path) {
+        Ok(current) => Some(content_tag(&current)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+        Err(error) => return Err(Error::io(path, error)),
+    };
+    if !condition_holds(condition, current_opt.as_deref()) {
+        return Err(conflict(key, condition));
+    }
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::File::create(temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(temp, path)
+    };
+    if let Err(error) = write() {
+        let _ = std::fs::remove_file(temp);
+        return Err(Error::io(path, error));
+    }
+    drop(lock);
+    Ok(())
+}
+
 #[async_trait]
 impl BlobStore for LocalStore {
     async fn get(&self, key: &str) -> Result<Vec<u8>> {
@@ -59,6 +129,28 @@ impl BlobStore for LocalStore {
         tokio::fs::read(&path)
             .await
             .map_err(|e| not_found_or_io(&path, key, e))
+    }
+
+    async fn get_tagged(&self, key: &str) -> Result<(Vec<u8>, ObjectTag)> {
+        let bytes = self.get(key).await?;
+        let tag = content_tag(&bytes);
+        Ok((bytes, tag))
+    }
+
+    async fn put_if(&self, key: &str, bytes: Vec<u8>, condition: &PutCondition) -> Result<()> {
+        let path = self.path_of(key)?;
+        if key.ends_with(LOCK_SUFFIX) || key.ends_with(TEMP_SUFFIX) {
+            return Err(Error::invalid(
+                "key",
+                format!("'{key}' ends like the store's own files"),
+            ));
+        }
+        let key = key.to_string();
+        let condition = condition.clone();
+        let temp = temp_path_of(&path);
+        tokio::task::spawn_blocking(move || put_if_locked(&path, &key, &bytes, &condition, &temp))
+            .await
+            .map_err(|e| Error::internal(format!("conditional write task failed: {e}")))?
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>> {
@@ -89,14 +181,7 @@ impl BlobStore for LocalStore {
                 .await
                 .map_err(|e| Error::io(parent, e))?;
         }
-        let temp = path.with_file_name(format!(
-            "{}.{}.{}{TEMP_SUFFIX}",
-            path.file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("object"),
-            std::process::id(),
-            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
+        let temp = temp_path_of(&path);
         let write = async {
             let mut file = tokio::fs::File::create(&temp).await?;
             file.write_all(&bytes).await?;
@@ -135,7 +220,10 @@ impl BlobStore for LocalStore {
                     continue;
                 };
                 let key = relative.to_string_lossy().replace('\\', "/");
-                if key.starts_with(prefix) && !key.ends_with(TEMP_SUFFIX) {
+                if key.starts_with(prefix)
+                    && !key.ends_with(TEMP_SUFFIX)
+                    && !key.ends_with(LOCK_SUFFIX)
+                {
                     keys.push(key);
                 }
             }
@@ -167,5 +255,20 @@ mod tests {
         let folder = tempfile::tempdir().expect("tempdir");
         let store = LocalStore::new(folder.path().join("index"));
         super::super::conformance::run(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_conditional_creates_have_one_winner() {
+        let folder = tempfile::tempdir().expect("tempdir");
+        let store: std::sync::Arc<dyn BlobStore> =
+            std::sync::Arc::new(LocalStore::new(folder.path()));
+        for round in 0..20 {
+            let key = format!("m-{round}");
+            let winners =
+                super::super::conformance::concurrent_creations(store.clone(), &key, 8).await;
+            assert_eq!(winners, 1, "round {round}");
+        }
+        // Lock files are never listed.
+        assert_eq!(store.list("").await.expect("list").len(), 20);
     }
 }

@@ -6,7 +6,10 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-use super::{check_range, validate_key, BlobStore};
+use super::{
+    check_range, condition_holds, conflict, content_tag, validate_key, BlobStore, ObjectTag,
+    PutCondition,
+};
 use squash_core::error::{Error, Result};
 
 /// A [`BlobStore`] held in memory; clones share the same objects.
@@ -49,6 +52,22 @@ impl BlobStore for MemoryStore {
         Ok(object[range.start as usize..range.end as usize].to_vec())
     }
 
+    async fn get_tagged(&self, key: &str) -> Result<(Vec<u8>, ObjectTag)> {
+        let object = self.object(key)?;
+        Ok((object.as_ref().clone(), content_tag(&object)))
+    }
+
+    async fn put_if(&self, key: &str, bytes: Vec<u8>, condition: &PutCondition) -> Result<()> {
+        validate_key(key)?;
+        let mut objects = self.objects.lock().map_err(|_| poisoned())?;
+        let current_opt = objects.get(key).map(|object| content_tag(object));
+        if !condition_holds(condition, current_opt.as_deref()) {
+            return Err(conflict(key, condition));
+        }
+        objects.insert(key.to_string(), Arc::new(bytes));
+        Ok(())
+    }
+
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
         validate_key(key)?;
         let mut objects = self.objects.lock().map_err(|_| poisoned())?;
@@ -83,5 +102,19 @@ mod tests {
     #[tokio::test]
     async fn memory_store_conforms() {
         super::super::conformance::run(&MemoryStore::new()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_conditional_creates_have_one_winner() {
+        let store: Arc<dyn BlobStore> = Arc::new(MemoryStore::new());
+        for round in 0..20 {
+            let winners = super::super::conformance::concurrent_creations(
+                store.clone(),
+                &format!("m-{round}"),
+                8,
+            )
+            .await;
+            assert_eq!(winners, 1, "round {round}");
+        }
     }
 }

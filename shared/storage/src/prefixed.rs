@@ -41,6 +41,21 @@ impl BlobStore for PrefixedStore {
         self.inner.get_range(&self.full_key(key), range).await
     }
 
+    async fn get_tagged(&self, key: &str) -> Result<(Vec<u8>, crate::ObjectTag)> {
+        self.inner.get_tagged(&self.full_key(key)).await
+    }
+
+    async fn put_if(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        condition: &crate::PutCondition,
+    ) -> Result<()> {
+        self.inner
+            .put_if(&self.full_key(key), bytes, condition)
+            .await
+    }
+
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
         self.inner.put(&self.full_key(key), bytes).await
     }

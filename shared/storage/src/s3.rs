@@ -28,7 +28,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 use aws_smithy_http_client::tls;
 
-use super::{validate_key, BlobStore};
+use super::{conflict, validate_key, BlobStore, ObjectTag, PutCondition};
 use squash_core::error::{Error, Result};
 
 /// Objects above this size go up as a multipart upload. A single PUT is capped at 5 GiB by
@@ -342,32 +342,38 @@ impl S3Store {
 #[async_trait]
 impl BlobStore for S3Store {
     async fn get(&self, key: &str) -> Result<Vec<u8>> {
+        self.get_whole(key).await.map(|(bytes, _)| bytes)
+    }
+
+    async fn get_tagged(&self, key: &str) -> Result<(Vec<u8>, ObjectTag)> {
+        let (bytes, tag_opt) = self.get_whole(key).await?;
+        let tag = tag_opt.ok_or_else(|| Error::Storage {
+            message: format!("get {key}: the store returned no ETag"),
+            retryable: false,
+        })?;
+        Ok((bytes, tag))
+    }
+
+    async fn put_if(&self, key: &str, bytes: Vec<u8>, condition: &PutCondition) -> Result<()> {
         let full_key = self.full_key(key)?;
-        let mut attempt = 1;
-        loop {
-            let output = self
-                .read_client
-                .get_object()
-                .bucket(&self.bucket)
-                .key(&full_key)
-                .send()
-                .await
-                .map_err(|e| {
-                    if is_not_found(&e) {
-                        self.not_found(key)
-                    } else {
-                        storage_error("get", &full_key, e)
-                    }
-                })?;
-            let size_hint = output.content_length().unwrap_or(0).max(0) as usize;
-            match self.collect_body(output.body, &full_key, size_hint).await {
-                Ok(bytes) => return Ok(bytes),
-                Err(error) if attempt < BODY_ATTEMPTS => {
-                    tracing::warn!(key = full_key, attempt, %error, "object body failed, reading again");
-                    attempt += 1;
-                }
-                Err(error) => return Err(error),
+        let request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&full_key)
+            .body(ByteStream::from(bytes));
+        let request = match condition {
+            PutCondition::Absent => request.if_none_match("*"),
+            PutCondition::Matches(tag) => request.if_match(tag),
+        };
+        match request.send().await {
+            Ok(_) => Ok(()),
+            // 412: the condition failed. 409: a concurrent conditional write interfered.
+            // 404 (If-Match): the object was removed since it was read.
+            Err(error) if matches!(http_status(&error), Some(412 | 409 | 404)) => {
+                Err(conflict(key, condition))
             }
+            Err(error) => Err(storage_error("conditional put", &full_key, error)),
         }
     }
 
@@ -522,6 +528,38 @@ fn read_client(client: &Client, timeouts: &S3ReadTimeouts) -> Client {
 }
 
 impl S3Store {
+    /// Returns the whole object and its ETag, reading the body again when it breaks off.
+    async fn get_whole(&self, key: &str) -> Result<(Vec<u8>, Option<String>)> {
+        let full_key = self.full_key(key)?;
+        let mut attempt = 1;
+        loop {
+            let output = self
+                .read_client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(&full_key)
+                .send()
+                .await
+                .map_err(|e| {
+                    if is_not_found(&e) {
+                        self.not_found(key)
+                    } else {
+                        storage_error("get", &full_key, e)
+                    }
+                })?;
+            let size_hint = output.content_length().unwrap_or(0).max(0) as usize;
+            let tag_opt = output.e_tag().map(str::to_string);
+            match self.collect_body(output.body, &full_key, size_hint).await {
+                Ok(bytes) => return Ok((bytes, tag_opt)),
+                Err(error) if attempt < BODY_ATTEMPTS => {
+                    tracing::warn!(key = full_key, attempt, %error, "object body failed, reading again");
+                    attempt += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
     /// Reads a response body, failing (retryably) when the connection breaks or no byte
     /// comes for the read timeout.
     async fn collect_body(

@@ -175,7 +175,7 @@ impl OsqQuantizer {
         variances: &[f32],
         total_bits: usize,
     ) -> Result<Self> {
-        if dim == 0 || rotated.is_empty() || rotated.len() % dim != 0 {
+        if dim == 0 || rotated.is_empty() || !rotated.len().is_multiple_of(dim) {
             return Err(Error::invalid(
                 "osq",
                 format!(

@@ -93,7 +93,7 @@ impl ContainerWriter {
                 "target chunk size must be at least 1 byte",
             ));
         }
-        if raw.len() % row_len_bytes != 0 {
+        if !raw.len().is_multiple_of(row_len_bytes) {
             return Err(Error::invalid(
                 name,
                 format!(

@@ -135,7 +135,7 @@ fn validate(input: &BuildInput, params: &BuildParams) -> Result<usize> {
     if input.vectors.is_empty() {
         return Err(Error::invalid("vectors", "no vectors to index"));
     }
-    if input.vectors.len() % dim != 0 {
+    if !input.vectors.len().is_multiple_of(dim) {
         return Err(Error::invalid(
             "vectors",
             "length is not a multiple of the dimension",

@@ -29,7 +29,7 @@ fn check_matrix(field: &str, data: &[f32], dim: usize) -> Result<usize> {
     if dim == 0 {
         return Err(Error::invalid(field, "dimension must be at least 1"));
     }
-    if data.len() % dim != 0 {
+    if !data.len().is_multiple_of(dim) {
         return Err(Error::invalid(
             field,
             format!(

@@ -151,7 +151,7 @@ impl Pca {
     pub fn project_all(&self, data: &[f32], num_components: usize) -> Vec<f32> {
         let dim = self.dim;
         assert!(
-            dim > 0 && data.len() % dim == 0,
+            dim > 0 && data.len().is_multiple_of(dim),
             "Pca::project_all: data length is not a multiple of dim"
         );
         assert!(
