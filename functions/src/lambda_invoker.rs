@@ -72,9 +72,7 @@ impl WorkerInvoker for LambdaInvoker {
             message: format!("{function} answered something that is not a worker response: {e}"),
             retryable: true,
         };
-        let value: serde_json::Value =
-            serde_json::from_slice(body).map_err(|e| not_a_response(&e))?;
-        crate::envelope::unwrap_as(value, "worker response").map_err(|e| not_a_response(&e))
+        crate::envelope::unwrap_bytes_as(body, "worker response").map_err(|e| not_a_response(&e))
     }
 }
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use lambda_runtime::{service_fn, LambdaEvent};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use squash_core::error::Error;
 use squash_core::protocol::WorkerRequest;
 use squash_service::partition_cache::PartitionCache;
@@ -49,12 +49,13 @@ impl From<WorkerError> for lambda_runtime::Diagnostic {
     }
 }
 
-/// Handles one worker event.
+/// Handles one worker event, given as its raw JSON text: the request is decoded straight into
+/// its types (never into a `serde_json::Value`), and the answer goes back as raw JSON too.
 pub async fn handle_event(
     worker: &WorkerService,
     function: &str,
-    payload: Value,
-) -> Result<Value, WorkerError> {
+    payload: &RawValue,
+) -> Result<Box<RawValue>, WorkerError> {
     match fault_for(function) {
         Some(Fault::Crash) => std::process::abort(),
         Some(Fault::Fail) => {
@@ -68,7 +69,8 @@ pub async fn handle_event(
     }
     let received_at = std::time::Instant::now();
     let request: WorkerRequest =
-        crate::envelope::unwrap_as(payload, "worker request").map_err(WorkerError)?;
+        crate::envelope::unwrap_bytes_as(payload.get().as_bytes(), "worker request")
+            .map_err(WorkerError)?;
     let response = worker
         .handle_received(request, received_at)
         .await
@@ -77,7 +79,9 @@ pub async fn handle_event(
     let json = serde_json::to_vec(&response)
         .map_err(|e| WorkerError(Error::internal(format!("encoding the response: {e}"))))?;
     let wrapped = crate::envelope::wrap(json).map_err(WorkerError)?;
-    serde_json::from_slice(&wrapped)
+    String::from_utf8(wrapped)
+        .map_err(|e| e.to_string())
+        .and_then(|text| RawValue::from_string(text).map_err(|e| e.to_string()))
         .map_err(|e| WorkerError(Error::internal(format!("wrapping the response: {e}"))))
 }
 
@@ -93,8 +97,10 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
         .with_max_answer_bytes(config.service.limits.max_stored_answer_bytes);
     let worker = &worker;
     let function = function.as_str();
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        handle_event(worker, function, event.payload).await
-    }))
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<Box<RawValue>>| async move {
+            handle_event(worker, function, &event.payload).await
+        },
+    ))
     .await
 }
