@@ -370,6 +370,17 @@ pub enum FailureKind {
     Error,
 }
 
+impl FailureKind {
+    /// Returns the kind of failure `error` makes of a partition it kept from being searched.
+    pub fn of(error: &Error) -> FailureKind {
+        match error {
+            Error::NotFound { .. } => FailureKind::NotFound,
+            Error::Timeout { .. } => FailureKind::Timeout,
+            _ => FailureKind::Error,
+        }
+    }
+}
+
 /// A partition that could not be searched.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FailedPartition {

@@ -449,7 +449,6 @@ impl CoordinatorService {
             let plan = plan_batch(&opened.coordinator, requests)?;
             self.config.limits.check(
                 &plan,
-                requests,
                 &opened.coordinator.schema,
                 &opened.coordinator.partition_sizes,
                 output,

@@ -19,7 +19,7 @@ use squash_core::protocol::{
     FailedPartition, FailureKind, InvocationStats, PartitionOutcome, WorkerRequest, WorkerResponse,
     PROTOCOL_VERSION,
 };
-use squash_core::search::limits::HIT_JSON_BYTES;
+use squash_core::search::limits::hits_json_bytes;
 use squash_core::search::search_tasks;
 use squash_storage::BlobStore;
 
@@ -85,8 +85,8 @@ impl WorkerService {
         }
     }
 
-    /// Refuses requests whose hits alone (`k` summed over the queries, at
-    /// [`HIT_JSON_BYTES`] each) would exceed `max_answer_bytes`. The coordinator never sends
+    /// Refuses requests whose hits alone (`k` summed over the queries, without attributes,
+    /// as [`hits_json_bytes`] sizes them) would exceed `max_answer_bytes`. The coordinator never sends
     /// such a request (its own estimate of the same answer is larger); this bounds the memory
     /// a request sent straight to a worker can take.
     pub fn with_max_answer_bytes(mut self, max_answer_bytes: u64) -> Self {
@@ -148,7 +148,7 @@ impl WorkerService {
         let hit_bytes = request
             .queries
             .iter()
-            .map(|query| (query.k as u64).saturating_mul(HIT_JSON_BYTES))
+            .map(|query| hits_json_bytes(query.k, 0))
             .fold(0u64, u64::saturating_add);
         if hit_bytes > self.max_answer_bytes {
             return Err(Error::invalid(
@@ -380,11 +380,7 @@ async fn decode_partition(key: String, bytes: Vec<u8>, expected: u32) -> Result<
 fn failure(partition: u32, error: &Error) -> FailedPartition {
     FailedPartition {
         partition,
-        kind: match error {
-            Error::NotFound { .. } => FailureKind::NotFound,
-            Error::Timeout { .. } => FailureKind::Timeout,
-            _ => FailureKind::Error,
-        },
+        kind: FailureKind::of(error),
         message: error.to_string(),
     }
 }

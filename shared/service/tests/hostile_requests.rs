@@ -1686,8 +1686,10 @@ fn large_batches_and_large_k_are_answered_or_refused_by_the_answer_limit() {
             });
             let requests: Vec<squash_core::protocol::QueryRequest> =
                 vec![serde_json::from_value(query.clone()).expect("a valid query"); num_queries];
-            let estimate =
-                squash_core::search::limits::estimated_answer_bytes(&requests, attribute_bytes);
+            let estimate = squash_core::search::limits::estimated_answer_bytes(
+                requests.iter().map(|r| (r.k, r.include_attributes)),
+                attribute_bytes,
+            );
             let check = QueryCheck {
                 k,
                 filter: Value::Null,

@@ -7,7 +7,9 @@
 
 use std::time::Instant;
 
-use crate::attributes::{AttributeKind, AttributeSchema, AttributeTable, MAX_INTEGER_MAGNITUDE};
+use crate::attributes::{
+    AttributeColumn, AttributeKind, AttributeSchema, AttributeTable, MAX_INTEGER_MAGNITUDE,
+};
 use crate::codec::{sign, OsqQuantizer};
 use crate::error::{Error, Result};
 use crate::filter::AttributeQuantizer;
@@ -167,26 +169,14 @@ fn validate(input: &BuildInput, params: &BuildParams) -> Result<usize> {
     }
     // The input parsers check the same; a table built in code must hold to it too.
     for (column, values) in input.schema.columns.iter().zip(&input.attributes.columns) {
-        let bad_opt = match column.kind {
-            AttributeKind::Integer => values.iter().position(|&value| {
-                !(value.fract() == 0.0 && value.abs() <= MAX_INTEGER_MAGNITUDE as f64)
-            }),
-            AttributeKind::Float => values.iter().position(|value| !value.is_finite()),
-            AttributeKind::Categorical => values
-                .iter()
-                .position(|&code| !(code >= 0.0 && (code as usize) < column.dictionary.len())),
-        };
-        if let Some(row) = bad_opt {
+        let problem_opt = values
+            .iter()
+            .enumerate()
+            .find_map(|(row, &value)| cell_problem(column, value).map(|reason| (row, reason)));
+        if let Some((row, reason)) = problem_opt {
             return Err(Error::invalid(
                 format!("attributes row {row} column '{}'", column.name),
-                match column.kind {
-                    AttributeKind::Integer => format!(
-                        "{} is not an integer of magnitude at most 2^53 − 1 = {MAX_INTEGER_MAGNITUDE}",
-                        values[row]
-                    ),
-                    AttributeKind::Float => "is not a finite number".to_string(),
-                    AttributeKind::Categorical => "is not a code of the column's dictionary".to_string(),
-                },
+                reason,
             ));
         }
     }
@@ -211,6 +201,23 @@ fn validate(input: &BuildInput, params: &BuildParams) -> Result<usize> {
         ));
     }
     Ok(num_partitions)
+}
+
+/// Returns why `value` cannot be a cell of `column`, if it cannot.
+fn cell_problem(column: &AttributeColumn, value: f64) -> Option<String> {
+    match column.kind {
+        AttributeKind::Integer => (!(value.fract() == 0.0
+            && value.abs() <= MAX_INTEGER_MAGNITUDE as f64))
+            .then(|| {
+                format!(
+                    "{value} is not an integer of magnitude at most 2^53 − 1 = {MAX_INTEGER_MAGNITUDE}"
+                )
+            }),
+        AttributeKind::Float => (!value.is_finite()).then(|| "is not a finite number".to_string()),
+        AttributeKind::Categorical => (!(value >= 0.0
+            && (value as usize) < column.dictionary.len()))
+        .then(|| "is not a code of the column's dictionary".to_string()),
+    }
 }
 
 fn gather_rows(data: &[f32], dim: usize, rows: &[u32]) -> Vec<f32> {
@@ -443,7 +450,6 @@ mod tests {
 
     #[test]
     fn attribute_cells_outside_their_column_kind_are_refused() {
-        use crate::attributes::AttributeColumn;
         let column = |kind, dictionary: &[&str]| AttributeColumn {
             name: "a".to_string(),
             kind,

@@ -14,7 +14,7 @@
 
 use crate::attributes::{AttributeKind, AttributeSchema};
 use crate::error::{Error, Result};
-use crate::protocol::{AnswerOutput, QueryRequest};
+use crate::protocol::AnswerOutput;
 use crate::search::BatchPlan;
 
 /// JSON bytes of one hit without attributes, at most: `{"id":` + 20 digits + `,"distance":`
@@ -78,7 +78,6 @@ impl RequestLimits {
     pub fn check(
         &self,
         plan: &BatchPlan,
-        requests: &[QueryRequest],
         schema: &AttributeSchema,
         partition_sizes: &[u64],
         output: AnswerOutput,
@@ -88,9 +87,12 @@ impl RequestLimits {
             AnswerOutput::Response => (self.max_answer_bytes, "in a response"),
             AnswerOutput::Store => (self.max_stored_answer_bytes, "written to the store"),
         };
-        let answer_bytes = estimated_answer_bytes(requests, attribute_json_bytes(schema));
+        let answer_bytes = estimated_answer_bytes(
+            plan.queries.iter().map(|q| (q.k, q.include_attributes)),
+            attribute_json_bytes(schema),
+        );
         if answer_bytes > limit {
-            let num_hits: u64 = requests.iter().map(|request| request.k as u64).sum();
+            let num_hits: u64 = plan.queries.iter().map(|query| query.k as u64).sum();
             let advice = match (output, single) {
                 (AnswerOutput::Response, true) => "ask for fewer hits or leave out attributes",
                 (AnswerOutput::Response, false) => {
@@ -107,7 +109,6 @@ impl RequestLimits {
                 ),
             ));
         }
-        let exact_of: Vec<bool> = requests.iter().map(|r| r.options.exact).collect();
         for task in &plan.tasks {
             let size = partition_sizes
                 .get(task.partition as usize)
@@ -117,7 +118,11 @@ impl RequestLimits {
                 .queries
                 .iter()
                 .map(|&q| {
-                    if exact_of.get(q as usize).copied().unwrap_or(false) {
+                    let exact = plan
+                        .queries
+                        .get(q as usize)
+                        .is_some_and(|query| query.knobs.exact);
+                    if exact {
                         EXACT_ROW_WEIGHT
                     } else {
                         1
@@ -166,19 +171,26 @@ pub fn attribute_json_bytes(schema: &AttributeSchema) -> u64 {
     16 + columns
 }
 
-/// Returns the estimated JSON bytes of the answer to `requests`, hits carrying
-/// `attribute_bytes` more when they include attributes.
-pub fn estimated_answer_bytes(requests: &[QueryRequest], attribute_bytes: u64) -> u64 {
-    let queries: u64 = requests
-        .iter()
-        .map(|request| {
-            let per_hit = HIT_JSON_BYTES
-                + if request.include_attributes {
-                    attribute_bytes
-                } else {
-                    0
-                };
-            QUERY_JSON_BYTES + (request.k as u64).saturating_mul(per_hit)
+/// Returns the JSON bytes of `k` hits, each carrying `attribute_bytes` of attributes.
+pub fn hits_json_bytes(k: usize, attribute_bytes: u64) -> u64 {
+    (k as u64).saturating_mul(HIT_JSON_BYTES + attribute_bytes)
+}
+
+/// Returns the estimated JSON bytes of the answer to queries given as `(k, include_attributes)`,
+/// hits carrying `attribute_bytes` more when they include attributes.
+pub fn estimated_answer_bytes(
+    queries: impl IntoIterator<Item = (usize, bool)>,
+    attribute_bytes: u64,
+) -> u64 {
+    let queries: u64 = queries
+        .into_iter()
+        .map(|(k, include_attributes)| {
+            let attribute_bytes = if include_attributes {
+                attribute_bytes
+            } else {
+                0
+            };
+            QUERY_JSON_BYTES + hits_json_bytes(k, attribute_bytes)
         })
         .fold(0u64, u64::saturating_add);
     REQUEST_JSON_BYTES.saturating_add(queries)
@@ -188,7 +200,7 @@ pub fn estimated_answer_bytes(requests: &[QueryRequest], attribute_bytes: u64) -
 mod tests {
     use super::*;
     use crate::attributes::AttributeColumn;
-    use crate::protocol::{Hit, PartitionTask};
+    use crate::protocol::{Hit, PartitionTask, QueryRequest, SearchKnobs, WorkerQuery};
 
     fn schema() -> AttributeSchema {
         AttributeSchema {
@@ -231,12 +243,32 @@ mod tests {
         assert!((serde_json::to_string(&bare).unwrap().len() as u64) < HIT_JSON_BYTES);
     }
 
-    fn plan_of(tasks: Vec<PartitionTask>) -> BatchPlan {
+    /// The plan of `requests` over `tasks`, as `plan_batch` would carry the queries.
+    fn plan_of(requests: &[QueryRequest], tasks: Vec<PartitionTask>) -> BatchPlan {
+        let queries = requests
+            .iter()
+            .map(|request| WorkerQuery {
+                vector: request.vector.clone(),
+                k: request.k,
+                filter: None,
+                include_attributes: request.include_attributes,
+                knobs: SearchKnobs::resolve(&request.options).unwrap(),
+            })
+            .collect();
         BatchPlan {
-            queries: Vec::new(),
+            queries,
             plans: Vec::new(),
             tasks,
         }
+    }
+
+    fn check(
+        limits: &RequestLimits,
+        plan: &BatchPlan,
+        output: AnswerOutput,
+        single: bool,
+    ) -> Result<()> {
+        limits.check(plan, &schema(), &[50_000, 10], output, single)
     }
 
     #[test]
@@ -244,23 +276,13 @@ mod tests {
         let limits = RequestLimits::for_timeout(10_000);
         let mut big = QueryRequest::new(vec![0.0; 4], 10_000);
         big.include_attributes = true;
-        let sizes = [1000u64];
-        let plan = plan_of(vec![]);
         // One query of 10,000 hits with attributes fits a response.
-        assert!(limits
-            .check(
-                &plan,
-                &[big.clone()],
-                &schema(),
-                &sizes,
-                AnswerOutput::Response,
-                true
-            )
-            .is_ok());
+        let one = plan_of(std::slice::from_ref(&big), vec![]);
+        assert!(check(&limits, &one, AnswerOutput::Response, true).is_ok());
         // A hundred of them do not, nor in the store.
-        let batch = vec![big; 100];
+        let batch = plan_of(&vec![big; 100], vec![]);
         for output in [AnswerOutput::Response, AnswerOutput::Store] {
-            match limits.check(&plan, &batch, &schema(), &sizes, output, false) {
+            match check(&limits, &batch, output, false) {
                 Err(Error::InvalidInput { field, reason }) => {
                     assert_eq!(field, "queries");
                     assert!(reason.contains("over the limit"), "{reason}");
@@ -269,30 +291,16 @@ mod tests {
             }
         }
         // 10,000 queries of k = 10 go to the store, not in a response.
-        let many = vec![QueryRequest::new(vec![0.0; 4], 10); 10_000];
-        assert!(limits
-            .check(
-                &plan,
-                &many,
-                &schema(),
-                &sizes,
-                AnswerOutput::Response,
-                false
-            )
-            .is_err());
-        assert!(limits
-            .check(&plan, &many, &schema(), &sizes, AnswerOutput::Store, false)
-            .is_ok());
-        assert!(RequestLimits::unlimited()
-            .check(
-                &plan,
-                &many,
-                &schema(),
-                &sizes,
-                AnswerOutput::Response,
-                false
-            )
-            .is_ok());
+        let many = plan_of(&vec![QueryRequest::new(vec![0.0; 4], 10); 10_000], vec![]);
+        assert!(check(&limits, &many, AnswerOutput::Response, false).is_err());
+        assert!(check(&limits, &many, AnswerOutput::Store, false).is_ok());
+        assert!(check(
+            &RequestLimits::unlimited(),
+            &many,
+            AnswerOutput::Response,
+            false
+        )
+        .is_ok());
     }
 
     #[test]
@@ -301,36 +309,28 @@ mod tests {
             max_rows_per_partition: 1_000_000,
             ..RequestLimits::for_timeout(10_000)
         };
-        let sizes = [50_000u64, 10];
+        // Partition 0 holds 50,000 rows, partition 1 ten.
         let requests = vec![QueryRequest::new(vec![0.0; 4], 10); 20];
-        let plan = plan_of(vec![
-            PartitionTask {
-                partition: 0,
-                queries: (0..20).collect(),
-            },
-            PartitionTask {
-                partition: 1,
-                queries: (0..20).collect(),
-            },
-        ]);
+        let tasks = || {
+            vec![
+                PartitionTask {
+                    partition: 0,
+                    queries: (0..20).collect(),
+                },
+                PartitionTask {
+                    partition: 1,
+                    queries: (0..20).collect(),
+                },
+            ]
+        };
         // 20 queries x 50,000 rows = the limit exactly.
-        assert!(limits
-            .check(
-                &plan,
-                &requests,
-                &schema(),
-                &sizes,
-                AnswerOutput::Response,
-                false
-            )
-            .is_ok());
+        let plan = plan_of(&requests, tasks());
+        assert!(check(&limits, &plan, AnswerOutput::Response, false).is_ok());
         let mut exact = requests.clone();
         exact[0].options.exact = true;
-        match limits.check(
-            &plan,
-            &exact,
-            &schema(),
-            &sizes,
+        match check(
+            &limits,
+            &plan_of(&exact, tasks()),
             AnswerOutput::Response,
             false,
         ) {

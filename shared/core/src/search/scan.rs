@@ -407,11 +407,7 @@ pub fn search_tasks(
                 },
                 Err(error) => PartitionOutcome::Failed {
                     partition: task.partition,
-                    kind: match error {
-                        Error::Timeout { .. } => FailureKind::Timeout,
-                        Error::NotFound { .. } => FailureKind::NotFound,
-                        _ => FailureKind::Error,
-                    },
+                    kind: FailureKind::of(&error),
                     retryable: error.is_retryable(),
                     message: error.to_string(),
                 },
