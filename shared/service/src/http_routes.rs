@@ -132,7 +132,31 @@ enum BodyShape {
 /// Walks a body once without keeping it, and returns the first field that holds an array (or,
 /// for the body itself, anything) where an object belongs. Nothing of the body is allocated but
 /// object keys, so a 6 MB body of numbers costs no more than its bytes.
-struct ShapeProbe(BodyShape);
+///
+/// Each variant is one place of the body the walk looks at; the walk descends only into the
+/// places that must be objects and skips everything else unread.
+#[derive(Debug, Clone)]
+enum ShapeProbe {
+    /// The whole body, of this shape.
+    Body(BodyShape),
+    /// A batch's `queries`.
+    Queries,
+    /// `queries[i]` of a batch.
+    Query(usize),
+    /// An `options` object, at this field path.
+    Options(String),
+}
+
+impl ShapeProbe {
+    /// What a scalar at this place means: only the body itself must be an object here; a
+    /// scalar elsewhere is left to the typed parse to name.
+    fn scalar(self) -> Option<String> {
+        match self {
+            ShapeProbe::Body(_) => Some("body".to_string()),
+            _ => None,
+        }
+    }
+}
 
 impl<'de> DeserializeSeed<'de> for ShapeProbe {
     type Value = Option<String>;
@@ -146,19 +170,25 @@ impl<'de> Visitor<'de> for ShapeProbe {
     type Value = Option<String>;
 
     fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
-        formatter.write_str("a JSON object")
+        formatter.write_str("any JSON value")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut found = None;
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            let misplaced = match (self.0, key.as_ref()) {
-                (BodyShape::Query, "options") => map
-                    .next_value::<JsonKind>()?
-                    .is_array()
-                    .then(|| "options".to_string()),
-                (BodyShape::Batch, "queries") => map.next_value_seed(QueriesProbe)?,
-                _ => {
+            let inner_opt = match (&self, key.as_ref()) {
+                (ShapeProbe::Body(BodyShape::Query), "options") => {
+                    Some(ShapeProbe::Options("options".to_string()))
+                }
+                (ShapeProbe::Body(BodyShape::Batch), "queries") => Some(ShapeProbe::Queries),
+                (ShapeProbe::Query(position), "options") => {
+                    Some(ShapeProbe::Options(format!("queries[{position}].options")))
+                }
+                _ => None,
+            };
+            let misplaced = match inner_opt {
+                Some(inner) => map.next_value_seed(inner)?,
+                None => {
                     map.next_value::<IgnoredAny>()?;
                     None
                 }
@@ -169,207 +199,46 @@ impl<'de> Visitor<'de> for ShapeProbe {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        if let ShapeProbe::Queries = self {
+            let mut found = None;
+            let mut position = 0usize;
+            while let Some(misplaced) = seq.next_element_seed(ShapeProbe::Query(position))? {
+                found = found.or(misplaced);
+                position += 1;
+            }
+            return Ok(found);
+        }
         while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Some("body".to_string()))
+        Ok(match self {
+            ShapeProbe::Body(_) => Some("body".to_string()),
+            ShapeProbe::Query(position) => Some(format!("queries[{position}]")),
+            ShapeProbe::Options(path) => Some(path),
+            ShapeProbe::Queries => None,
+        })
     }
 
     fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Some("body".to_string()))
+        Ok(self.scalar())
     }
 
     fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Some("body".to_string()))
+        Ok(self.scalar())
     }
 
     fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Some("body".to_string()))
+        Ok(self.scalar())
     }
 
     fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Some("body".to_string()))
+        Ok(self.scalar())
     }
 
     fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(Some("body".to_string()))
+        Ok(self.scalar())
     }
 
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Some("body".to_string()))
-    }
-}
-
-/// The `queries` of a batch: the first query that is an array, or whose `options` is one.
-struct QueriesProbe;
-
-impl<'de> DeserializeSeed<'de> for QueriesProbe {
-    type Value = Option<String>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for QueriesProbe {
-    type Value = Option<String>;
-
-    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
-        formatter.write_str("an array of queries")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut found = None;
-        let mut position = 0usize;
-        while let Some(kind) = seq.next_element_seed(QueryProbe)? {
-            let misplaced = match kind {
-                QueryShape::Array => Some(format!("queries[{position}]")),
-                QueryShape::OptionsArray => Some(format!("queries[{position}].options")),
-                QueryShape::Fine => None,
-            };
-            found = found.or(misplaced);
-            position += 1;
-        }
-        Ok(found)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        IgnoredAny.visit_map(map).map(|_| None)
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-}
-
-/// What one member of `queries` is, as far as the shape check cares.
-enum QueryShape {
-    Array,
-    OptionsArray,
-    Fine,
-}
-
-struct QueryProbe;
-
-impl<'de> DeserializeSeed<'de> for QueryProbe {
-    type Value = QueryShape;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for QueryProbe {
-    type Value = QueryShape;
-
-    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
-        formatter.write_str("a query")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(QueryShape::Array)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut shape = QueryShape::Fine;
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if key == "options" && map.next_value::<JsonKind>()?.is_array() {
-                shape = QueryShape::OptionsArray;
-            } else if key != "options" {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(shape)
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(QueryShape::Fine)
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(QueryShape::Fine)
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(QueryShape::Fine)
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(QueryShape::Fine)
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(QueryShape::Fine)
-    }
-
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(QueryShape::Fine)
-    }
-}
-
-/// Whether a JSON value is an array, read without keeping it.
-struct JsonKind(bool);
-
-impl JsonKind {
-    fn is_array(&self) -> bool {
-        self.0
-    }
-}
-
-impl<'de> Deserialize<'de> for JsonKind {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KindVisitor;
-        impl<'de> Visitor<'de> for KindVisitor {
-            type Value = JsonKind;
-            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
-                formatter.write_str("any JSON value")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<JsonKind, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(JsonKind(true))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<JsonKind, A::Error> {
-                IgnoredAny.visit_map(map).map(|_| JsonKind(false))
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<JsonKind, E> {
-                Ok(JsonKind(false))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<JsonKind, E> {
-                Ok(JsonKind(false))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<JsonKind, E> {
-                Ok(JsonKind(false))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<JsonKind, E> {
-                Ok(JsonKind(false))
-            }
-            fn visit_str<E>(self, _: &str) -> Result<JsonKind, E> {
-                Ok(JsonKind(false))
-            }
-            fn visit_unit<E>(self) -> Result<JsonKind, E> {
-                Ok(JsonKind(false))
-            }
-        }
-        deserializer.deserialize_any(KindVisitor)
+        Ok(self.scalar())
     }
 }
 
@@ -405,7 +274,7 @@ fn parse_body<T: DeserializeOwned>(body: &[u8], shape: BodyShape) -> Result<T, H
     // Arrays in place of objects are only checked on a body that is valid JSON; the typed
     // parse below names every other error.
     let mut probe = serde_json::Deserializer::from_slice(body);
-    if let Ok(Some(field)) = ShapeProbe(shape).deserialize(&mut probe) {
+    if let Ok(Some(field)) = ShapeProbe::Body(shape).deserialize(&mut probe) {
         return Err(HttpResponse::error(
             400,
             "invalid_request",
@@ -812,7 +681,7 @@ mod tests {
     fn arrays_in_place_of_objects_are_named() {
         let misplaced = |shape: BodyShape, body: Value| {
             let text = body.to_string();
-            ShapeProbe(shape)
+            ShapeProbe::Body(shape)
                 .deserialize(&mut serde_json::Deserializer::from_str(&text))
                 .expect("valid JSON")
         };
