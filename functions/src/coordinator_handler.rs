@@ -46,17 +46,15 @@ pub async fn handle_event(
         if response.status != 200 {
             body["status"] = json!(response.status);
         }
+        // Sized by encoding it once more: a direct answer is a JSON value until the runtime
+        // sends it, and direct invocations are batch jobs, where this costs little.
         let answer_bytes = serde_json::to_vec(&body)
             .map(|json| json.len())
             .unwrap_or(0);
         if answer_bytes > LAMBDA_RESPONSE_LIMIT_BYTES {
-            return json!({"status": 400, "error": {
-                "code": "invalid_request",
-                "field": "queries",
-                "message": format!(
-                    "queries: the answer took {answer_bytes} bytes, over the {LAMBDA_RESPONSE_LIMIT_BYTES} bytes a Lambda response may carry; ask for fewer hits, leave out attributes, or (for a batch) set \"output\": \"store\""
-                ),
-            }});
+            let mut refused = answer_too_large("queries", answer_bytes).body;
+            refused["status"] = json!(400);
+            return refused;
         }
         return body;
     }
@@ -83,17 +81,6 @@ pub async fn handle_event(
     }
     .unwrap_or("/")
     .to_string();
-    let reply = |response: &HttpResponse| {
-        http_event_response(response, request_id, &method, format, cors_allow_origin)
-    };
-    if method == "OPTIONS" {
-        // A CORS preflight: the transport's business, answered for every path.
-        return reply(&HttpResponse {
-            status: 204,
-            body: Value::Null,
-            allow_opt: Some(ALL_METHODS),
-        });
-    }
     // A named API Gateway stage stays in `rawPath` (`/prod/v1/...`); the routes start after it.
     let path = match payload["requestContext"]["stage"].as_str() {
         Some(stage) if stage != "$default" && format == EventFormat::HttpV2 => path
@@ -109,6 +96,26 @@ pub async fn handle_event(
             .unwrap_or(path),
         _ => path,
     };
+    let answer_shape = AnswerShape {
+        request_id,
+        method: &method,
+        format,
+        cors_allow_origin,
+        field_if_too_large: if path.ends_with("/query") {
+            "k"
+        } else {
+            "queries"
+        },
+    };
+    let reply = |response: &HttpResponse| http_event_response(response, &answer_shape);
+    if method == "OPTIONS" {
+        // A CORS preflight: the transport's business, answered for every path.
+        return reply(&HttpResponse {
+            status: 204,
+            body: Value::Null,
+            allow_opt: Some(ALL_METHODS),
+        });
+    }
     let body_text = payload["body"].as_str().unwrap_or("");
     let body = if payload["isBase64Encoded"].as_bool().unwrap_or(false) {
         match base64::engine::general_purpose::STANDARD.decode(body_text) {
@@ -125,22 +132,20 @@ pub async fn handle_event(
         body_text.as_bytes().to_vec()
     };
     let response = handle_http(service, &method, &path, &body, request_id, deadline).await;
-    let answer = reply(&response);
-    let answer_bytes = serde_json::to_vec(&answer)
-        .map(|json| json.len())
-        .unwrap_or(0);
-    if answer_bytes <= LAMBDA_RESPONSE_LIMIT_BYTES {
-        return answer;
-    }
-    // The answer estimate let through more than Lambda can return (the limit was configured
-    // above the default, or the hits are wider than estimated): say so rather than let API
-    // Gateway turn Lambda's failure into a bare 502.
-    let field = if path.ends_with("/query") {
-        "k"
-    } else {
-        "queries"
-    };
-    reply(&HttpResponse {
+    reply(&response)
+}
+
+/// The largest synchronous Lambda response, 6 MB.
+const LAMBDA_RESPONSE_LIMIT_BYTES: usize = 6 * 1024 * 1024;
+/// What an HTTP event response holds besides its body: status, headers, flags.
+const HTTP_EVENT_OVERHEAD_BYTES: usize = 2048;
+
+/// The 400 of an answer that took `answer_bytes`, more than a Lambda response may carry: the
+/// answer estimate let it through (a limit configured above the default, or hits wider than
+/// estimated). Said here rather than left to Lambda, which API Gateway would turn into a bare
+/// 502.
+fn answer_too_large(field: &str, answer_bytes: usize) -> HttpResponse {
+    HttpResponse {
         status: 400,
         body: json!({"error": {
             "code": "invalid_request",
@@ -150,11 +155,18 @@ pub async fn handle_event(
             ),
         }}),
         allow_opt: None,
-    })
+    }
 }
 
-/// The largest synchronous Lambda response, 6 MB.
-const LAMBDA_RESPONSE_LIMIT_BYTES: usize = 6 * 1024 * 1024;
+/// How the HTTP answers of one event are shaped.
+struct AnswerShape<'a> {
+    request_id: &'a str,
+    method: &'a str,
+    format: EventFormat,
+    cors_allow_origin: Option<&'a str>,
+    /// The field an answer too large for a Lambda response is refused for.
+    field_if_too_large: &'static str,
+}
 
 /// The two shapes of HTTP events API Gateway sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,21 +184,31 @@ const ALL_METHODS: &str = "GET, HEAD, POST, OPTIONS";
 /// headers included.
 const CORS_ALLOW_HEADERS: &str = "content-type, authorization, x-amz-date, x-amz-security-token";
 
-fn http_event_response(
-    response: &HttpResponse,
-    request_id: &str,
-    method: &str,
-    format: EventFormat,
-    cors_allow_origin: Option<&str>,
-) -> Value {
+fn http_event_response(response: &HttpResponse, shape: &AnswerShape) -> Value {
+    // HEAD and 204 answers carry no body.
+    let body = if shape.method == "HEAD" || response.status == 204 {
+        String::new()
+    } else {
+        response.body.to_string()
+    };
+    // Inside the event the body is a JSON string: each quote and backslash gains an escape.
+    let event_bytes = body.len()
+        + body.bytes().filter(|b| matches!(b, b'"' | b'\\')).count()
+        + HTTP_EVENT_OVERHEAD_BYTES;
+    if event_bytes > LAMBDA_RESPONSE_LIMIT_BYTES {
+        return http_event_response(
+            &answer_too_large(shape.field_if_too_large, event_bytes),
+            shape,
+        );
+    }
     let mut headers = json!({
         "content-type": "application/json",
-        "x-request-id": request_id,
+        "x-request-id": shape.request_id,
     });
     // By default browsers may call the API from any origin: it sets no cookies, and an API
     // behind IAM authorization still needs a signature on every call. A deployment can name
     // its one origin, or send no CORS headers at all.
-    if let Some(origin) = cors_allow_origin {
+    if let Some(origin) = shape.cors_allow_origin {
         headers["access-control-allow-origin"] = json!(origin);
         headers["access-control-allow-methods"] = json!(ALL_METHODS);
         headers["access-control-allow-headers"] = json!(CORS_ALLOW_HEADERS);
@@ -205,19 +227,13 @@ fn http_event_response(
             .unwrap_or(squash_core::protocol::RETRY_AFTER_S);
         headers["retry-after"] = json!(retry_after_s.to_string());
     }
-    // HEAD and 204 answers carry no body.
-    let body = if method == "HEAD" || response.status == 204 {
-        String::new()
-    } else {
-        response.body.to_string()
-    };
     let mut answer = json!({
         "statusCode": response.status,
         "headers": headers,
         "body": body,
         "isBase64Encoded": false,
     });
-    if format == EventFormat::HttpV2 {
+    if shape.format == EventFormat::HttpV2 {
         // Required by strict payload-2.0 parsers (the local emulator's among them); a REST
         // (1.0) response must not carry it.
         answer["cookies"] = json!([]);
