@@ -24,7 +24,7 @@ use squash_tests::stack_faults::{
     build_sample_subset, delete_object, embedded_answers, index_store, list_objects, read_object,
     runtime, write_object, S3Faults,
 };
-use squash_tests::{sample_dir, sample_workloads, workload_requests, Stack};
+use squash_tests::{sample_dir, sample_workloads, squash_cli, workload_requests, Stack};
 
 /// A dedicated index of the stack, one query over all its partitions, and the embedded
 /// path's answer to it.
@@ -386,23 +386,6 @@ impl std::fmt::Display for KillPoint {
             KillPoint::Objects(count) => write!(f, "once {count} new objects were in S3"),
         }
     }
-}
-
-fn squash_cli() -> std::path::PathBuf {
-    // Test binaries live in target/<profile>/deps; the CLI (built by local-stack.sh up) in
-    // target/<profile>.
-    let exe = std::env::current_exe().expect("test binary path");
-    let cli = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir")
-        .join("squash");
-    assert!(
-        cli.exists(),
-        "{} is missing: `scripts/local-stack.sh up` builds it",
-        cli.display()
-    );
-    cli
 }
 
 fn start_build(stack: &Stack, name: &str) -> Child {

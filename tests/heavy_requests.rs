@@ -10,7 +10,6 @@
 //! Run one at a time (`--test-threads=1`): the requests share the function processes.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,7 +26,7 @@ use squash_service::write_index;
 use squash_storage::store_for_location;
 use squash_tests::loopback::stack_function_memory;
 use squash_tests::stack_faults::{embedded_answers, index_store, list_objects, runtime};
-use squash_tests::{sample_dir, sample_workloads, Stack};
+use squash_tests::{sample_dir, sample_workloads, squash_cli, Stack};
 
 const SAMPLE_INDEX: &str = "glove-20k";
 
@@ -379,14 +378,6 @@ fn build_big_integer_index(stack: &Stack, name: &str) {
         .expect("build into S3");
 }
 
-fn squash_cli_path() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir")
-        .join("squash")
-}
-
 #[test]
 fn integers_beyond_2_53_compare_exactly_and_builds_refuse_what_they_cannot_hold() {
     let Some(stack) = Stack::from_env(
@@ -450,7 +441,7 @@ fn integers_beyond_2_53_compare_exactly_and_builds_refuse_what_they_cannot_hold(
     }
     std::fs::write(&attributes, csv).expect("csv written");
     let refused_name = format!("bigint-refused-{}", std::process::id());
-    let output = Command::new(squash_cli_path())
+    let output = Command::new(squash_cli())
         .arg("build")
         .arg("--vectors")
         .arg(sample_dir().join("base.fvecs"))

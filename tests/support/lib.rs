@@ -130,6 +130,24 @@ impl Stack {
     }
 }
 
+/// Returns the path of the `squash` CLI built with the test binaries.
+pub fn squash_cli() -> PathBuf {
+    // Test binaries live in target/<profile>/deps; the CLI (built by local-stack.sh up) in
+    // target/<profile>.
+    let exe = std::env::current_exe().expect("test binary path");
+    let cli = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir")
+        .join("squash");
+    assert!(
+        cli.exists(),
+        "{} is missing: `scripts/local-stack.sh up` builds it",
+        cli.display()
+    );
+    cli
+}
+
 /// The committed sample: `tests/data/glove-20k`.
 pub fn sample_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data/glove-20k")

@@ -88,10 +88,18 @@ impl CountingStore {
         }
     }
 
-    fn count_fetched(&self, result: &Result<Vec<u8>>) {
-        if let Ok(bytes) = result {
+    /// Counts the bytes of a read that succeeded.
+    fn count_fetched(&self, bytes_opt: Option<&Vec<u8>>) {
+        if let Some(bytes) = bytes_opt {
             self.bytes_fetched
                 .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a write of `num_bytes`, and its bytes when it succeeded.
+    fn count_written(&self, result: &Result<()>, num_bytes: u64) {
+        if result.is_ok() {
+            self.bytes_written.fetch_add(num_bytes, Ordering::Relaxed);
         }
     }
 }
@@ -101,24 +109,21 @@ impl BlobStore for CountingStore {
     async fn get(&self, key: &str) -> Result<Vec<u8>> {
         self.num_get_requests.fetch_add(1, Ordering::Relaxed);
         let result = self.inner.get(key).await;
-        self.count_fetched(&result);
+        self.count_fetched(result.as_ref().ok());
         result
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>> {
         self.num_get_requests.fetch_add(1, Ordering::Relaxed);
         let result = self.inner.get_range(key, range).await;
-        self.count_fetched(&result);
+        self.count_fetched(result.as_ref().ok());
         result
     }
 
     async fn get_tagged(&self, key: &str) -> Result<(Vec<u8>, crate::ObjectTag)> {
         self.num_get_requests.fetch_add(1, Ordering::Relaxed);
         let result = self.inner.get_tagged(key).await;
-        if let Ok((bytes, _)) = &result {
-            self.bytes_fetched
-                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        }
+        self.count_fetched(result.as_ref().ok().map(|(bytes, _)| bytes));
         result
     }
 
@@ -131,9 +136,7 @@ impl BlobStore for CountingStore {
         self.num_put_requests.fetch_add(1, Ordering::Relaxed);
         let num_bytes = bytes.len() as u64;
         let result = self.inner.put_if(key, bytes, condition).await;
-        if result.is_ok() {
-            self.bytes_written.fetch_add(num_bytes, Ordering::Relaxed);
-        }
+        self.count_written(&result, num_bytes);
         result
     }
 
@@ -141,9 +144,7 @@ impl BlobStore for CountingStore {
         self.num_put_requests.fetch_add(1, Ordering::Relaxed);
         let num_bytes = bytes.len() as u64;
         let result = self.inner.put(key, bytes).await;
-        if result.is_ok() {
-            self.bytes_written.fetch_add(num_bytes, Ordering::Relaxed);
-        }
+        self.count_written(&result, num_bytes);
         result
     }
 

@@ -61,16 +61,22 @@ fn not_found_or_io(path: &Path, key: &str, error: std::io::Error) -> Error {
     }
 }
 
+/// Returns the path beside `path` whose file name is `path`'s followed by `suffix`.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("object");
+    path.with_file_name(format!("{name}{suffix}"))
+}
+
 /// Returns a temporary path beside `path`, unique among this process's writers.
 fn temp_path_of(path: &Path) -> PathBuf {
-    path.with_file_name(format!(
-        "{}.{}.{}{TEMP_SUFFIX}",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("object"),
-        std::process::id(),
-        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ))
+    let unique = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    sibling(
+        path,
+        &format!(".{}.{unique}{TEMP_SUFFIX}", std::process::id()),
+    )
 }
 
 /// Writes `bytes` to `path` through `temp` if `condition` holds, all under the key's lock.
@@ -85,12 +91,7 @@ fn put_if_locked(
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }
-    let lock_path = path.with_file_name(format!(
-        "{}{LOCK_SUFFIX}",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("object")
-    ));
+    let lock_path = sibling(path, LOCK_SUFFIX);
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
