@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use squash_core::attributes::AttributeKind;
 use squash_core::index::PartitionData;
 use squash_core::protocol::{SearchKnobs, SearchOptions, WorkerQuery, MAX_COMPONENT_MAGNITUDE};
-use squash_core::search::{search_partition, PreparedQuery};
+use squash_core::search::{search_partition_using, ScanMethod, PreparedQuery};
 use squash_core::Error;
 use squash_fuzz::mutate::mutate_object;
 use squash_fuzz::{assert_stored_error, check_as_given_and_resealed};
@@ -116,6 +116,8 @@ fn search_on(partition: &PartitionData) {
                     filter: filter.clone(),
                     include_attributes: true,
                     knobs: SearchKnobs::resolve(&options).expect("valid options"),
+                    // A radius reaches the fine-cluster selection; none scans every row.
+                    probe_radius: (!exact).then_some(1.0),
                 };
                 let prepared = match PreparedQuery::try_new(&query, partition) {
                     Ok(prepared) => prepared,
@@ -123,11 +125,13 @@ fn search_on(partition: &PartitionData) {
                     Err(Error::InvalidInput { .. }) => continue,
                     Err(other) => panic!("preparing the query failed with {other:?}"),
                 };
-                let (hits, stats) = search_partition(partition, &prepared);
-                assert!(hits.len() <= K);
-                assert!(stats.passed_filter <= partition.num_vectors() as u64);
-                for hit in &hits {
-                    assert!(partition.ids.contains(&hit.id));
+                for method in [ScanMethod::Direct, ScanMethod::Quantized] {
+                    let (hits, stats) = search_partition_using(partition, &prepared, Some(method));
+                    assert!(hits.len() <= K);
+                    assert!(stats.passed_filter <= partition.num_vectors() as u64);
+                    for hit in &hits {
+                        assert!(partition.ids.contains(&hit.id));
+                    }
                 }
             }
         }

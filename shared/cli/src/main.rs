@@ -95,6 +95,9 @@ struct BuildArgs {
     /// Bits per attribute of the coordinator's quantized attributes (1..=8).
     #[arg(long, default_value_t = 8)]
     attribute_bits: u32,
+    /// Rows per fine cluster inside a partition (the unit a query probes).
+    #[arg(long, default_value_t = squash_core::index::clusters::DEFAULT_CLUSTER_ROWS)]
+    cluster_rows: usize,
     /// Seed for every random choice (same inputs + seed = same index contents).
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -105,9 +108,13 @@ struct KnobArgs {
     /// Exact search: the true top-k (all partitions with matches, lower-bound ordered scan).
     #[arg(long)]
     exact: bool,
-    /// Probe partitions whose centroid is within this factor of the nearest one's distance.
+    /// Probe fine clusters whose centroid is within this factor of the nearest one's distance.
     #[arg(long)]
     centroid_factor: Option<f32>,
+    /// Probe the nearest fine clusters until they hold this many rows that may match
+    /// (default k x rerank factor x 50).
+    #[arg(long)]
+    probe_rows: Option<usize>,
     /// Probe at least this many partitions.
     #[arg(long)]
     min_partitions: Option<usize>,
@@ -127,6 +134,7 @@ impl KnobArgs {
         SearchOptions {
             exact: self.exact,
             centroid_factor: self.centroid_factor,
+            probe_rows: self.probe_rows,
             min_partitions: self.min_partitions,
             max_partitions: self.max_partitions,
             rerank_factor: self.rerank_factor,
@@ -380,6 +388,7 @@ async fn run_build(args: BuildArgs) -> Result<()> {
     params.num_partitions = args.partitions;
     params.bits_per_dim = args.bits_per_dim;
     params.attribute_bits = args.attribute_bits;
+    params.cluster_rows = args.cluster_rows;
     params.seed = args.seed;
     params.created_unix_s = now.as_secs();
     let (num_vectors, dim) = (input.ids.len(), input.dim);

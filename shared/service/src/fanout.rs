@@ -362,6 +362,7 @@ mod tests {
                 filter: None,
                 include_attributes: false,
                 knobs: SearchKnobs::resolve(&SearchOptions::default()).expect("defaults"),
+                probe_radius: None,
             }],
             tasks: Vec::new(),
             children: vec![TreeNode {

@@ -263,6 +263,7 @@ mod tests {
             filter: None,
             include_attributes: false,
             knobs,
+            probe_radius: None,
         };
         let parent = WorkerRequest {
             protocol_version: PROTOCOL_VERSION,

@@ -261,6 +261,7 @@ pub fn sweep_settings(quick: bool) -> Vec<SweepSetting> {
                 let options = SearchOptions {
                     exact: false,
                     centroid_factor: Some(centroid_factor),
+                    probe_rows: None,
                     min_partitions: Some(min_partitions),
                     max_partitions: None,
                     rerank_factor: Some(rerank_factor),
@@ -296,6 +297,9 @@ pub fn setting_label(options: &SearchOptions) -> String {
     let mut parts = Vec::new();
     if let Some(factor) = options.centroid_factor {
         parts.push(format!("cf={factor}"));
+    }
+    if let Some(rows) = options.probe_rows {
+        parts.push(format!("rows={rows}"));
     }
     if let Some(partitions) = options.min_partitions {
         parts.push(format!("minp={partitions}"));

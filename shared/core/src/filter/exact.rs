@@ -8,6 +8,8 @@
 //! form, and the proptest in `mod.rs` holds both evaluators to a naive reference.
 
 use super::{bits_from_values, pack_flags, set_contains, words_to_bitmap, Expr, Leaf, Predicate};
+use std::ops::Range;
+
 use crate::attributes::{AttributeTable, Bitmap};
 
 /// Returns whether `row` of `table` satisfies `expr`.
@@ -21,11 +23,12 @@ pub(super) fn matches_row(expr: &Expr, table: &AttributeTable, row: usize) -> bo
     }
 }
 
-/// Returns the rows of `table` that satisfy `expr`.
-pub(super) fn evaluate(expr: &Expr, table: &AttributeTable) -> Bitmap {
-    match evaluate_words(expr, table) {
-        RowBits::Uniform(value) => Bitmap::repeat(value, table.num_rows),
-        RowBits::Words(words) => words_to_bitmap(words, table.num_rows),
+/// Returns which of the rows `rows` of `table` satisfy `expr`: bit `i` is row `rows.start + i`.
+pub(super) fn evaluate_rows(expr: &Expr, table: &AttributeTable, rows: Range<usize>) -> Bitmap {
+    let num_rows = rows.len();
+    match evaluate_words(expr, table, &rows) {
+        RowBits::Uniform(value) => Bitmap::repeat(value, num_rows),
+        RowBits::Words(words) => words_to_bitmap(words, num_rows),
     }
 }
 
@@ -36,14 +39,14 @@ enum RowBits {
     Words(Vec<u64>),
 }
 
-fn evaluate_words(expr: &Expr, table: &AttributeTable) -> RowBits {
+fn evaluate_words(expr: &Expr, table: &AttributeTable, rows: &Range<usize>) -> RowBits {
     match expr {
         Expr::Const(value) => RowBits::Uniform(*value),
-        Expr::Leaf(leaf) => RowBits::Words(scan_leaf(leaf, table)),
+        Expr::Leaf(leaf) => RowBits::Words(scan_leaf(leaf, table, rows)),
         Expr::And(children) => {
             let mut accumulated_opt: Option<Vec<u64>> = None;
             for child in children {
-                match evaluate_words(child, table) {
+                match evaluate_words(child, table, rows) {
                     RowBits::Uniform(true) => {}
                     RowBits::Uniform(false) => return RowBits::Uniform(false),
                     RowBits::Words(words) => {
@@ -68,7 +71,7 @@ fn evaluate_words(expr: &Expr, table: &AttributeTable) -> RowBits {
         Expr::Or(children) => {
             let mut accumulated_opt: Option<Vec<u64>> = None;
             for child in children {
-                match evaluate_words(child, table) {
+                match evaluate_words(child, table, rows) {
                     RowBits::Uniform(false) => {}
                     RowBits::Uniform(true) => return RowBits::Uniform(true),
                     RowBits::Words(words) => match accumulated_opt.as_mut() {
@@ -83,7 +86,7 @@ fn evaluate_words(expr: &Expr, table: &AttributeTable) -> RowBits {
             }
             accumulated_opt.map_or(RowBits::Uniform(false), RowBits::Words)
         }
-        Expr::Not(child) => match evaluate_words(child, table) {
+        Expr::Not(child) => match evaluate_words(child, table, rows) {
             RowBits::Uniform(value) => RowBits::Uniform(!value),
             RowBits::Words(mut words) => {
                 for word in &mut words {
@@ -97,8 +100,8 @@ fn evaluate_words(expr: &Expr, table: &AttributeTable) -> RowBits {
 
 /// Returns one bit per row of the leaf's column. Each predicate gets its own monomorphised loop
 /// so the comparison is inlined and the loop stays branch-free.
-fn scan_leaf(leaf: &Leaf, table: &AttributeTable) -> Vec<u64> {
-    let values = &table.columns[leaf.column][..table.num_rows];
+fn scan_leaf(leaf: &Leaf, table: &AttributeTable, rows: &Range<usize>) -> Vec<u64> {
+    let values = &table.columns[leaf.column][rows.clone()];
     match &leaf.predicate {
         Predicate::Eq(x) => {
             let x = *x;

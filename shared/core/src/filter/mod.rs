@@ -112,7 +112,15 @@ impl Filter {
     /// Panics if the table lacks a column the filter uses or a column is shorter than
     /// `table.num_rows`.
     pub fn evaluate(&self, table: &AttributeTable) -> Bitmap {
-        exact::evaluate(&self.expr, table)
+        exact::evaluate_rows(&self.expr, table, 0..table.num_rows)
+    }
+
+    /// Returns which rows of the range `rows` of `table` match, exactly: bit `i` is row
+    /// `rows.start + i`. A scan that probes a few fine clusters evaluates only their rows.
+    ///
+    /// Panics if the range is outside the table or the table lacks a column the filter uses.
+    pub fn evaluate_rows(&self, table: &AttributeTable, rows: std::ops::Range<usize>) -> Bitmap {
+        exact::evaluate_rows(&self.expr, table, rows)
     }
 
     /// Returns a superset of the matching rows, computed from quantized attributes only.
@@ -709,6 +717,15 @@ mod tests {
             let expected = reference_bitmap(&filter_json, &schema, &table);
 
             prop_assert_eq!(&filter.evaluate(&table), &expected, "filter {}", filter_json);
+            // Row ranges (the fine clusters a scan probes) agree with the whole table's bits.
+            let third = table.num_rows / 3;
+            for rows in [0..third, third..table.num_rows, third..third] {
+                prop_assert_eq!(
+                    &filter.evaluate_rows(&table, rows.clone()),
+                    &expected[rows.clone()],
+                    "filter {} rows {:?}", filter_json, rows
+                );
+            }
             for row in 0..table.num_rows {
                 prop_assert_eq!(filter.matches_row(&table, row), expected[row], "row {}", row);
             }

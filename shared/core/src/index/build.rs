@@ -14,7 +14,10 @@ use crate::codec::{sign, OsqQuantizer};
 use crate::error::{Error, Result};
 use crate::filter::AttributeQuantizer;
 use crate::format::FORMAT_VERSION;
-use crate::index::objects::{CoordinatorData, Manifest, PartitionData, PartitionEntry};
+use crate::index::clusters::{cluster_partition, DEFAULT_CLUSTER_ROWS};
+use crate::index::objects::{
+    ClusterDirectory, CoordinatorData, Manifest, PartitionData, PartitionEntry,
+};
 use crate::linalg::{balanced_kmeans, BalancedKMeansParams, Pca};
 use crate::metric::{normalize_in_place, Metric};
 
@@ -46,6 +49,8 @@ pub struct BuildParams {
     pub bits_per_dim: f32,
     /// Bits per attribute of the coordinator's quantized attributes (1..=8).
     pub attribute_bits: u32,
+    /// Rows per fine cluster inside a partition (the unit a query probes).
+    pub cluster_rows: usize,
     /// Seed for every random choice of the build.
     pub seed: u64,
     /// Version string of this build (unique per build; object keys start with `v<version>/`).
@@ -62,6 +67,7 @@ impl BuildParams {
             num_partitions: None,
             bits_per_dim: 4.0,
             attribute_bits: 8,
+            cluster_rows: DEFAULT_CLUSTER_ROWS,
             seed: 0,
             index_version: index_version.into(),
             created_unix_s: 0,
@@ -189,6 +195,9 @@ fn validate(input: &BuildInput, params: &BuildParams) -> Result<usize> {
     if !(1..=8).contains(&params.attribute_bits) {
         return Err(Error::invalid("attribute-bits", "must be between 1 and 8"));
     }
+    if params.cluster_rows == 0 {
+        return Err(Error::invalid("cluster-rows", "must be at least 1"));
+    }
     let num_partitions = params
         .num_partitions
         .unwrap_or_else(|| default_num_partitions(num_vectors));
@@ -263,17 +272,30 @@ fn assign_partitions(
     Ok(clustering.assignments)
 }
 
-/// Builds one partition from its rows.
+/// Builds one partition from its rows, which it reorders cluster by cluster (the order the
+/// segment stores them in).
 fn build_partition(
     input: &BuildInput,
     vectors: &[f32],
     partition: u32,
-    rows: &[u32],
+    rows: &mut Vec<u32>,
     params: &BuildParams,
 ) -> Result<PartitionData> {
     let dim = input.dim;
     let partition_vectors = gather_rows(vectors, dim, rows);
     let pca = Pca::fit(&partition_vectors, dim)?;
+    let (order, clusters) = cluster_partition(
+        &partition_vectors,
+        dim,
+        &pca,
+        params.cluster_rows,
+        params.seed ^ u64::from(partition),
+    )?;
+    *rows = order
+        .iter()
+        .map(|&position| rows[position as usize])
+        .collect();
+    let partition_vectors = gather_rows(vectors, dim, rows);
     let rotated = pca.project_all(&partition_vectors, dim);
     let total_bits = (params.bits_per_dim * dim as f32).round().max(1.0) as usize;
     let osq = OsqQuantizer::train(&rotated, dim, &pca.variances, total_bits)?;
@@ -297,6 +319,7 @@ fn build_partition(
         num_sign_bits,
         sign_codes,
         sign_norms,
+        clusters,
     })
 }
 
@@ -347,8 +370,14 @@ pub fn build_index(
     let mut entries = Vec::with_capacity(num_partitions);
     let mut centroids = Vec::with_capacity(num_partitions * dim);
     let mut total_bytes = 0u64;
-    for (partition, rows) in members.iter().enumerate() {
+    let mut cluster_centroids = Vec::new();
+    let mut clusters_per_partition = Vec::with_capacity(num_partitions);
+    let mut cluster_sizes = Vec::new();
+    for (partition, rows) in members.iter_mut().enumerate() {
         let data = build_partition(&input, &vectors, partition as u32, rows, params)?;
+        cluster_centroids.extend_from_slice(&data.clusters.centroids);
+        clusters_per_partition.push(data.clusters.num_clusters() as u64);
+        cluster_sizes.extend_from_slice(&data.clusters.sizes);
         let mut centroid = vec![0f64; dim];
         for vector in data.vectors.chunks_exact(dim) {
             for (sum, &value) in centroid.iter_mut().zip(vector) {
@@ -388,9 +417,18 @@ pub fn build_index(
         offset += size;
     }
     partition_row_offsets.push(offset);
+    let clusters = ClusterDirectory::from_parts(
+        "coordinator",
+        dim,
+        &partition_sizes,
+        &clusters_per_partition,
+        &cluster_sizes,
+        cluster_centroids,
+    )?;
     let coordinator = CoordinatorData {
         metric: params.metric,
         dim,
+        clusters,
         partition_sizes,
         partition_row_offsets,
         centroids,

@@ -8,15 +8,20 @@
 //! ```text
 //! <index>/manifest.sqsh                          kind Manifest: block "manifest" (JSON)
 //! <index>/v<version>/coordinator.sqsh            kind Coordinator: centroids, attribute codes
-//! <index>/v<version>/partition-00000.sqsh        kind Segment: one per partition
+//! <index>/v<version>/partition-00000.sqsh        kind Segment: one per partition, rows grouped
+//!                                                by fine cluster (`clusters.rs`)
 //! ```
 //!
 //! Pure: encodes to and decodes from bytes; storage lives in [`squash_storage`].
 
 pub mod build;
+pub mod clusters;
 pub mod names;
 pub mod objects;
 
 pub use build::{build_index, BuildInput, BuildParams, BuildProgress, BuildSummary};
+pub use clusters::FineClusters;
 pub use names::{validate_index_name, MAX_INDEX_NAME_LEN};
-pub use objects::{CoordinatorData, Manifest, PartitionData, PartitionEntry, MANIFEST_KEY};
+pub use objects::{
+    ClusterDirectory, CoordinatorData, Manifest, PartitionData, PartitionEntry, MANIFEST_KEY,
+};

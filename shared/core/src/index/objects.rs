@@ -10,6 +10,7 @@ use crate::codec::{OsqLayout, OsqQuantizer};
 use crate::error::{Error, Result};
 use crate::filter::{AttributeQuantizer, QuantizedAttributes};
 use crate::format::{self, Container, ContainerWriter, ObjectKind};
+use crate::index::clusters::FineClusters;
 use crate::linalg::Pca;
 use crate::metric::Metric;
 
@@ -134,6 +135,88 @@ pub struct CoordinatorData {
     pub attribute_quantizer: AttributeQuantizer,
     /// Quantized attributes in partition order.
     pub attribute_codes: QuantizedAttributes,
+    /// Every fine cluster of the index, partition after partition.
+    pub clusters: ClusterDirectory,
+}
+
+/// The fine clusters of all partitions, flattened for ranking: cluster `c` belongs to partition
+/// `partition_of[c]` and holds global rows `row_offsets[c]..row_offsets[c + 1]` (rows in the
+/// coordinator's partition order).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterDirectory {
+    /// `num_clusters x dim` centroids, row-major.
+    pub centroids: Vec<f32>,
+    /// Partition of each cluster.
+    pub partition_of: Vec<u32>,
+    /// First global row of each cluster, plus the total at the end.
+    pub row_offsets: Vec<u64>,
+}
+
+impl ClusterDirectory {
+    /// Returns the number of clusters.
+    pub fn num_clusters(&self) -> usize {
+        self.partition_of.len()
+    }
+
+    /// Builds the directory from per-partition cluster counts and sizes, checking them against
+    /// the partition sizes; `object` is named in errors.
+    pub fn from_parts(
+        object: &str,
+        dim: usize,
+        partition_sizes: &[u64],
+        clusters_per_partition: &[u64],
+        cluster_sizes: &[u64],
+        centroids: Vec<f32>,
+    ) -> Result<ClusterDirectory> {
+        let corrupt = |what: String| Error::corrupt(object, 0, what);
+        if clusters_per_partition.len() != partition_sizes.len() {
+            return Err(corrupt(format!(
+                "fine cluster counts for {} partitions, expected {}",
+                clusters_per_partition.len(),
+                partition_sizes.len()
+            )));
+        }
+        let num_clusters = clusters_per_partition
+            .iter()
+            .try_fold(0u64, |sum, &count| sum.checked_add(count));
+        if num_clusters != Some(cluster_sizes.len() as u64)
+            || Some(centroids.len()) != cluster_sizes.len().checked_mul(dim)
+        {
+            return Err(corrupt(
+                "fine cluster counts, sizes and centroids do not agree".to_string(),
+            ));
+        }
+        let mut partition_of = Vec::with_capacity(cluster_sizes.len());
+        let mut row_offsets = Vec::with_capacity(cluster_sizes.len() + 1);
+        let mut next_cluster = 0usize;
+        let mut row = 0u64;
+        for (partition, (&count, &partition_size)) in clusters_per_partition
+            .iter()
+            .zip(partition_sizes)
+            .enumerate()
+        {
+            let mut partition_rows = 0u64;
+            for &size in &cluster_sizes[next_cluster..next_cluster + count as usize] {
+                partition_of.push(partition as u32);
+                row_offsets.push(row);
+                row = row.saturating_add(size);
+                partition_rows = partition_rows.saturating_add(size);
+            }
+            next_cluster += count as usize;
+            if partition_rows != partition_size {
+                return Err(corrupt(format!(
+                    "the fine clusters of partition {partition} hold {partition_rows} rows, \
+                     the partition {partition_size}"
+                )));
+            }
+        }
+        row_offsets.push(row);
+        Ok(ClusterDirectory {
+            centroids,
+            partition_of,
+            row_offsets,
+        })
+    }
 }
 
 impl CoordinatorData {
@@ -165,6 +248,25 @@ impl CoordinatorData {
             .map_err(|e| Error::invalid("coordinator", format!("cannot encode metadata: {e}")))?;
         writer.add_block("meta", &json)?;
         writer.add_block("centroids", &format::f32s_to_le_bytes(&self.centroids))?;
+        let mut clusters_per_partition = vec![0u64; self.num_partitions()];
+        for &partition in &self.clusters.partition_of {
+            clusters_per_partition[partition as usize] += 1;
+        }
+        let cluster_sizes: Vec<u64> = self
+            .clusters
+            .row_offsets
+            .windows(2)
+            .map(|range| range[1] - range[0])
+            .collect();
+        writer.add_block(
+            "clusters.per_partition",
+            &format::u64s_to_le_bytes(&clusters_per_partition),
+        )?;
+        writer.add_block("clusters.sizes", &format::u64s_to_le_bytes(&cluster_sizes))?;
+        writer.add_block(
+            "clusters.centroids",
+            &format::f32s_to_le_bytes(&self.clusters.centroids),
+        )?;
         for (column, codes) in self.attribute_codes.columns.iter().enumerate() {
             writer.add_block(&format!("attribute_codes.{column}"), codes)?;
         }
@@ -225,6 +327,42 @@ impl CoordinatorData {
             }
             columns.push(codes);
         }
+        // A coordinator written before fine clusters existed: one cluster per partition, at
+        // the partition centroid.
+        let clusters = if container.toc().entry("clusters.per_partition").is_some() {
+            let per_partition = format::le_bytes_to_u64s(
+                object,
+                "clusters.per_partition",
+                &container.block("clusters.per_partition")?,
+            )?;
+            let sizes = format::le_bytes_to_u64s(
+                object,
+                "clusters.sizes",
+                &container.block("clusters.sizes")?,
+            )?;
+            let centroids = format::le_bytes_to_f32s(
+                object,
+                "clusters.centroids",
+                &container.block("clusters.centroids")?,
+            )?;
+            ClusterDirectory::from_parts(
+                object,
+                meta.dim,
+                &meta.partition_sizes,
+                &per_partition,
+                &sizes,
+                centroids,
+            )?
+        } else {
+            ClusterDirectory::from_parts(
+                object,
+                meta.dim,
+                &meta.partition_sizes,
+                &vec![1; meta.num_partitions],
+                &meta.partition_sizes,
+                centroids.clone(),
+            )?
+        };
         Ok(CoordinatorData {
             metric: meta.metric,
             dim: meta.dim,
@@ -237,6 +375,7 @@ impl CoordinatorData {
                 num_rows: total as usize,
                 columns,
             },
+            clusters,
         })
     }
 }
@@ -286,6 +425,8 @@ pub struct PartitionData {
     /// sign subspace and the squared norm outside it; they turn a Hamming distance into a
     /// distance estimate.
     pub sign_norms: Vec<f32>,
+    /// Fine clusters: contiguous row ranges and their centroids.
+    pub clusters: FineClusters,
 }
 
 impl PartitionData {
@@ -315,6 +456,8 @@ impl PartitionData {
             + self.planes.len()
             + self.sign_codes.len() * 8
             + self.sign_norms.len() * 4
+            + self.clusters.sizes.len() * 8
+            + self.clusters.centroids.len() * 4
             + METADATA_ALLOWANCE_BYTES
     }
 
@@ -346,6 +489,16 @@ impl PartitionData {
         writer.add_block("osq.planes", &self.planes)?;
         writer.add_block("sign_codes", &format::u64s_to_le_bytes(&self.sign_codes))?;
         writer.add_block("sign_norms", &format::f32s_to_le_bytes(&self.sign_norms))?;
+        writer.add_block(
+            "clusters.sizes",
+            &format::u64s_to_le_bytes(&self.clusters.sizes),
+        )?;
+        if self.clusters.has_centroids() {
+            writer.add_block(
+                "clusters.centroids",
+                &format::f32s_to_le_bytes(&self.clusters.centroids),
+            )?;
+        }
         for (column, values) in self.attributes.columns.iter().enumerate() {
             let bits: Vec<u64> = values.iter().map(|v| v.to_bits()).collect();
             writer.add_block(
@@ -440,6 +593,7 @@ impl PartitionData {
         if meta.num_sign_bits > dim {
             return Err(Error::corrupt(object, 0, "more sign bits than dimensions"));
         }
+        let clusters = decode_fine_clusters(object, &container, n, dim)?;
         let mut columns = Vec::with_capacity(meta.schema.num_columns());
         for column in 0..meta.schema.num_columns() {
             let name = format!("attributes.{column}");
@@ -470,8 +624,39 @@ impl PartitionData {
             num_sign_bits: meta.num_sign_bits,
             sign_codes,
             sign_norms,
+            clusters,
         })
     }
+}
+
+/// Reads the optional fine-cluster blocks of a segment; a segment written before fine clusters
+/// existed is one cluster without a centroid.
+fn decode_fine_clusters(
+    object: &str,
+    container: &Container,
+    num_rows: usize,
+    dim: usize,
+) -> Result<FineClusters> {
+    if container.toc().entry("clusters.sizes").is_none() {
+        return Ok(FineClusters::whole(num_rows));
+    }
+    let sizes = format::le_bytes_to_u64s(
+        object,
+        "clusters.sizes",
+        &container.block("clusters.sizes")?,
+    )?;
+    let centroids = if container.toc().entry("clusters.centroids").is_some() {
+        format::le_bytes_to_f32s(
+            object,
+            "clusters.centroids",
+            &container.block("clusters.centroids")?,
+        )?
+    } else {
+        Vec::new()
+    };
+    let clusters = FineClusters { sizes, centroids };
+    clusters.check(object, num_rows, dim)?;
+    Ok(clusters)
 }
 
 #[cfg(test)]

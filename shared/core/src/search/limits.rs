@@ -253,6 +253,7 @@ mod tests {
                 filter: None,
                 include_attributes: request.include_attributes,
                 knobs: SearchKnobs::resolve(&request.options).unwrap(),
+                probe_radius: None,
             })
             .collect();
         BatchPlan {

@@ -13,4 +13,4 @@ pub mod scan;
 pub use limits::RequestLimits;
 pub use merge::merge_hits;
 pub use plan::{plan_batch, plan_query, BatchPlan, QueryPlan};
-pub use scan::{search_partition, search_tasks, PreparedQuery};
+pub use scan::{search_partition, search_partition_using, search_tasks, PreparedQuery, ScanMethod};

@@ -1,13 +1,26 @@
-//! The coordinator stage: which partitions a query must visit (SQUASH §2.2, level 0).
+//! The coordinator stage: which partitions, and which fine clusters in them, a query must visit
+//! (SQUASH §2.2, level 0).
 //!
 //! The filter is evaluated on the quantized attributes of all vectors. That evaluation is
 //! conservative both ways: `possible` is a superset of the true matches (a row is left out only
 //! when its cells prove it fails) and `certain` a subset (rows whose cells prove they pass).
-//! Partitions are ranked by centroid distance; every partition within `centroid_factor` of the
-//! nearest is taken (at least `min_partitions`), then more, nearest first, until the certain
-//! matches covered reach `k * COVERAGE_SAFETY_FACTOR`, or every partition that may hold a match
-//! is taken. Because certain matches really match and the worker returns `min(k, matches)` hits
-//! per partition, a query with at least `k` matches never gets fewer than `k` hits, in one pass.
+//! Every fine cluster of the index (`index/clusters.rs`) that may hold a match is ranked by
+//! centroid distance, and clusters are taken nearest first while any of these holds:
+//! - the certain matches covered are fewer than `k * COVERAGE_SAFETY_FACTOR` (the one-pass
+//!   guarantee);
+//! - the rows that may match are fewer than the probe target: the rows in the clusters within
+//!   `centroid_factor` of the nearest cluster's distance (the query's neighbourhood, counted
+//!   without the filter), and at least `probe_rows` (by default `k * rerank_factor * 10`). A
+//!   filter that passes a share `s` of the rows thus widens the scan until about as many
+//!   matching rows are covered as an unfiltered query covers rows;
+//! - fewer than `min_partitions` partitions are touched.
+//!
+//! The query goes to the partitions of the clusters taken, with the largest distance taken as
+//! its probe radius; a worker scans its clusters within that radius, a superset of those taken.
+//! Because certain matches really match and a worker returns `min(k, matches)` hits of the rows
+//! it scans, a query with at least `k` matches never gets fewer than `k` hits, in one pass. The
+//! number of clusters probed follows the filter (more when few rows may match) and the data
+//! (more where many centroids are about equally near), not the size of the index.
 
 use crate::attributes::Bitmap;
 use crate::error::Result;
@@ -21,19 +34,26 @@ use squash_kernels as kernels;
 /// partitions may hold only the far matches of a selective filter.
 pub const COVERAGE_SAFETY_FACTOR: usize = 4;
 
-/// The partitions one query visits.
+/// The partitions and fine clusters one query visits.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueryPlan {
     /// Partitions to search, nearest first.
     pub partitions: Vec<u32>,
     /// Upper estimate of the matching vectors in the whole index.
     pub estimated_matches: u64,
+    /// Workers scan the clusters whose centroids lie within this distance; `None` scans every
+    /// row of the partitions (exact mode).
+    pub probe_radius: Option<f32>,
+    /// Rows in the clusters taken (a worker may scan a few more, within the same radius).
+    pub probed_rows: u64,
 }
 
-/// Returns the per-partition counts of set bits of `bitmap`, whose rows are in partition order.
-fn counts_per_partition(coordinator: &CoordinatorData, bitmap: &Bitmap) -> Vec<u64> {
+/// Returns, per fine cluster, the number of set bits of `bitmap`, whose rows are in partition
+/// order.
+fn counts_per_cluster(coordinator: &CoordinatorData, bitmap: &Bitmap) -> Vec<u64> {
     coordinator
-        .partition_row_offsets
+        .clusters
+        .row_offsets
         .windows(2)
         .map(|range| bitmap[range[0] as usize..range[1] as usize].count_ones() as u64)
         .collect()
@@ -47,57 +67,99 @@ pub fn plan_query(
     k: usize,
     knobs: &SearchKnobs,
 ) -> QueryPlan {
-    let num_partitions = coordinator.num_partitions();
+    let clusters = &coordinator.clusters;
+    let num_clusters = clusters.num_clusters();
     let (possible, certain): (Vec<u64>, Vec<u64>) = if filter.is_match_all() {
-        (
-            coordinator.partition_sizes.clone(),
-            coordinator.partition_sizes.clone(),
-        )
+        let sizes: Vec<u64> = clusters
+            .row_offsets
+            .windows(2)
+            .map(|range| range[1] - range[0])
+            .collect();
+        (sizes.clone(), sizes)
     } else {
         let (possible_rows, certain_rows) = filter.evaluate_quantized_bounds(
             &coordinator.attribute_quantizer,
             &coordinator.attribute_codes,
         );
         (
-            counts_per_partition(coordinator, &possible_rows),
-            counts_per_partition(coordinator, &certain_rows),
+            counts_per_cluster(coordinator, &possible_rows),
+            counts_per_cluster(coordinator, &certain_rows),
         )
     };
     let estimated_matches: u64 = possible.iter().sum();
-    let mut ranked: Vec<(f32, u32)> = (0..num_partitions)
-        .filter(|&p| possible[p] > 0)
-        .map(|p| {
-            let centroid = &coordinator.centroids[p * coordinator.dim..][..coordinator.dim];
-            (kernels::l2_squared_f32(query, centroid).sqrt(), p as u32)
+    let dim = coordinator.dim;
+    let distances: Vec<f32> = (0..num_clusters)
+        .map(|c| {
+            let centroid = &clusters.centroids[c * dim..][..dim];
+            kernels::l2_squared_f32(query, centroid).sqrt()
         })
         .collect();
+    // The rows an unfiltered query would probe by the centroid factor: the scale of the
+    // query's neighbourhood, whatever the filter.
+    let nearest = distances.iter().copied().fold(f32::INFINITY, f32::min);
+    let neighbourhood_rows: u64 = (0..num_clusters)
+        .filter(|&c| distances[c] <= nearest * knobs.centroid_factor)
+        .map(|c| clusters.row_offsets[c + 1] - clusters.row_offsets[c])
+        .sum();
+    let mut ranked: Vec<(f32, u32)> = (0..num_clusters)
+        .filter(|&c| possible[c] > 0)
+        .map(|c| (distances[c], c as u32))
+        .collect();
     ranked.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut partitions: Vec<u32> = Vec::new();
+    let mut taken_partition = vec![false; coordinator.num_partitions()];
     if knobs.exact {
+        let mut probed_rows = 0;
+        for &(_, cluster) in &ranked {
+            let partition = clusters.partition_of[cluster as usize];
+            if !std::mem::replace(&mut taken_partition[partition as usize], true) {
+                partitions.push(partition);
+            }
+        }
+        for &partition in &partitions {
+            probed_rows += coordinator.partition_sizes[partition as usize];
+        }
         return QueryPlan {
-            partitions: ranked.iter().map(|&(_, p)| p).collect(),
+            partitions,
             estimated_matches,
+            probe_radius: None,
+            probed_rows,
         };
     }
     let coverage_target = (k * COVERAGE_SAFETY_FACTOR) as u64;
-    let nearest = ranked.first().map(|r| r.0).unwrap_or(0.0);
-    let mut partitions = Vec::new();
+    let probe_target = (knobs.probe_rows_for(k) as u64).max(neighbourhood_rows);
     let mut certain_covered = 0u64;
-    for &(distance, partition) in &ranked {
-        let within_factor = distance <= nearest * knobs.centroid_factor;
-        let below_minimum = partitions.len() < knobs.min_partitions;
+    let mut possible_covered = 0u64;
+    let mut probed_rows = 0u64;
+    let mut probe_radius = 0f32;
+    for &(distance, cluster) in &ranked {
+        let partition = clusters.partition_of[cluster as usize];
+        let new_partition = !taken_partition[partition as usize];
         let needs_coverage = certain_covered < coverage_target;
-        let under_cap = partitions.len() < knobs.max_partitions;
-        // The cap never cuts coverage: k hits must stay reachable.
-        let take = needs_coverage || ((within_factor || below_minimum) && under_cap);
-        if !take {
+        let wants_rows = possible_covered < probe_target;
+        let below_minimum = partitions.len() < knobs.min_partitions;
+        if !(needs_coverage || wants_rows || below_minimum) {
             break;
         }
-        partitions.push(partition);
-        certain_covered += certain[partition as usize];
+        // The cap never cuts coverage: k hits must stay reachable.
+        if new_partition && partitions.len() >= knobs.max_partitions && !needs_coverage {
+            continue;
+        }
+        if new_partition {
+            taken_partition[partition as usize] = true;
+            partitions.push(partition);
+        }
+        certain_covered += certain[cluster as usize];
+        possible_covered += possible[cluster as usize];
+        probed_rows +=
+            clusters.row_offsets[cluster as usize + 1] - clusters.row_offsets[cluster as usize];
+        probe_radius = probe_radius.max(distance);
     }
     QueryPlan {
         partitions,
         estimated_matches,
+        probe_radius: Some(probe_radius),
+        probed_rows,
     }
 }
 
@@ -149,14 +211,15 @@ pub fn plan_batch(coordinator: &CoordinatorData, requests: &[QueryRequest]) -> R
         for &partition in &plan.partitions {
             queries_of_partition[partition as usize].push(position as u32);
         }
-        plans.push(plan);
         queries.push(WorkerQuery {
             vector: request.vector.clone(),
             k: request.k,
             filter: request.filter.clone(),
             include_attributes: request.include_attributes,
             knobs,
+            probe_radius: plan.probe_radius,
         });
+        plans.push(plan);
     }
     let tasks = queries_of_partition
         .into_iter()
