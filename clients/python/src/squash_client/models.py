@@ -15,9 +15,10 @@ class SearchOptions:
     """Tuning knobs of a query; ``None`` leaves a knob at the service's default.
 
     Attributes:
-        exact: return the exact top-k (scan every partition with matches).
-        centroid_factor: probe every partition whose centroid distance is within this factor
-            of the nearest (>= 1).
+        exact: return the exact top-k (scan every row of every partition with matches).
+        centroid_factor: the query's neighbourhood: the rows of the fine clusters whose
+            centroid distance is within this factor of the nearest cluster's (>= 1).
+        probe_rows: probe at least this many rows that may match the filter (>= 1).
         min_partitions: probe at least this many partitions.
         max_partitions: probe at most this many partitions.
         rerank_factor: candidates re-ranked exactly per partition = ``k * rerank_factor``.
@@ -26,6 +27,7 @@ class SearchOptions:
 
     exact: bool = False
     centroid_factor: Optional[float] = None
+    probe_rows: Optional[int] = None
     min_partitions: Optional[int] = None
     max_partitions: Optional[int] = None
     rerank_factor: Optional[int] = None
@@ -38,6 +40,7 @@ class SearchOptions:
             body["exact"] = True
         for name in (
             "centroid_factor",
+            "probe_rows",
             "min_partitions",
             "max_partitions",
             "rerank_factor",
