@@ -18,9 +18,11 @@
 //! `$gte`, `$lt`, `$lte` lexicographically (byte order, so ISO dates order by time).
 
 mod exact;
+pub mod index;
 mod parse;
 mod quantized;
 
+pub use index::{ColumnPostings, SortedColumns};
 pub use quantized::{AttributeQuantizer, ColumnQuantizer, QuantizedAttributes};
 
 use crate::attributes::{AttributeKind, AttributeSchema, AttributeTable, Bitmap};
@@ -149,6 +151,105 @@ impl Filter {
         codes: &QuantizedAttributes,
     ) -> (Bitmap, Bitmap) {
         quantized::evaluate_bounds(&self.expr, quantizer, codes)
+    }
+
+    /// Returns, per group of rows (group `g` is rows `group_offsets[g]..group_offsets[g + 1]`
+    /// of `codes`), the number of rows that may match and that surely match: the counts of
+    /// [`Filter::evaluate_quantized_bounds`]. When one column of the filter (the filter itself,
+    /// or a conjunct of its root AND) admits few rows, only those rows are visited, through
+    /// `postings`; otherwise every row is scanned.
+    ///
+    /// Panics if `group_offsets` is not ascending from 0 to `codes.num_rows`, or as
+    /// [`Filter::evaluate_quantized`].
+    pub fn count_quantized_bounds(
+        &self,
+        quantizer: &AttributeQuantizer,
+        codes: &QuantizedAttributes,
+        postings: &ColumnPostings,
+        group_offsets: &[u64],
+    ) -> (Vec<u64>, Vec<u64>) {
+        quantized::count_bounds(&self.expr, quantizer, codes, postings, group_offsets)
+    }
+
+    /// Returns the rows inside `ranges` (ascending, disjoint row ranges of `table`) that match,
+    /// ascending. When a leaf of the filter (the filter itself, or a conjunct of its root AND)
+    /// matches few rows by its sorted column in `sorted`, only those rows are visited;
+    /// otherwise the ranges are scanned column by column.
+    ///
+    /// Panics if a range is outside the table or the table lacks a column the filter uses.
+    pub fn matching_rows(
+        &self,
+        table: &AttributeTable,
+        sorted: &SortedColumns,
+        ranges: &[std::ops::Range<usize>],
+    ) -> Vec<u32> {
+        let scanned: usize = ranges.iter().map(|range| range.len()).sum();
+        if self.is_match_all() {
+            return ranges
+                .iter()
+                .flat_map(|range| range.start as u32..range.end as u32)
+                .collect();
+        }
+        if let Some(rows) = self.matching_rows_by_index(table, sorted, ranges, scanned) {
+            return rows;
+        }
+        let mut rows = Vec::new();
+        for range in ranges {
+            let matches = self.evaluate_rows(table, range.clone());
+            rows.extend(matches.iter_ones().map(|row| (range.start + row) as u32));
+        }
+        rows
+    }
+
+    /// The index path of [`Filter::matching_rows`], or `None` when no leaf is selective enough.
+    fn matching_rows_by_index(
+        &self,
+        table: &AttributeTable,
+        sorted: &SortedColumns,
+        ranges: &[std::ops::Range<usize>],
+        scanned: usize,
+    ) -> Option<Vec<u32>> {
+        let leaves: Vec<&Leaf> = match &self.expr {
+            Expr::Leaf(leaf) => vec![leaf],
+            Expr::And(children) => children
+                .iter()
+                .filter_map(|child| match child {
+                    Expr::Leaf(leaf) => Some(leaf),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut best_opt: Option<(usize, Vec<std::ops::Range<usize>>, &index::SortedColumn)> = None;
+        for leaf in leaves {
+            let column = sorted.column(leaf.column, &table.columns[leaf.column][..table.num_rows]);
+            let Some(runs) = column.runs(&leaf.predicate) else {
+                continue;
+            };
+            let count: usize = runs.iter().map(|run| run.len()).sum();
+            if best_opt.as_ref().is_none_or(|best| count < best.0) {
+                best_opt = Some((count, runs, column));
+            }
+        }
+        let (count, runs, column) = best_opt?;
+        if count.saturating_mul(index::INDEX_ROW_COST) >= scanned {
+            return None;
+        }
+        let mut rows = Vec::with_capacity(count);
+        for run in runs {
+            for &row in column.rows(run) {
+                let position = row as usize;
+                let range = ranges.partition_point(|range| range.end <= position);
+                if range < ranges.len()
+                    && ranges[range].start <= position
+                    && self.matches_row(table, position)
+                {
+                    rows.push(row);
+                }
+            }
+        }
+        rows.sort_unstable();
+        Some(rows)
     }
 
     /// Returns a short human-readable form for logs, e.g.
@@ -729,6 +830,18 @@ mod tests {
             for row in 0..table.num_rows {
                 prop_assert_eq!(filter.matches_row(&table, row), expected[row], "row {}", row);
             }
+            // The index path (forced) and the scan path of matching_rows agree with the reference
+            // inside disjoint row ranges.
+            let ranges = [0..third / 2, third..table.num_rows];
+            let expected_rows: Vec<u32> = ranges
+                .iter()
+                .flat_map(|range| range.clone().filter(|&row| expected[row]).map(|row| row as u32))
+                .collect();
+            let sorted = SortedColumns::new(table.columns.len());
+            prop_assert_eq!(&filter.matching_rows(&table, &sorted, &ranges), &expected_rows);
+            if let Some(rows) = filter.matching_rows_by_index(&table, &sorted, &ranges, usize::MAX) {
+                prop_assert_eq!(&rows, &expected_rows, "index path, filter {}", filter_json);
+            }
 
             let quantizer = AttributeQuantizer::train(&table, max_bits);
             let codes = quantizer.encode(&table);
@@ -739,6 +852,28 @@ mod tests {
             }
             let (possible, certain) = filter.evaluate_quantized_bounds(&quantizer, &codes);
             prop_assert_eq!(&possible, &candidates);
+            // Per-group counts, by the scan and through the postings (forced), equal the
+            // bitmaps' counts.
+            let groups = [0u64, (third / 2) as u64, third as u64, table.num_rows as u64];
+            let count = |bitmap: &Bitmap| -> Vec<u64> {
+                groups
+                    .windows(2)
+                    .map(|range| bitmap[range[0] as usize..range[1] as usize].count_ones() as u64)
+                    .collect()
+            };
+            let postings = ColumnPostings::new(table.columns.len());
+            let counted = (count(&possible), count(&certain));
+            prop_assert_eq!(
+                &filter.count_quantized_bounds(&quantizer, &codes, &postings, &groups),
+                &counted
+            );
+            prop_assert_eq!(
+                &quantized::count_bounds_within(
+                    &filter.expr, &quantizer, &codes, &postings, &groups, usize::MAX
+                ),
+                &counted,
+                "postings path, filter {}", filter_json
+            );
             for row in certain.iter_ones() {
                 prop_assert!(expected[row], "row {} is certain but does not match {}", row, filter_json);
             }

@@ -42,6 +42,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::index::{ColumnPostings, INDEX_ROW_COST};
 use super::{words_to_bitmap, Expr, Leaf, Predicate};
 use crate::attributes::{AttributeTable, Bitmap};
 
@@ -678,6 +679,125 @@ pub(super) fn evaluate(
         KleeneBits::Uniform(verdict) => Bitmap::repeat(verdict != Verdict::Never, codes.num_rows),
         KleeneBits::Words { possible, .. } => words_to_bitmap(possible, codes.num_rows),
     }
+}
+
+/// Returns the verdict of `plan` for one row, from its codes.
+fn row_verdict(plan: &Plan, codes: &QuantizedAttributes, row: usize) -> Verdict {
+    match plan {
+        Plan::Uniform(verdict) => *verdict,
+        Plan::Scan { column, table } => table[usize::from(codes.columns[*column][row])],
+        Plan::And(children) => {
+            let mut verdict = Verdict::Always;
+            for child in children {
+                verdict = verdict.min(row_verdict(child, codes, row));
+                if verdict == Verdict::Never {
+                    break;
+                }
+            }
+            verdict
+        }
+        Plan::Or(children) => {
+            let mut verdict = Verdict::Never;
+            for child in children {
+                verdict = verdict.max(row_verdict(child, codes, row));
+                if verdict == Verdict::Always {
+                    break;
+                }
+            }
+            verdict
+        }
+        Plan::Not(child) => row_verdict(child, codes, row).negate(),
+    }
+}
+
+/// Returns per group the rows whose verdict is not `Never` and those whose verdict is
+/// `Always`; see `Filter::count_quantized_bounds`.
+pub(super) fn count_bounds(
+    expr: &Expr,
+    quantizer: &AttributeQuantizer,
+    codes: &QuantizedAttributes,
+    postings: &ColumnPostings,
+    group_offsets: &[u64],
+) -> (Vec<u64>, Vec<u64>) {
+    let max_index_rows = codes.num_rows / INDEX_ROW_COST;
+    count_bounds_within(
+        expr,
+        quantizer,
+        codes,
+        postings,
+        group_offsets,
+        max_index_rows,
+    )
+}
+
+/// [`count_bounds`], visiting rows through the postings when the driving column admits fewer
+/// than `max_index_rows` rows.
+pub(super) fn count_bounds_within(
+    expr: &Expr,
+    quantizer: &AttributeQuantizer,
+    codes: &QuantizedAttributes,
+    postings: &ColumnPostings,
+    group_offsets: &[u64],
+    max_index_rows: usize,
+) -> (Vec<u64>, Vec<u64>) {
+    let num_groups = group_offsets.len().saturating_sub(1);
+    let plan = plan(expr, quantizer);
+    // A column scan at the root or among the root's conjuncts bounds every match: the rows of
+    // its admitted codes are all the rows that may match.
+    let drivers: Vec<(usize, &[Verdict; NUM_CODES])> = match &plan {
+        Plan::Scan { column, table } => vec![(*column, &**table)],
+        Plan::And(children) => children
+            .iter()
+            .filter_map(|child| match child {
+                Plan::Scan { column, table } => Some((*column, &**table)),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut best_opt: Option<(usize, &[Verdict; NUM_CODES], &super::index::CodePostings)> = None;
+    for (column, table) in drivers {
+        let column_postings = postings.column(column, &codes.columns[column][..codes.num_rows]);
+        let admitted: usize = (0..NUM_CODES)
+            .filter(|&code| table[code] != Verdict::Never)
+            .map(|code| column_postings.rows(code).len())
+            .sum();
+        if best_opt.as_ref().is_none_or(|best| admitted < best.0) {
+            best_opt = Some((admitted, table, column_postings));
+        }
+    }
+    if let Some((admitted, table, column_postings)) = best_opt {
+        if admitted < max_index_rows {
+            let mut possible = vec![0u64; num_groups];
+            let mut certain = vec![0u64; num_groups];
+            for code in (0..NUM_CODES).filter(|&code| table[code] != Verdict::Never) {
+                // The rows of a code ascend, so their group only moves forward.
+                let mut group = 0usize;
+                for &row in column_postings.rows(code) {
+                    let verdict = row_verdict(&plan, codes, row as usize);
+                    if verdict == Verdict::Never {
+                        continue;
+                    }
+                    while group + 1 < num_groups && group_offsets[group + 1] <= u64::from(row) {
+                        group += 1;
+                    }
+                    possible[group] += 1;
+                    if verdict == Verdict::Always {
+                        certain[group] += 1;
+                    }
+                }
+            }
+            return (possible, certain);
+        }
+    }
+    let (possible_rows, certain_rows) = evaluate_bounds(expr, quantizer, codes);
+    let count = |bitmap: &Bitmap| -> Vec<u64> {
+        group_offsets
+            .windows(2)
+            .map(|range| bitmap[range[0] as usize..range[1] as usize].count_ones() as u64)
+            .collect()
+    };
+    (count(&possible_rows), count(&certain_rows))
 }
 
 #[cfg(test)]

@@ -319,6 +319,7 @@ fn build_partition(
         num_sign_bits,
         sign_codes,
         sign_norms,
+        sorted_attributes: crate::filter::SortedColumns::new(input.schema.num_columns()),
         clusters,
     })
 }
@@ -429,6 +430,7 @@ pub fn build_index(
         metric: params.metric,
         dim,
         clusters,
+        attribute_postings: crate::filter::ColumnPostings::new(input.schema.num_columns()),
         partition_sizes,
         partition_row_offsets,
         centroids,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::attributes::{AttributeSchema, AttributeTable};
 use crate::codec::{OsqLayout, OsqQuantizer};
 use crate::error::{Error, Result};
-use crate::filter::{AttributeQuantizer, QuantizedAttributes};
+use crate::filter::{AttributeQuantizer, ColumnPostings, QuantizedAttributes, SortedColumns};
 use crate::format::{self, Container, ContainerWriter, ObjectKind};
 use crate::index::clusters::FineClusters;
 use crate::linalg::Pca;
@@ -137,6 +137,9 @@ pub struct CoordinatorData {
     pub attribute_codes: QuantizedAttributes,
     /// Every fine cluster of the index, partition after partition.
     pub clusters: ClusterDirectory,
+    /// The rows of each attribute code column grouped by code, built on first use by a
+    /// selective filter.
+    pub attribute_postings: ColumnPostings,
 }
 
 /// The fine clusters of all partitions, flattened for ranking: cluster `c` belongs to partition
@@ -363,6 +366,7 @@ impl CoordinatorData {
                 centroids.clone(),
             )?
         };
+        let num_columns = columns.len();
         Ok(CoordinatorData {
             metric: meta.metric,
             dim: meta.dim,
@@ -375,6 +379,7 @@ impl CoordinatorData {
                 num_rows: total as usize,
                 columns,
             },
+            attribute_postings: ColumnPostings::new(num_columns),
             clusters,
         })
     }
@@ -427,6 +432,9 @@ pub struct PartitionData {
     pub sign_norms: Vec<f32>,
     /// Fine clusters: contiguous row ranges and their centroids.
     pub clusters: FineClusters,
+    /// The rows of each raw attribute column in value order, built on first use by a
+    /// selective filter.
+    pub sorted_attributes: SortedColumns,
 }
 
 impl PartitionData {
@@ -601,6 +609,7 @@ impl PartitionData {
             expect_len(&name, bits.len(), n)?;
             columns.push(bits.into_iter().map(f64::from_bits).collect());
         }
+        let columns_len = columns.len();
         Ok(PartitionData {
             partition: meta.partition,
             dim,
@@ -624,6 +633,7 @@ impl PartitionData {
             num_sign_bits: meta.num_sign_bits,
             sign_codes,
             sign_norms,
+            sorted_attributes: SortedColumns::new(columns_len),
             clusters,
         })
     }

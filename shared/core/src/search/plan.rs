@@ -22,7 +22,6 @@
 //! number of clusters probed follows the filter (more when few rows may match) and the data
 //! (more where many centroids are about equally near), not the size of the index.
 
-use crate::attributes::Bitmap;
 use crate::error::Result;
 use crate::filter::Filter;
 use crate::index::CoordinatorData;
@@ -48,17 +47,6 @@ pub struct QueryPlan {
     pub probed_rows: u64,
 }
 
-/// Returns, per fine cluster, the number of set bits of `bitmap`, whose rows are in partition
-/// order.
-fn counts_per_cluster(coordinator: &CoordinatorData, bitmap: &Bitmap) -> Vec<u64> {
-    coordinator
-        .clusters
-        .row_offsets
-        .windows(2)
-        .map(|range| bitmap[range[0] as usize..range[1] as usize].count_ones() as u64)
-        .collect()
-}
-
 /// Returns the partitions `query` (already normalised for cosine) must visit.
 pub fn plan_query(
     coordinator: &CoordinatorData,
@@ -77,13 +65,11 @@ pub fn plan_query(
             .collect();
         (sizes.clone(), sizes)
     } else {
-        let (possible_rows, certain_rows) = filter.evaluate_quantized_bounds(
+        filter.count_quantized_bounds(
             &coordinator.attribute_quantizer,
             &coordinator.attribute_codes,
-        );
-        (
-            counts_per_cluster(coordinator, &possible_rows),
-            counts_per_cluster(coordinator, &certain_rows),
+            &coordinator.attribute_postings,
+            &clusters.row_offsets,
         )
     };
     let estimated_matches: u64 = possible.iter().sum();

@@ -280,18 +280,11 @@ pub fn search_partition_using(
     let probed = partition
         .clusters
         .rows_to_probe(&query.vector, query.probe_radius);
-    let mut candidates: Vec<u32> = Vec::new();
-    for rows in probed {
-        stats.probed_rows += rows.len() as u64;
-        if query.filter.is_match_all() {
-            candidates.extend(rows.start as u32..rows.end as u32);
-        } else {
-            let matches = query
-                .filter
-                .evaluate_rows(&partition.attributes, rows.clone());
-            candidates.extend(matches.iter_ones().map(|row| (rows.start + row) as u32));
-        }
-    }
+    stats.probed_rows = probed.iter().map(|rows| rows.len() as u64).sum();
+    let candidates =
+        query
+            .filter
+            .matching_rows(&partition.attributes, &partition.sorted_attributes, &probed);
     stats.passed_filter = candidates.len() as u64;
     if candidates.is_empty() || query.k == 0 {
         return (Vec::new(), stats);
