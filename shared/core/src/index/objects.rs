@@ -466,6 +466,9 @@ impl PartitionData {
             + self.sign_norms.len() * 4
             + self.clusters.sizes.len() * 8
             + self.clusters.centroids.len() * 4
+            // The sorted columns a selective filter builds on first use: a value and a row
+            // per row and column.
+            + attribute_bytes / 8 * 12
             + METADATA_ALLOWANCE_BYTES
     }
 
