@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The test command: formatting, lints, purity of the compute modules, every test, then the
-# tests that need real parts: the S3 adapter against a local S3 server, and the serverless
+# The test command: formatting, lints, purity of the compute modules, every test (the kernels'
+# also on aarch64 under qemu), then the tests that need real parts: the S3 adapter against a local S3 server, and the serverless
 # path (curl -> cargo lambda watch -> coordinator -> worker tree -> S3) against the local stack
 # (scripts/local-stack.sh, stopped again on exit): faults injected through it and a bounded
 # load test, and the Python client offline and against that stack. Between the two, short fuzz
@@ -12,6 +12,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 scripts/check-layers.sh
 scripts/check-infra.sh
 cargo test --workspace
+# The kernel proptests again on aarch64 under qemu: NEON against the scalar twins.
+scripts/test-aarch64.sh
 # Short fuzz runs of the decoders, the filter parser, the HTTP routes and the vector readers
 # (libFuzzer; the long runs are in RELIABILITY.md).
 scripts/fuzz.sh --seconds "${SQUASH_FUZZ_SECONDS:-45}"

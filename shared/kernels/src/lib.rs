@@ -7,8 +7,9 @@
 //! below, or dispatch per vector pair (the loop over rows always lives inside the ISA function).
 //!
 //! Layout: [`scalar`] is the reference every other path is tested against and the fallback on
-//! every CPU without a dedicated path (including aarch64 for now); `x86_64` holds the
-//! AVX2 (+FMA, +POPCNT) paths. [`active_isa`] names the path in use.
+//! every CPU without a dedicated path; `x86_64` holds the AVX2 (+FMA, +POPCNT) paths and
+//! `aarch64` the NEON paths (distances and Hamming; the ADC lower bounds stay scalar there).
+//! [`active_isa`] names the path in use.
 //!
 //! Bit-packed planes (the "dimension extraction" layout read by [`adc_lower_bounds`]): each
 //! vector's codes form one MSB-first bit string, cut into bytes; byte `p` of every vector is
@@ -23,6 +24,9 @@
 //! slot of d1    : plane 0, window = plane0[i] << 8 | plane1[i] (straddles), shift 9, width 4
 //! ```
 
+#[cfg(target_arch = "aarch64")]
+#[doc(hidden)]
+pub mod aarch64;
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 #[doc(hidden)]
@@ -60,6 +64,8 @@ enum Isa {
     Scalar,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    #[cfg(target_arch = "aarch64")]
+    Neon,
 }
 
 /// Returns the best available instruction set, detected on first use and cached.
@@ -78,15 +84,21 @@ fn detect_isa() -> Isa {
     {
         return Isa::Avx2;
     }
+    #[cfg(target_arch = "aarch64")]
+    if std::arch::is_aarch64_feature_detected!("neon") {
+        return Isa::Neon;
+    }
     Isa::Scalar
 }
 
-/// Returns the name of the kernel path in use on this CPU: `"avx2"` or `"scalar"`.
+/// Returns the name of the kernel path in use on this CPU: `"avx2"`, `"neon"` or `"scalar"`.
 pub fn active_isa() -> &'static str {
     match detected_isa() {
         Isa::Scalar => "scalar",
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => "avx2",
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => "neon",
     }
 }
 
@@ -113,6 +125,11 @@ pub fn hamming_distances(query: &[u64], codes: &[u64], out: &mut [u32]) {
         Isa::Avx2 => {
             // SAFETY: AVX2 and POPCNT were detected; the shape was asserted just above.
             unsafe { x86_64::hamming_distances_avx2(query, codes, out) }
+        }
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => {
+            // SAFETY: NEON was detected; the shape was asserted just above.
+            unsafe { aarch64::hamming_distances_neon(query, codes, out) }
         }
         Isa::Scalar => scalar::hamming_distances(query, codes, out),
     }
@@ -156,6 +173,12 @@ pub fn hamming_distances_gather(query: &[u64], codes: &[u64], rows: &[u32], out:
             // SAFETY: AVX2 and POPCNT were detected; the query is non-empty, codes are whole
             // rows and every row is in range (checked just above).
             unsafe { x86_64::hamming_distances_gather_avx2(query, codes, rows, out) }
+        }
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => {
+            // SAFETY: NEON was detected; the query is not empty and every row was validated
+            // just above.
+            unsafe { aarch64::hamming_distances_gather_neon(query, codes, rows, out) }
         }
         Isa::Scalar => scalar::hamming_distances_gather(query, codes, rows, out),
     }
@@ -299,6 +322,11 @@ pub fn l2_squared_f32(a: &[f32], b: &[f32]) -> f32 {
             // SAFETY: AVX2 and FMA were detected; the lengths are equal.
             unsafe { x86_64::l2_squared_f32_avx2(a, b) }
         }
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => {
+            // SAFETY: NEON was detected; the lengths are equal.
+            unsafe { aarch64::l2_squared_f32_neon(a, b) }
+        }
         Isa::Scalar => scalar::l2_squared_f32(a, b),
     }
 }
@@ -311,6 +339,11 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
         Isa::Avx2 => {
             // SAFETY: AVX2 and FMA were detected; the lengths are equal.
             unsafe { x86_64::dot_f32_avx2(a, b) }
+        }
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => {
+            // SAFETY: NEON was detected; the lengths are equal.
+            unsafe { aarch64::dot_f32_neon(a, b) }
         }
         Isa::Scalar => scalar::dot_f32(a, b),
     }
@@ -354,6 +387,11 @@ pub fn l2_squared_gather(query: &[f32], vectors: &[f32], rows: &[u32], out: &mut
             // SAFETY: AVX2 and FMA were detected; shapes and rows were validated just above.
             unsafe { x86_64::l2_squared_gather_avx2(query, vectors, rows, out) }
         }
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => {
+            // SAFETY: NEON was detected; shapes and rows were validated just above.
+            unsafe { aarch64::l2_squared_gather_neon(query, vectors, rows, out) }
+        }
         Isa::Scalar => scalar::l2_squared_gather(query, vectors, rows, out),
     }
 }
@@ -370,6 +408,11 @@ pub fn dot_gather(query: &[f32], vectors: &[f32], rows: &[u32], out: &mut [f32])
         Isa::Avx2 => {
             // SAFETY: AVX2 and FMA were detected; shapes and rows were validated just above.
             unsafe { x86_64::dot_gather_avx2(query, vectors, rows, out) }
+        }
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => {
+            // SAFETY: NEON was detected; shapes and rows were validated just above.
+            unsafe { aarch64::dot_gather_neon(query, vectors, rows, out) }
         }
         Isa::Scalar => scalar::dot_gather(query, vectors, rows, out),
     }
@@ -512,7 +555,9 @@ mod tests {
     #[test]
     fn active_isa_names_the_dispatched_path() {
         let isa = active_isa();
-        assert!(isa == "avx2" || isa == "scalar");
+        assert!(isa == "avx2" || isa == "neon" || isa == "scalar");
+        #[cfg(target_arch = "aarch64")]
+        assert_eq!(isa, "neon");
         #[cfg(target_arch = "x86_64")]
         if is_x86_feature_detected!("avx2")
             && is_x86_feature_detected!("fma")

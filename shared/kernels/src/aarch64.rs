@@ -1,0 +1,197 @@
+//! NEON paths (aarch64, where NEON is part of the base architecture: every Graviton has it).
+//!
+//! Covers the kernels of the direct-scoring path and the sign-code prune: f32 squared L2 and
+//! inner product (single and gathered rows) and Hamming distances. The ADC lower bounds and
+//! code extraction still run their scalar reference on aarch64.
+//!
+//! Every function is `unsafe` for the same reason as in `x86_64.rs`: the caller (`lib.rs`) has
+//! validated shapes and rows, and the loops index without bounds checks. Each is held to its
+//! scalar twin by the proptests in `lib.rs`, which `scripts/test.sh` runs under qemu-aarch64.
+
+use std::arch::aarch64::*;
+
+/// f32 lanes of one NEON register.
+const F32_LANES: usize = 4;
+
+/// Returns `Σ (a[i] - b[i])²` (equal lengths, checked by the caller).
+///
+/// # Safety
+/// NEON must be available (always on aarch64).
+#[target_feature(enable = "neon")]
+pub unsafe fn l2_squared_f32_neon(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    let len = a.len().min(b.len());
+    let mut index = 0;
+    // SAFETY: every load reads [index, index + 4) with index + 4 <= len, inside both slices.
+    let vector_sum = unsafe {
+        let (a_ptr, b_ptr) = (a.as_ptr(), b.as_ptr());
+        let mut accumulators = [vdupq_n_f32(0.0); 4];
+        while index + 4 * F32_LANES <= len {
+            for (lane_block, accumulator) in accumulators.iter_mut().enumerate() {
+                let offset = index + lane_block * F32_LANES;
+                let difference =
+                    vsubq_f32(vld1q_f32(a_ptr.add(offset)), vld1q_f32(b_ptr.add(offset)));
+                *accumulator = vfmaq_f32(*accumulator, difference, difference);
+            }
+            index += 4 * F32_LANES;
+        }
+        while index + F32_LANES <= len {
+            let difference = vsubq_f32(vld1q_f32(a_ptr.add(index)), vld1q_f32(b_ptr.add(index)));
+            accumulators[0] = vfmaq_f32(accumulators[0], difference, difference);
+            index += F32_LANES;
+        }
+        vaddvq_f32(vaddq_f32(
+            vaddq_f32(accumulators[0], accumulators[1]),
+            vaddq_f32(accumulators[2], accumulators[3]),
+        ))
+    };
+    let tail: f32 = a[index..len]
+        .iter()
+        .zip(&b[index..len])
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum();
+    vector_sum + tail
+}
+
+/// Returns `Σ a[i]·b[i]` (equal lengths, checked by the caller).
+///
+/// # Safety
+/// NEON must be available (always on aarch64).
+#[target_feature(enable = "neon")]
+pub unsafe fn dot_f32_neon(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    let len = a.len().min(b.len());
+    let mut index = 0;
+    // SAFETY: every load reads [index, index + 4) with index + 4 <= len, inside both slices.
+    let vector_sum = unsafe {
+        let (a_ptr, b_ptr) = (a.as_ptr(), b.as_ptr());
+        let mut accumulators = [vdupq_n_f32(0.0); 4];
+        while index + 4 * F32_LANES <= len {
+            for (lane_block, accumulator) in accumulators.iter_mut().enumerate() {
+                let offset = index + lane_block * F32_LANES;
+                *accumulator = vfmaq_f32(
+                    *accumulator,
+                    vld1q_f32(a_ptr.add(offset)),
+                    vld1q_f32(b_ptr.add(offset)),
+                );
+            }
+            index += 4 * F32_LANES;
+        }
+        while index + F32_LANES <= len {
+            accumulators[0] = vfmaq_f32(
+                accumulators[0],
+                vld1q_f32(a_ptr.add(index)),
+                vld1q_f32(b_ptr.add(index)),
+            );
+            index += F32_LANES;
+        }
+        vaddvq_f32(vaddq_f32(
+            vaddq_f32(accumulators[0], accumulators[1]),
+            vaddq_f32(accumulators[2], accumulators[3]),
+        ))
+    };
+    let tail: f32 = a[index..len]
+        .iter()
+        .zip(&b[index..len])
+        .map(|(x, y)| x * y)
+        .sum();
+    vector_sum + tail
+}
+
+/// Writes `out[i] = l2_squared(query, row rows[i])`.
+///
+/// # Safety
+/// `vectors` must hold every requested row of `query.len()` floats and `rows.len()` must equal
+/// `out.len()` (validated by the caller).
+#[target_feature(enable = "neon")]
+pub unsafe fn l2_squared_gather_neon(
+    query: &[f32],
+    vectors: &[f32],
+    rows: &[u32],
+    out: &mut [f32],
+) {
+    let dim = query.len();
+    for (&row, result) in rows.iter().zip(out.iter_mut()) {
+        let start = row as usize * dim;
+        debug_assert!(start + dim <= vectors.len());
+        // SAFETY: the row lies inside vectors (caller) and the lengths are equal.
+        *result = unsafe { l2_squared_f32_neon(query, vectors.get_unchecked(start..start + dim)) };
+    }
+}
+
+/// Writes `out[i] = dot(query, row rows[i])`.
+///
+/// # Safety
+/// As [`l2_squared_gather_neon`].
+#[target_feature(enable = "neon")]
+pub unsafe fn dot_gather_neon(query: &[f32], vectors: &[f32], rows: &[u32], out: &mut [f32]) {
+    let dim = query.len();
+    for (&row, result) in rows.iter().zip(out.iter_mut()) {
+        let start = row as usize * dim;
+        debug_assert!(start + dim <= vectors.len());
+        // SAFETY: the row lies inside vectors (caller) and the lengths are equal.
+        *result = unsafe { dot_f32_neon(query, vectors.get_unchecked(start..start + dim)) };
+    }
+}
+
+/// Returns the popcount of `query XOR row`, two words per NEON register.
+///
+/// # Safety
+/// `row.len() == query.len()`; NEON must be available.
+#[target_feature(enable = "neon")]
+unsafe fn row_distance_neon(query: &[u64], row: &[u64]) -> u32 {
+    let len = query.len().min(row.len());
+    let mut index = 0;
+    let mut distance = 0u32;
+    // SAFETY: every load reads words [index, index + 2) with index + 2 <= len.
+    unsafe {
+        while index + 2 <= len {
+            let difference = veorq_u64(
+                vld1q_u64(query.as_ptr().add(index)),
+                vld1q_u64(row.as_ptr().add(index)),
+            );
+            distance += u32::from(vaddlvq_u8(vcntq_u8(vreinterpretq_u8_u64(difference))));
+            index += 2;
+        }
+    }
+    for word in index..len {
+        distance += (query[word] ^ row[word]).count_ones();
+    }
+    distance
+}
+
+/// Writes `out[i] = popcount(query XOR row i)` for row-major `codes`.
+///
+/// # Safety
+/// `codes.len() == out.len() * query.len()` (validated by the caller).
+#[target_feature(enable = "neon")]
+pub unsafe fn hamming_distances_neon(query: &[u64], codes: &[u64], out: &mut [u32]) {
+    let words = query.len();
+    for (row, result) in out.iter_mut().enumerate() {
+        // SAFETY: row `row` spans [row * words, (row + 1) * words) inside codes (caller).
+        *result = unsafe {
+            row_distance_neon(query, codes.get_unchecked(row * words..(row + 1) * words))
+        };
+    }
+}
+
+/// Writes `out[i] = popcount(query XOR row rows[i])` for row-major `codes`.
+///
+/// # Safety
+/// Every requested row must lie inside `codes` and `rows.len() == out.len()` (validated by the
+/// caller); `query` is not empty.
+#[target_feature(enable = "neon")]
+pub unsafe fn hamming_distances_gather_neon(
+    query: &[u64],
+    codes: &[u64],
+    rows: &[u32],
+    out: &mut [u32],
+) {
+    let words = query.len();
+    for (&row, result) in rows.iter().zip(out.iter_mut()) {
+        let start = row as usize * words;
+        debug_assert!(start + words <= codes.len());
+        // SAFETY: the row lies inside codes (caller).
+        *result = unsafe { row_distance_neon(query, codes.get_unchecked(start..start + words)) };
+    }
+}
