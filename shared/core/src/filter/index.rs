@@ -134,6 +134,25 @@ impl SortedColumn {
     }
 }
 
+/// Returns the positions in both `a` and `b`, two lists of ascending, disjoint runs.
+pub(super) fn intersect_runs(a: &[Range<usize>], b: &[Range<usize>]) -> Vec<Range<usize>> {
+    let (mut i, mut j) = (0, 0);
+    let mut both = Vec::new();
+    while i < a.len() && j < b.len() {
+        let start = a[i].start.max(b[j].start);
+        let end = a[i].end.min(b[j].end);
+        if start < end {
+            both.push(start..end);
+        }
+        if a[i].end <= b[j].end {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    both
+}
+
 /// The [`SortedColumn`] of every column of a raw attribute table, each built on first use.
 #[derive(Debug, Clone, Default)]
 pub struct SortedColumns {
@@ -159,6 +178,18 @@ impl SortedColumns {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_intersections_keep_the_common_positions() {
+        let one = |run: Range<usize>| -> Vec<Range<usize>> { std::iter::once(run).collect() };
+        assert_eq!(intersect_runs(&one(0..10), &one(4..20)), one(4..10));
+        assert_eq!(
+            intersect_runs(&[0..3, 5..9, 12..15], &[2..6, 8..13]),
+            vec![2..3, 5..6, 8..9, 12..13]
+        );
+        assert!(intersect_runs(&one(0..3), &one(3..5)).is_empty());
+        assert!(intersect_runs(&[], &one(0..5)).is_empty());
+    }
 
     #[test]
     fn postings_group_rows_by_code_in_row_order() {

@@ -220,15 +220,25 @@ impl Filter {
                 .collect(),
             _ => Vec::new(),
         };
-        let mut best_opt: Option<(usize, Vec<std::ops::Range<usize>>, &index::SortedColumn)> = None;
+        // Leaves of one column narrow each other (`$gte` and `$lte` of a window): their runs
+        // are intersected before the columns compete.
+        let mut per_column: Vec<(usize, Vec<std::ops::Range<usize>>)> = Vec::new();
         for leaf in leaves {
             let column = sorted.column(leaf.column, &table.columns[leaf.column][..table.num_rows]);
             let Some(runs) = column.runs(&leaf.predicate) else {
                 continue;
             };
+            match per_column.iter_mut().find(|(c, _)| *c == leaf.column) {
+                Some((_, existing)) => *existing = index::intersect_runs(existing, &runs),
+                None => per_column.push((leaf.column, runs)),
+            }
+        }
+        let mut best_opt: Option<(usize, Vec<std::ops::Range<usize>>, &index::SortedColumn)> = None;
+        for (column, runs) in per_column {
             let count: usize = runs.iter().map(|run| run.len()).sum();
             if best_opt.as_ref().is_none_or(|best| count < best.0) {
-                best_opt = Some((count, runs, column));
+                let sorted_column = sorted.column(column, &table.columns[column][..table.num_rows]);
+                best_opt = Some((count, runs, sorted_column));
             }
         }
         let (count, runs, column) = best_opt?;
