@@ -223,16 +223,25 @@ impl Filter {
         // Leaves of one column narrow each other (`$gte` and `$lte` of a window): their runs
         // are intersected before the columns compete.
         let mut per_column: Vec<(usize, Vec<std::ops::Range<usize>>)> = Vec::new();
+        // When every part of the filter is a leaf answered by runs of one column, the runs hold
+        // exactly the matches and rows need no second check.
+        let num_parts = match &self.expr {
+            Expr::And(children) => children.len(),
+            _ => 1,
+        };
+        let mut answered_leaves = 0;
         for leaf in leaves {
             let column = sorted.column(leaf.column, &table.columns[leaf.column][..table.num_rows]);
             let Some(runs) = column.runs(&leaf.predicate) else {
                 continue;
             };
+            answered_leaves += 1;
             match per_column.iter_mut().find(|(c, _)| *c == leaf.column) {
                 Some((_, existing)) => *existing = index::intersect_runs(existing, &runs),
                 None => per_column.push((leaf.column, runs)),
             }
         }
+        let runs_are_exact = answered_leaves == num_parts && per_column.len() == 1;
         let mut best_opt: Option<(usize, Vec<std::ops::Range<usize>>, &index::SortedColumn)> = None;
         for (column, runs) in per_column {
             let count: usize = runs.iter().map(|run| run.len()).sum();
@@ -252,7 +261,7 @@ impl Filter {
                 let range = ranges.partition_point(|range| range.end <= position);
                 if range < ranges.len()
                     && ranges[range].start <= position
-                    && self.matches_row(table, position)
+                    && (runs_are_exact || self.matches_row(table, position))
                 {
                     rows.push(row);
                 }
