@@ -316,11 +316,13 @@ class BruteForce(_MaskFilterMixin, Engine):
     def search(self, query, filt, params):
         q = query[0]
         rows = self.base if filt is None else self.base[filt]
-        if self.ip:
-            scores = -(rows @ q)
-        else:
-            norms = self.norms if filt is None else self.norms[filt]
-            scores = norms - 2.0 * (rows @ q)
+        norms = None if self.ip else (self.norms if filt is None else self.norms[filt])
+        picked = self._top_k(q, rows, norms)
+        return picked if filt is None else filt[picked]
+
+    def _top_k(self, q, rows, norms):
+        """Returns the positions in `rows` of the K nearest to `q`, best first."""
+        scores = -(rows @ q) if self.ip else norms - 2.0 * (rows @ q)
         screen = min(self.SCREEN, scores.shape[0])
         if screen < scores.shape[0]:
             best = np.argpartition(scores, screen - 1)[:screen]
@@ -334,8 +336,7 @@ class BruteForce(_MaskFilterMixin, Engine):
             diff = exact_rows - q64
             exact = np.einsum("ij,ij->i", diff, diff)
         order = np.lexsort((best, exact))[:K]
-        picked = best[order]
-        return picked if filt is None else filt[picked]
+        return best[order]
 
 
 class MatchingRows(BruteForce):
@@ -362,22 +363,7 @@ class MatchingRows(BruteForce):
         if filt is None:
             return super().search(query, None, params)
         rows_ids, rows, norms = filt
-        q = query[0]
-        scores = -(rows @ q) if self.ip else norms - 2.0 * (rows @ q)
-        screen = min(self.SCREEN, scores.shape[0])
-        if screen < scores.shape[0]:
-            best = np.argpartition(scores, screen - 1)[:screen]
-        else:
-            best = np.arange(scores.shape[0])
-        exact_rows = rows[best].astype(np.float64)
-        q64 = q.astype(np.float64)
-        if self.ip:
-            exact = -(exact_rows @ q64)
-        else:
-            diff = exact_rows - q64
-            exact = np.einsum("ij,ij->i", diff, diff)
-        order = np.lexsort((best, exact))[:K]
-        return rows_ids[best[order]]
+        return rows_ids[self._top_k(query[0], rows, norms)]
 
 
 ENGINES = {
