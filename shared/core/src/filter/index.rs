@@ -57,25 +57,37 @@ impl CodePostings {
     }
 }
 
-/// The [`CodePostings`] of every column of a quantized table, each built on first use.
+/// One index per column of a table, each built on first use and kept.
 #[derive(Debug, Clone, Default)]
-pub struct ColumnPostings {
-    columns: Vec<OnceLock<CodePostings>>,
+pub struct LazyColumns<T> {
+    columns: Vec<OnceLock<T>>,
 }
 
-impl ColumnPostings {
-    /// Returns empty postings for `num_columns` columns.
-    pub fn new(num_columns: usize) -> ColumnPostings {
-        ColumnPostings {
+impl<T> LazyColumns<T> {
+    /// Returns no indexes yet for `num_columns` columns.
+    pub fn new(num_columns: usize) -> LazyColumns<T> {
+        LazyColumns {
             columns: (0..num_columns).map(|_| OnceLock::new()).collect(),
         }
     }
 
+    /// Returns the index of `column`, built by `build` the first time.
+    ///
+    /// Panics if `column` is out of range.
+    fn get_or_build(&self, column: usize, build: impl FnOnce() -> T) -> &T {
+        self.columns[column].get_or_init(build)
+    }
+}
+
+/// The [`CodePostings`] of every column of a quantized table.
+pub type ColumnPostings = LazyColumns<CodePostings>;
+
+impl ColumnPostings {
     /// Returns the postings of `column`, building them from `codes` the first time.
     ///
     /// Panics if `column` is out of range.
     pub fn column(&self, column: usize, codes: &[u8]) -> &CodePostings {
-        self.columns[column].get_or_init(|| CodePostings::build(codes))
+        self.get_or_build(column, || CodePostings::build(codes))
     }
 }
 
@@ -153,25 +165,15 @@ pub(super) fn intersect_runs(a: &[Range<usize>], b: &[Range<usize>]) -> Vec<Rang
     both
 }
 
-/// The [`SortedColumn`] of every column of a raw attribute table, each built on first use.
-#[derive(Debug, Clone, Default)]
-pub struct SortedColumns {
-    columns: Vec<OnceLock<SortedColumn>>,
-}
+/// The [`SortedColumn`] of every column of a raw attribute table.
+pub type SortedColumns = LazyColumns<SortedColumn>;
 
 impl SortedColumns {
-    /// Returns empty sorted columns for `num_columns` columns.
-    pub fn new(num_columns: usize) -> SortedColumns {
-        SortedColumns {
-            columns: (0..num_columns).map(|_| OnceLock::new()).collect(),
-        }
-    }
-
     /// Returns the sorted form of `column`, building it from `values` the first time.
     ///
     /// Panics if `column` is out of range.
     pub fn column(&self, column: usize, values: &[f64]) -> &SortedColumn {
-        self.columns[column].get_or_init(|| SortedColumn::build(values))
+        self.get_or_build(column, || SortedColumn::build(values))
     }
 }
 
