@@ -456,13 +456,19 @@ fn exact_scan(
     heap.into_sorted_vec()
 }
 
+/// Time to encode, merge and send one hit of an answer, reserved before the deadline for the
+/// hits already produced: a batch of 10,000 queries at k = 100 produces a million hits per
+/// partition, whose answer takes longer to send than the fixed margin a worker keeps.
+const ANSWER_TIME_PER_HIT: std::time::Duration = std::time::Duration::from_nanos(150);
+
 /// Runs every task on partitions supplied by `partition_of`, tasks in parallel (rayon), and
 /// returns one outcome per task. A partition that cannot be loaded or a query that cannot be
 /// prepared fails that task in-band, so the caller can report exactly which partitions are
 /// missing.
 ///
-/// Work stops at `deadline_opt`: it is checked before every query, so a task overruns it by at
-/// most one query's scan of one partition. A task cut short fails as a whole with kind
+/// Work stops at `deadline_opt`, less the time to send the hits produced so far
+/// ([`ANSWER_TIME_PER_HIT`] each): it is checked before every query, so a task overruns it by
+/// at most one query's scan of one partition. A task cut short fails as a whole with kind
 /// [`FailureKind::Timeout`]: its partition is then missing from every query of the task, which
 /// is what the caller reports, and no one is left computing answers nobody waits for.
 pub fn search_tasks(
@@ -472,6 +478,10 @@ pub fn search_tasks(
     deadline_opt: Option<Instant>,
 ) -> Vec<PartitionOutcome> {
     use rayon::prelude::*;
+    use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+    // Hits produced so far by every task: the answer that carries them takes time to encode
+    // and send, so the scans stop once the time left no longer covers that.
+    let hits_produced = AtomicU64::new(0);
     tasks
         .par_iter()
         .map(|task| {
@@ -479,7 +489,11 @@ pub fn search_tasks(
                 let partition = partition_of(task.partition)?;
                 let mut results = Vec::with_capacity(task.queries.len());
                 for (done, &position) in task.queries.iter().enumerate() {
-                    if deadline_opt.is_some_and(|deadline| Instant::now() >= deadline) {
+                    let hits_so_far = hits_produced.load(AtomicOrdering::Relaxed);
+                    let answer_time = ANSWER_TIME_PER_HIT
+                        .saturating_mul(u32::try_from(hits_so_far).unwrap_or(u32::MAX));
+                    if deadline_opt.is_some_and(|deadline| Instant::now() + answer_time >= deadline)
+                    {
                         return Err(Error::Timeout {
                             message: format!(
                                 "partition {}: the deadline came after {done} of its {} queries",
@@ -496,6 +510,7 @@ pub fn search_tasks(
                     })?;
                     let prepared = PreparedQuery::try_new(query, &partition)?;
                     let (hits, stats) = search_partition(&partition, &prepared);
+                    hits_produced.fetch_add(hits.len() as u64, AtomicOrdering::Relaxed);
                     results.push(QueryHits {
                         query: position,
                         hits,
