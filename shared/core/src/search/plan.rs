@@ -20,7 +20,8 @@
 //! Because certain matches really match and a worker returns `min(k, matches)` hits of the rows
 //! it scans, a query with at least `k` matches never gets fewer than `k` hits, in one pass. The
 //! number of clusters probed follows the filter (more when few rows may match) and the data
-//! (more where many centroids are about equally near), not the size of the index.
+//! (more where many centroids are about equally near). It grows with the index only where the
+//! data's own clusters do: in a mixture of blobs, a neighbourhood is a whole blob.
 
 use crate::error::Result;
 use crate::filter::Filter;
