@@ -243,7 +243,8 @@ pub struct ScanStats {
     pub probed_rows: u64,
     /// Vectors of the scanned clusters passing the exact filter.
     pub passed_filter: u64,
-    /// Candidates scored exactly because few passed the filter (no lower bounds needed).
+    /// Candidates scored with their full vectors at once, where the cost model found that
+    /// cheaper than the quantized stages (which then did not run).
     #[serde(default)]
     pub scored_directly: u64,
     /// Candidates kept by the Hamming pre-filter.

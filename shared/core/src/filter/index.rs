@@ -6,9 +6,9 @@
 //! - [`SortedColumn`]: the rows of one raw attribute column in value order, for a worker. An
 //!   equality, range or `$in` leaf maps to runs of that order found by binary search.
 //!
-//! Both only narrow the rows visited: every row they yield is still judged by the whole filter,
-//! so the answers equal those of the full scans (the property tests in `mod.rs` hold the two
-//! paths to each other). Both are built on first use, per column, and kept with the decoded
+//! Both only narrow the rows visited: every row they yield is still judged by the whole filter
+//! (unless the runs of one column answer all of it), so the answers equal those of the full
+//! scans (the property tests in `mod.rs` hold the two paths to each other). Both are built on first use, per column, and kept with the decoded
 //! object they index.
 
 use std::ops::Range;

@@ -209,47 +209,43 @@ impl Filter {
         ranges: &[std::ops::Range<usize>],
         scanned: usize,
     ) -> Option<Vec<u32>> {
-        let leaves: Vec<&Leaf> = match &self.expr {
-            Expr::Leaf(leaf) => vec![leaf],
-            Expr::And(children) => children
-                .iter()
-                .filter_map(|child| match child {
-                    Expr::Leaf(leaf) => Some(leaf),
-                    _ => None,
-                })
-                .collect(),
-            _ => Vec::new(),
+        // The parts the filter requires all of: the conjuncts of a root AND, or the filter.
+        let parts: &[Expr] = match &self.expr {
+            Expr::And(children) => children,
+            other => std::slice::from_ref(other),
         };
         // Leaves of one column narrow each other (`$gte` and `$lte` of a window): their runs
         // are intersected before the columns compete.
-        let mut per_column: Vec<(usize, Vec<std::ops::Range<usize>>)> = Vec::new();
-        // When every part of the filter is a leaf answered by runs of one column, the runs hold
-        // exactly the matches and rows need no second check.
-        let num_parts = match &self.expr {
-            Expr::And(children) => children.len(),
-            _ => 1,
-        };
-        let mut answered_leaves = 0;
-        for leaf in leaves {
+        let mut per_column: Vec<(usize, &index::SortedColumn, Vec<std::ops::Range<usize>>)> =
+            Vec::new();
+        let mut answered_parts = 0;
+        for part in parts {
+            let Expr::Leaf(leaf) = part else {
+                continue;
+            };
             let column = sorted.column(leaf.column, &table.columns[leaf.column][..table.num_rows]);
             let Some(runs) = column.runs(&leaf.predicate) else {
                 continue;
             };
-            answered_leaves += 1;
-            match per_column.iter_mut().find(|(c, _)| *c == leaf.column) {
-                Some((_, existing)) => *existing = index::intersect_runs(existing, &runs),
-                None => per_column.push((leaf.column, runs)),
+            answered_parts += 1;
+            match per_column.iter_mut().find(|(c, _, _)| *c == leaf.column) {
+                Some((_, _, existing)) => *existing = index::intersect_runs(existing, &runs),
+                None => per_column.push((leaf.column, column, runs)),
             }
         }
-        let runs_are_exact = answered_leaves == num_parts && per_column.len() == 1;
-        let mut best_opt: Option<(usize, Vec<std::ops::Range<usize>>, &index::SortedColumn)> = None;
-        for (column, runs) in per_column {
-            let count: usize = runs.iter().map(|run| run.len()).sum();
-            if best_opt.as_ref().is_none_or(|best| count < best.0) {
-                let sorted_column = sorted.column(column, &table.columns[column][..table.num_rows]);
-                best_opt = Some((count, runs, sorted_column));
-            }
-        }
+        // When every part is a leaf answered by runs of one column, the runs hold exactly the
+        // matches and rows need no second check.
+        let runs_are_exact = answered_parts == parts.len() && per_column.len() == 1;
+        let best_opt = per_column
+            .into_iter()
+            .map(|(_, column, runs)| {
+                (
+                    runs.iter().map(|run| run.len()).sum::<usize>(),
+                    runs,
+                    column,
+                )
+            })
+            .min_by_key(|(count, _, _)| *count);
         let (count, runs, column) = best_opt?;
         if count.saturating_mul(index::INDEX_ROW_COST) >= scanned {
             return None;

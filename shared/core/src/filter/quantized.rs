@@ -655,8 +655,12 @@ pub(super) fn evaluate_bounds(
     quantizer: &AttributeQuantizer,
     codes: &QuantizedAttributes,
 ) -> (Bitmap, Bitmap) {
-    let plan = plan(expr, quantizer);
-    match run_plan(&plan, codes) {
+    bounds_of_plan(&plan(expr, quantizer), codes)
+}
+
+/// Returns the `(possible, certain)` bitmaps of a planned filter.
+fn bounds_of_plan(plan: &Plan, codes: &QuantizedAttributes) -> (Bitmap, Bitmap) {
+    match run_plan(plan, codes) {
         KleeneBits::Uniform(verdict) => (
             Bitmap::repeat(verdict != Verdict::Never, codes.num_rows),
             Bitmap::repeat(verdict == Verdict::Always, codes.num_rows),
@@ -790,7 +794,7 @@ pub(super) fn count_bounds_within(
             return (possible, certain);
         }
     }
-    let (possible_rows, certain_rows) = evaluate_bounds(expr, quantizer, codes);
+    let (possible_rows, certain_rows) = bounds_of_plan(&plan, codes);
     let count = |bitmap: &Bitmap| -> Vec<u64> {
         group_offsets
             .windows(2)

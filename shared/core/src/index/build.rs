@@ -295,7 +295,7 @@ fn build_partition(
         .iter()
         .map(|&position| rows[position as usize])
         .collect();
-    let partition_vectors = gather_rows(vectors, dim, rows);
+    let partition_vectors = gather_rows(&partition_vectors, dim, &order);
     let rotated = pca.project_all(&partition_vectors, dim);
     let total_bits = (params.bits_per_dim * dim as f32).round().max(1.0) as usize;
     let osq = OsqQuantizer::train(&rotated, dim, &pca.variances, total_bits)?;

@@ -117,16 +117,18 @@ impl FineClusters {
     /// centroid is within the radius (with [`PROBE_RADIUS_SLACK`]), or every row when there is
     /// no radius or no centroids. `query` is normalised as the index's vectors are.
     pub fn rows_to_probe(&self, query: &[f32], probe_radius_opt: Option<f32>) -> Vec<Range<usize>> {
-        let ranges = self.row_ranges();
         let (Some(radius), true) = (probe_radius_opt, self.has_centroids()) else {
-            let total = ranges.last().map_or(0, |range| range.end);
+            let total = self.sizes.iter().sum::<u64>() as usize;
             return std::iter::once(0..total).collect();
         };
         let limit = radius * (1.0 + PROBE_RADIUS_SLACK) + f32::EPSILON;
         let limit_squared = limit * limit;
         let dim = query.len();
         let mut probed: Vec<Range<usize>> = Vec::new();
-        for (cluster, range) in ranges.into_iter().enumerate() {
+        let mut start = 0usize;
+        for (cluster, &size) in self.sizes.iter().enumerate() {
+            let range = start..start + size as usize;
+            start = range.end;
             let centroid = &self.centroids[cluster * dim..][..dim];
             if range.is_empty() || kernels::l2_squared_f32(query, centroid) > limit_squared {
                 continue;

@@ -161,6 +161,11 @@ impl ClusterDirectory {
         self.partition_of.len()
     }
 
+    /// Returns the rows of cluster `cluster`.
+    pub fn rows_in(&self, cluster: usize) -> u64 {
+        self.row_offsets[cluster + 1] - self.row_offsets[cluster]
+    }
+
     /// Builds the directory from per-partition cluster counts and sizes, checking them against
     /// the partition sizes; `object` is named in errors.
     pub fn from_parts(
@@ -255,11 +260,8 @@ impl CoordinatorData {
         for &partition in &self.clusters.partition_of {
             clusters_per_partition[partition as usize] += 1;
         }
-        let cluster_sizes: Vec<u64> = self
-            .clusters
-            .row_offsets
-            .windows(2)
-            .map(|range| range[1] - range[0])
+        let cluster_sizes: Vec<u64> = (0..self.clusters.num_clusters())
+            .map(|cluster| self.clusters.rows_in(cluster))
             .collect();
         writer.add_block(
             "clusters.per_partition",

@@ -59,11 +59,7 @@ pub fn plan_query(
     let clusters = &coordinator.clusters;
     let num_clusters = clusters.num_clusters();
     let (possible, certain): (Vec<u64>, Vec<u64>) = if filter.is_match_all() {
-        let sizes: Vec<u64> = clusters
-            .row_offsets
-            .windows(2)
-            .map(|range| range[1] - range[0])
-            .collect();
+        let sizes: Vec<u64> = (0..num_clusters).map(|c| clusters.rows_in(c)).collect();
         (sizes.clone(), sizes)
     } else {
         filter.count_quantized_bounds(
@@ -81,13 +77,6 @@ pub fn plan_query(
             kernels::l2_squared_f32(query, centroid).sqrt()
         })
         .collect();
-    // The rows an unfiltered query would probe by the centroid factor: the scale of the
-    // query's neighbourhood, whatever the filter.
-    let nearest = distances.iter().copied().fold(f32::INFINITY, f32::min);
-    let neighbourhood_rows: u64 = (0..num_clusters)
-        .filter(|&c| distances[c] <= nearest * knobs.centroid_factor)
-        .map(|c| clusters.row_offsets[c + 1] - clusters.row_offsets[c])
-        .sum();
     let mut ranked: Vec<(f32, u32)> = (0..num_clusters)
         .filter(|&c| possible[c] > 0)
         .map(|c| (distances[c], c as u32))
@@ -113,6 +102,13 @@ pub fn plan_query(
             probed_rows,
         };
     }
+    // The rows an unfiltered query would probe by the centroid factor: the scale of the
+    // query's neighbourhood, whatever the filter.
+    let nearest = distances.iter().copied().fold(f32::INFINITY, f32::min);
+    let neighbourhood_rows: u64 = (0..num_clusters)
+        .filter(|&c| distances[c] <= nearest * knobs.centroid_factor)
+        .map(|c| clusters.rows_in(c))
+        .sum();
     let coverage_target = (k * COVERAGE_SAFETY_FACTOR) as u64;
     let probe_target = (knobs.probe_rows_for(k) as u64).max(neighbourhood_rows);
     let mut certain_covered = 0u64;
@@ -138,8 +134,7 @@ pub fn plan_query(
         }
         certain_covered += certain[cluster as usize];
         possible_covered += possible[cluster as usize];
-        probed_rows +=
-            clusters.row_offsets[cluster as usize + 1] - clusters.row_offsets[cluster as usize];
+        probed_rows += clusters.rows_in(cluster as usize);
         probe_radius = probe_radius.max(distance);
     }
     QueryPlan {

@@ -335,17 +335,8 @@ pub fn search_partition_using(
     } else {
         keep_smallest(&mut scored, rerank_depth);
         let rows: Vec<u32> = scored.iter().map(|s| s.row).collect();
-        let mut distances = vec![0f32; rows.len()];
-        exact_distances(partition, &query.vector, &rows, &mut distances);
         stats.reranked = rows.len() as u64;
-        let mut exact: Vec<Scored> = rows
-            .iter()
-            .zip(&distances)
-            .map(|(&row, &distance)| Scored { key: distance, row })
-            .collect();
-        exact.sort_unstable();
-        exact.truncate(query.k);
-        exact
+        score_directly(partition, query, &rows)
     };
     (to_hits(partition, &best, query.include_attributes), stats)
 }
@@ -365,6 +356,7 @@ const QUERY_TABLE_COST_PER_DIM_SQUARED: usize = 1;
 /// Returns the cheaper way to score `num_candidates`: every one with its full vector, or the
 /// quantized stages (query tables, sign-code prune, lower bounds, re-rank), by the cost model
 /// above.
+///
 /// With the present kernels the full vectors win whenever the partition is in memory unless
 /// the sign-code prune keeps a small share; the quantized stages remain for what they save
 /// beyond compute (the bytes a cold worker reads) and for the lower-bound order of exact mode.
@@ -404,7 +396,8 @@ fn hamming_kept(num_candidates: usize, hamming_keep: f32, rerank_depth: usize) -
     keep.min(num_candidates)
 }
 
-/// Scores every candidate with its full-precision vector and returns the top k, best first.
+/// Scores every candidate with its full-precision vector and returns the top k, best first
+/// (the direct method, and the re-rank of the quantized one).
 fn score_directly(
     partition: &PartitionData,
     query: &PreparedQuery,
