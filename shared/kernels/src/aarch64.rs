@@ -98,6 +98,27 @@ pub unsafe fn dot_f32_neon(a: &[f32], b: &[f32]) -> f32 {
     vector_sum + tail
 }
 
+/// Writes `out[i] = distance(row rows[i])` for row-major `vectors` of `dim` floats per row.
+///
+/// # Safety
+/// `vectors` must hold every requested row and `rows.len()` must equal `out.len()` (validated
+/// by the caller).
+#[inline]
+unsafe fn gather_neon(
+    vectors: &[f32],
+    dim: usize,
+    rows: &[u32],
+    out: &mut [f32],
+    distance: impl Fn(&[f32]) -> f32,
+) {
+    for (&row, result) in rows.iter().zip(out.iter_mut()) {
+        let start = row as usize * dim;
+        debug_assert!(start + dim <= vectors.len());
+        // SAFETY: the row lies inside vectors (caller).
+        *result = distance(unsafe { vectors.get_unchecked(start..start + dim) });
+    }
+}
+
 /// Writes `out[i] = l2_squared(query, row rows[i])`.
 ///
 /// # Safety
@@ -110,12 +131,11 @@ pub unsafe fn l2_squared_gather_neon(
     rows: &[u32],
     out: &mut [f32],
 ) {
-    let dim = query.len();
-    for (&row, result) in rows.iter().zip(out.iter_mut()) {
-        let start = row as usize * dim;
-        debug_assert!(start + dim <= vectors.len());
-        // SAFETY: the row lies inside vectors (caller) and the lengths are equal.
-        *result = unsafe { l2_squared_f32_neon(query, vectors.get_unchecked(start..start + dim)) };
+    // SAFETY: shapes validated by the caller; every row has query.len() floats.
+    unsafe {
+        gather_neon(vectors, query.len(), rows, out, |row| {
+            l2_squared_f32_neon(query, row)
+        })
     }
 }
 
@@ -125,12 +145,11 @@ pub unsafe fn l2_squared_gather_neon(
 /// As [`l2_squared_gather_neon`].
 #[target_feature(enable = "neon")]
 pub unsafe fn dot_gather_neon(query: &[f32], vectors: &[f32], rows: &[u32], out: &mut [f32]) {
-    let dim = query.len();
-    for (&row, result) in rows.iter().zip(out.iter_mut()) {
-        let start = row as usize * dim;
-        debug_assert!(start + dim <= vectors.len());
-        // SAFETY: the row lies inside vectors (caller) and the lengths are equal.
-        *result = unsafe { dot_f32_neon(query, vectors.get_unchecked(start..start + dim)) };
+    // SAFETY: shapes validated by the caller; every row has query.len() floats.
+    unsafe {
+        gather_neon(vectors, query.len(), rows, out, |row| {
+            dot_f32_neon(query, row)
+        })
     }
 }
 
