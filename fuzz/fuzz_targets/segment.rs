@@ -125,7 +125,7 @@ fn search_on(partition: &PartitionData) {
                     Err(Error::InvalidInput { .. }) => continue,
                     Err(other) => panic!("preparing the query failed with {other:?}"),
                 };
-                for method in [ScanMethod::Direct, ScanMethod::Quantized] {
+                for method in [ScanMethod::Direct, ScanMethod::Quantized, ScanMethod::FastScan] {
                     let (hits, stats) = search_partition_using(partition, &prepared, Some(method));
                     assert!(hits.len() <= K);
                     assert!(stats.passed_filter <= partition.num_vectors() as u64);

@@ -247,6 +247,10 @@ pub struct ScanStats {
     /// cheaper than the quantized stages (which then did not run).
     #[serde(default)]
     pub scored_directly: u64,
+    /// Rows whose 4-bit fast-scan estimate was computed (whole 32-row blocks holding a
+    /// candidate).
+    #[serde(default)]
+    pub fast_scanned: u64,
     /// Candidates kept by the Hamming pre-filter.
     pub after_hamming: u64,
     /// Candidates whose OSQ lower bound was computed.
@@ -262,6 +266,7 @@ impl ScanStats {
         self.probed_rows += other.probed_rows;
         self.passed_filter += other.passed_filter;
         self.scored_directly += other.scored_directly;
+        self.fast_scanned += other.fast_scanned;
         self.after_hamming += other.after_hamming;
         self.lower_bounds += other.lower_bounds;
         self.reranked += other.reranked;

@@ -1,5 +1,5 @@
 //! Fine clusters end to end through the pure stages: the coordinator's plan, the workers' cluster
-//! selection and both scoring methods, against brute force on the decoded partitions.
+//! selection and every scoring method, against brute force on the decoded partitions.
 
 use std::collections::HashMap;
 
@@ -18,6 +18,7 @@ const DIM: usize = 12;
 const NUM_VECTORS: usize = 6_000;
 
 struct Index {
+    metric: Metric,
     coordinator: CoordinatorData,
     partitions: Vec<PartitionData>,
 }
@@ -25,6 +26,10 @@ struct Index {
 /// 6,000 clustered vectors with one integer column `year` in 2000..2025, in 3 partitions of
 /// fine clusters of about 100 rows.
 fn build() -> Index {
+    build_with(Metric::L2)
+}
+
+fn build_with(metric: Metric) -> Index {
     let mut rng = StdRng::seed_from_u64(11);
     let centers: Vec<f32> = (0..20 * DIM).map(|_| rng.random::<f32>() * 8.0).collect();
     let mut vectors = Vec::with_capacity(NUM_VECTORS * DIM);
@@ -52,7 +57,7 @@ fn build() -> Index {
             columns: vec![years],
         },
     };
-    let mut params = BuildParams::new(Metric::L2, "1");
+    let mut params = BuildParams::new(metric, "1");
     params.num_partitions = Some(3);
     params.cluster_rows = 100;
     let mut objects = HashMap::new();
@@ -73,6 +78,7 @@ fn build() -> Index {
         .map(|entry| PartitionData::decode(&entry.key, objects[&entry.key].clone()).unwrap())
         .collect();
     Index {
+        metric,
         coordinator,
         partitions,
     }
@@ -87,13 +93,21 @@ fn queries(count: usize) -> Vec<Vec<f32>> {
 
 /// The true top-k distances over every partition, among rows matching `filter`.
 fn brute_force(index: &Index, query: &[f32], filter: &Filter, k: usize) -> Vec<f32> {
+    let mut query = query.to_vec();
+    if index.metric.normalizes() {
+        squash_core::metric::normalize_in_place(&mut query);
+    }
     let mut distances: Vec<f32> = index
         .partitions
         .iter()
         .flat_map(|partition| {
             (0..partition.num_vectors())
                 .filter(|&row| filter.matches_row(&partition.attributes, row))
-                .map(|row| Metric::L2.distance(query, &partition.vectors[row * DIM..][..DIM]))
+                .map(|row| {
+                    index
+                        .metric
+                        .distance(&query, &partition.vectors[row * DIM..][..DIM])
+                })
                 .collect::<Vec<f32>>()
         })
         .collect();
@@ -222,7 +236,12 @@ fn exact_mode_is_exact_with_either_scoring_method() {
                 None => Filter::match_all(),
             };
             let truth = brute_force(&index, &vector, &parsed, 10);
-            for method in [ScanMethod::Direct, ScanMethod::Quantized] {
+            // The fast-scan estimate is not exact: exact mode scores directly instead.
+            for method in [
+                ScanMethod::Direct,
+                ScanMethod::Quantized,
+                ScanMethod::FastScan,
+            ] {
                 let (found, probed, _) =
                     search(&index, &vector, filter.clone(), &options, 10, method);
                 assert_eq!(probed, NUM_VECTORS as u64, "exact mode skipped rows");
@@ -253,11 +272,95 @@ fn a_selective_filter_gets_k_hits_in_one_pass_by_either_method() {
         let truth = brute_force(&index, &vector, &parsed, 50);
         assert_eq!(truth.len(), 50);
         for k in [10, 50] {
-            for method in [ScanMethod::Direct, ScanMethod::Quantized] {
+            for method in [
+                ScanMethod::Direct,
+                ScanMethod::Quantized,
+                ScanMethod::FastScan,
+            ] {
                 let (found, _, _) =
                     search(&index, &vector, Some(filter.clone()), &options, k, method);
                 assert_eq!(found.len(), k, "{method:?} k = {k}");
             }
         }
     }
+}
+
+/// The fast-scan first stage keeps the recall of direct scoring on the same probed clusters, for
+/// both metric families, unfiltered and filtered, at k = 10 and k = 100.
+#[test]
+fn fast_scan_finds_the_neighbours_direct_scoring_finds() {
+    for metric in [Metric::L2, Metric::Cosine] {
+        let index = build_with(metric);
+        for filter in [None, Some(json!({"year": {"$lt": 2012}}))] {
+            let parsed = match &filter {
+                Some(json) => Filter::parse(json, &index.coordinator.schema).unwrap(),
+                None => Filter::match_all(),
+            };
+            for k in [10, 100] {
+                let mut recall = [0.0f64; 2];
+                let queries = queries(30);
+                for vector in &queries {
+                    let truth = brute_force(&index, vector, &parsed, k);
+                    let kth = truth[k - 1] + 1e-4 * truth[k - 1].abs().max(1.0);
+                    for (slot, method) in [ScanMethod::Direct, ScanMethod::FastScan]
+                        .into_iter()
+                        .enumerate()
+                    {
+                        let (found, _, _) = search(
+                            &index,
+                            vector,
+                            filter.clone(),
+                            &SearchOptions::default(),
+                            k,
+                            method,
+                        );
+                        recall[slot] +=
+                            found.iter().filter(|&&d| d <= kth).count() as f64 / k as f64;
+                    }
+                }
+                let [direct, fast] = recall.map(|sum| sum / queries.len() as f64);
+                assert!(
+                    fast >= 0.95 && fast >= direct - 0.02,
+                    "{metric} {filter:?} k = {k}: fast-scan recall {fast}, direct {direct}"
+                );
+            }
+        }
+    }
+}
+
+/// The fast-scan method estimates rows only in blocks that hold a candidate and re-ranks k × R
+/// of them; segments decoded without fast-scan codes fall back to direct scoring.
+#[test]
+fn fast_scan_statistics_and_fallback() {
+    let mut index = build();
+    let vector = queries(1).remove(0);
+    let knobs = SearchKnobs::resolve(&SearchOptions::default()).unwrap();
+    let query = WorkerQuery {
+        vector: vector.clone(),
+        k: 10,
+        filter: None,
+        include_attributes: false,
+        knobs,
+        probe_radius: None,
+    };
+    let partition = &index.partitions[0];
+    let prepared = PreparedQuery::try_new(&query, partition).unwrap();
+    let (fast_hits, stats) =
+        search_partition_using(partition, &prepared, Some(ScanMethod::FastScan));
+    let rows = partition.num_vectors() as u64;
+    assert_eq!(stats.passed_filter, rows);
+    assert_eq!(stats.fast_scanned, rows.next_multiple_of(32));
+    assert_eq!(stats.reranked, 10 * knobs.rerank_factor as u64);
+    assert_eq!(stats.scored_directly, 0);
+    assert_eq!(fast_hits.len(), 10);
+
+    index.partitions[0].fastscan = None;
+    let partition = &index.partitions[0];
+    let (hits, stats) = search_partition_using(partition, &prepared, Some(ScanMethod::FastScan));
+    assert_eq!(stats.fast_scanned, 0);
+    assert_eq!(stats.scored_directly, rows);
+    assert_eq!(hits.len(), 10);
+    // The segment round-trips without its fast-scan blocks, as one written before them would.
+    let decoded = PartitionData::decode("old", partition.encode().unwrap()).unwrap();
+    assert!(decoded.fastscan.is_none());
 }

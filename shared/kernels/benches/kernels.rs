@@ -4,7 +4,8 @@
 //! Shapes: Hamming on 64-bit and 784-bit codes over 50k rows (all rows, and 10k gathered
 //! rows); ADC lower bounds with 50 dims at 4 bits on average (25 planes) and 784 dims (392
 //! planes), 10k sorted rows gathered out of 50k; L2 and dot products at 50 and 784 dims over 1k
-//! gathered rows. Throughput is in rows per second. Runs are short (2 s per bench) so the whole
+//! gathered rows; fast-scan sums at 50 and 784 dims over 50k contiguous rows. Throughput is in
+//! rows per second. Runs are short (2 s per bench) so the whole
 //! file takes about a minute: `cargo bench -p squash-kernels --bench kernels`.
 //!
 //! `memory_bandwidth` reads a 1 GiB buffer (larger than any cache here) once per iteration, in
@@ -184,6 +185,27 @@ fn bench_float_gathers(c: &mut Criterion) {
     }
 }
 
+fn bench_fastscan(c: &mut Criterion) {
+    let mut rng = StdRng::seed_from_u64(4);
+    for dim in [50usize, 784] {
+        let block_bytes = kernels::fastscan_block_bytes(dim);
+        let num_blocks = NUM_VECTORS / kernels::FASTSCAN_BLOCK_ROWS;
+        let codes: Vec<u8> = (0..num_blocks * block_bytes)
+            .map(|_| rng.random())
+            .collect();
+        let tables: Vec<u8> = (0..block_bytes).map(|_| rng.random()).collect();
+        let mut sums = vec![0u32; num_blocks * kernels::FASTSCAN_BLOCK_ROWS];
+        let mut group = short_group(c, &format!("fastscan/{dim}d"), sums.len());
+        group.bench_function("scalar", |b| {
+            b.iter(|| scalar::fastscan_sums(black_box(&codes), &tables, &mut sums))
+        });
+        group.bench_function(kernels::active_isa(), |b| {
+            b.iter(|| kernels::fastscan_sums(black_box(&codes), &tables, &mut sums))
+        });
+        group.finish();
+    }
+}
+
 /// Size of the buffer the bandwidth bench streams through.
 const BANDWIDTH_BUFFER_BYTES: usize = 1 << 30;
 
@@ -218,6 +240,7 @@ criterion_group!(
     bench_hamming,
     bench_adc,
     bench_float_gathers,
+    bench_fastscan,
     bench_memory_bandwidth
 );
 criterion_main!(benches);

@@ -1,7 +1,8 @@
 //! NEON paths (aarch64, where NEON is part of the base architecture: every Graviton has it).
 //!
-//! Covers the kernels of the direct-scoring path and the sign-code prune: f32 squared L2 and
-//! inner product (single and gathered rows) and Hamming distances. The ADC lower bounds and
+//! Covers the kernels of the direct-scoring path, the fast-scan first stage and the sign-code
+//! prune: f32 squared L2 and inner product (single and gathered rows), fast-scan sums (`tbl`)
+//! and Hamming distances. The ADC lower bounds and
 //! code extraction still run their scalar reference on aarch64.
 //!
 //! Every function is `unsafe` for the same reason as in `x86_64.rs`: the caller (`lib.rs`) has
@@ -212,5 +213,62 @@ pub unsafe fn hamming_distances_gather_neon(
         debug_assert!(start + words <= codes.len());
         // SAFETY: the row lies inside codes (caller).
         *result = unsafe { row_distance_neon(query, codes.get_unchecked(start..start + words)) };
+    }
+}
+
+/// Table lookups summed in 16-bit lanes before they are widened: at most 255 per dimension, so
+/// 256 dimensions stay below 2^16.
+const FASTSCAN_DIMS_PER_FLUSH: usize = 256;
+
+/// Fast-scan sums (layout in [`crate::fastscan_sums`]): one register holds a dimension's
+/// 16-entry table and its codes of 32 rows; `tbl` looks up the low nibbles (rows 0-15) and the
+/// high nibbles (rows 16-31), widened into 16-bit accumulators and every 256 dimensions into
+/// 32-bit totals.
+///
+/// # Safety
+/// NEON must be available; `tables.len()` is a non-zero multiple of 32; `codes` is whole blocks
+/// of `tables.len()` bytes; `out.len()` is 32 per block.
+#[target_feature(enable = "neon")]
+pub unsafe fn fastscan_sums_neon(codes: &[u8], tables: &[u8], out: &mut [u32]) {
+    let block_bytes = tables.len();
+    let num_dims = block_bytes / 16;
+    // SAFETY: every load reads 16 bytes at `dim * 16 < block_bytes` inside one block of
+    // `codes` and inside `tables`; every store writes 4 u32 inside the block's 32 sums.
+    unsafe {
+        let low_nibbles = vdupq_n_u8(0x0f);
+        let tables_ptr = tables.as_ptr();
+        for (block, sums) in codes
+            .chunks_exact(block_bytes)
+            .zip(out.chunks_exact_mut(crate::FASTSCAN_BLOCK_ROWS))
+        {
+            let codes_ptr = block.as_ptr();
+            // u32 totals of rows 4i..4i + 4.
+            let mut totals = [vdupq_n_u32(0); 8];
+            let mut dim = 0;
+            while dim < num_dims {
+                let end = (dim + FASTSCAN_DIMS_PER_FLUSH).min(num_dims);
+                // u16 sums of rows 0-7, 8-15, 16-23, 24-31.
+                let mut partial = [vdupq_n_u16(0); 4];
+                while dim < end {
+                    let packed = vld1q_u8(codes_ptr.add(dim * 16));
+                    let table = vld1q_u8(tables_ptr.add(dim * 16));
+                    let low = vqtbl1q_u8(table, vandq_u8(packed, low_nibbles));
+                    let high = vqtbl1q_u8(table, vshrq_n_u8(packed, 4));
+                    partial[0] = vaddw_u8(partial[0], vget_low_u8(low));
+                    partial[1] = vaddw_high_u8(partial[1], low);
+                    partial[2] = vaddw_u8(partial[2], vget_low_u8(high));
+                    partial[3] = vaddw_high_u8(partial[3], high);
+                    dim += 1;
+                }
+                for (index, sum) in partial.iter().enumerate() {
+                    totals[2 * index] = vaddw_u16(totals[2 * index], vget_low_u16(*sum));
+                    totals[2 * index + 1] = vaddw_high_u16(totals[2 * index + 1], *sum);
+                }
+            }
+            let sums_ptr = sums.as_mut_ptr();
+            for (index, total) in totals.iter().enumerate() {
+                vst1q_u32(sums_ptr.add(4 * index), *total);
+            }
+        }
     }
 }

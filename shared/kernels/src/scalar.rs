@@ -300,6 +300,29 @@ pub fn dot_gather(query: &[f32], vectors: &[f32], rows: &[u32], out: &mut [f32])
     gather_rows(query, vectors, rows, out, dot_f32);
 }
 
+/// Writes, for every row of every fast-scan block of `codes`, the sum over dimensions of
+/// `tables[d * 16 + code]` (layout in [`crate::fastscan_sums`]). Sums are exact integers, so
+/// every path returns identical values.
+pub fn fastscan_sums(codes: &[u8], tables: &[u8], out: &mut [u32]) {
+    let block_bytes = tables.len();
+    if block_bytes == 0 {
+        out.fill(0);
+        return;
+    }
+    for (block, sums) in codes
+        .chunks_exact(block_bytes)
+        .zip(out.chunks_exact_mut(crate::FASTSCAN_BLOCK_ROWS))
+    {
+        sums.fill(0);
+        for (dim_codes, table) in block.chunks_exact(16).zip(tables.chunks_exact(16)) {
+            for (lane, &byte) in dim_codes.iter().enumerate() {
+                sums[lane] += u32::from(table[usize::from(byte & 0x0f)]);
+                sums[lane + 16] += u32::from(table[usize::from(byte >> 4)]);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

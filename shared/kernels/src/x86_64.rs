@@ -680,6 +680,90 @@ pub unsafe fn dot_gather_avx2(query: &[f32], vectors: &[f32], rows: &[u32], out:
     }
 }
 
+/// Table lookups summed in 16-bit lanes before they are widened: the odd-row accumulator adds
+/// at most 255 per dimension pair, so 256 pairs stay below 2^16.
+const FASTSCAN_PAIRS_PER_FLUSH: usize = 256;
+
+/// Fast-scan sums (layout in [`crate::fastscan_sums`]): one register holds two dimensions'
+/// 16-entry tables (one per 128-bit lane) and two dimensions' codes of 32 rows; `vpshufb` looks
+/// up the low nibbles (rows 0-15) and the high nibbles (rows 16-31).
+///
+/// The 8-bit results are summed in 16-bit lanes without unpacking (the FAISS fast-scan trick):
+/// one accumulator adds each result as 16-bit words (even row + 256 × odd row, wrapping), the
+/// other adds the results shifted right by 8 (the odd rows alone); the even rows are their
+/// difference. Every 256 pairs both are widened into 32-bit totals.
+///
+/// # Safety
+/// The CPU must support AVX2; `tables.len()` is a non-zero multiple of 32; `codes` is whole
+/// blocks of `tables.len()` bytes; `out.len()` is 32 per block.
+#[target_feature(enable = "avx2")]
+pub unsafe fn fastscan_sums_avx2(codes: &[u8], tables: &[u8], out: &mut [u32]) {
+    let block_bytes = tables.len();
+    let num_pairs = block_bytes / 32;
+    // SAFETY: every load reads 32 bytes at `pair * 32 < block_bytes` inside one block of
+    // `codes` and inside `tables`; every store writes 8 u32 inside the block's 32 sums; AVX2 is
+    // available (caller).
+    unsafe {
+        let low_nibbles = _mm256_set1_epi8(0x0f);
+        let tables_ptr = tables.as_ptr();
+        for (block, sums) in codes
+            .chunks_exact(block_bytes)
+            .zip(out.chunks_exact_mut(crate::FASTSCAN_BLOCK_ROWS))
+        {
+            let codes_ptr = block.as_ptr();
+            // u32 totals of rows 2j, 2j + 1, 16 + 2j and 17 + 2j for j in 0..8.
+            let mut totals = [_mm256_setzero_si256(); 4];
+            let mut pair = 0;
+            while pair < num_pairs {
+                let end = (pair + FASTSCAN_PAIRS_PER_FLUSH).min(num_pairs);
+                let mut low_all = _mm256_setzero_si256();
+                let mut low_odd = _mm256_setzero_si256();
+                let mut high_all = _mm256_setzero_si256();
+                let mut high_odd = _mm256_setzero_si256();
+                while pair < end {
+                    let packed = _mm256_loadu_si256(codes_ptr.add(pair * 32) as *const __m256i);
+                    let table = _mm256_loadu_si256(tables_ptr.add(pair * 32) as *const __m256i);
+                    let low = _mm256_shuffle_epi8(table, _mm256_and_si256(packed, low_nibbles));
+                    let high = _mm256_shuffle_epi8(
+                        table,
+                        _mm256_and_si256(_mm256_srli_epi16(packed, 4), low_nibbles),
+                    );
+                    low_all = _mm256_add_epi16(low_all, low);
+                    low_odd = _mm256_add_epi16(low_odd, _mm256_srli_epi16(low, 8));
+                    high_all = _mm256_add_epi16(high_all, high);
+                    high_odd = _mm256_add_epi16(high_odd, _mm256_srli_epi16(high, 8));
+                    pair += 1;
+                }
+                let parts = [
+                    _mm256_sub_epi16(low_all, _mm256_slli_epi16(low_odd, 8)),
+                    low_odd,
+                    _mm256_sub_epi16(high_all, _mm256_slli_epi16(high_odd, 8)),
+                    high_odd,
+                ];
+                for (total, part) in totals.iter_mut().zip(parts) {
+                    // The two 128-bit lanes hold the same rows for the pair's two dimensions.
+                    let first = _mm256_cvtepu16_epi32(_mm256_castsi256_si128(part));
+                    let second = _mm256_cvtepu16_epi32(_mm256_extracti128_si256(part, 1));
+                    *total = _mm256_add_epi32(*total, _mm256_add_epi32(first, second));
+                }
+            }
+            // Interleave even and odd rows back into row order.
+            let sums_ptr = sums.as_mut_ptr();
+            for (half, (even, odd)) in [(totals[0], totals[1]), (totals[2], totals[3])]
+                .into_iter()
+                .enumerate()
+            {
+                let rows_0_3_8_11 = _mm256_unpacklo_epi32(even, odd);
+                let rows_4_7_12_15 = _mm256_unpackhi_epi32(even, odd);
+                let first = _mm256_permute2x128_si256(rows_0_3_8_11, rows_4_7_12_15, 0x20);
+                let second = _mm256_permute2x128_si256(rows_0_3_8_11, rows_4_7_12_15, 0x31);
+                _mm256_storeu_si256(sums_ptr.add(half * 16) as *mut __m256i, first);
+                _mm256_storeu_si256(sums_ptr.add(half * 16 + 8) as *mut __m256i, second);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;

@@ -185,10 +185,11 @@ impl Filter {
     ) -> Vec<u32> {
         let scanned: usize = ranges.iter().map(|range| range.len()).sum();
         if self.is_match_all() {
-            return ranges
-                .iter()
-                .flat_map(|range| range.start as u32..range.end as u32)
-                .collect();
+            let mut rows = Vec::with_capacity(scanned);
+            for range in ranges {
+                rows.extend(range.start as u32..range.end as u32);
+            }
+            return rows;
         }
         if let Some(rows) = self.matching_rows_by_index(table, sorted, ranges, scanned) {
             return rows;

@@ -10,7 +10,7 @@ use std::time::Instant;
 use crate::attributes::{
     AttributeColumn, AttributeKind, AttributeSchema, AttributeTable, MAX_INTEGER_MAGNITUDE,
 };
-use crate::codec::{sign, OsqQuantizer};
+use crate::codec::{sign, FastScanCodes, OsqQuantizer};
 use crate::error::{Error, Result};
 use crate::filter::AttributeQuantizer;
 use crate::format::FORMAT_VERSION;
@@ -304,6 +304,7 @@ fn build_partition(
     let num_sign_bits = sign::num_sign_bits(&pca.variances, SIGN_VARIANCE_SHARE);
     let sign_codes = sign::encode_signs(&rotated, dim, num_sign_bits);
     let sign_norms = sign::subspace_norms(&rotated, dim, num_sign_bits);
+    let fastscan = Some(FastScanCodes::encode(&partition_vectors, dim));
     Ok(PartitionData {
         partition,
         dim,
@@ -321,6 +322,7 @@ fn build_partition(
         sign_norms,
         sorted_attributes: crate::filter::SortedColumns::new(input.schema.num_columns()),
         clusters,
+        fastscan,
     })
 }
 

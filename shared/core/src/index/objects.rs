@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::attributes::{AttributeSchema, AttributeTable};
-use crate::codec::{OsqLayout, OsqQuantizer};
+use crate::codec::{FastScanCodes, OsqLayout, OsqQuantizer};
 use crate::error::{Error, Result};
 use crate::filter::{AttributeQuantizer, ColumnPostings, QuantizedAttributes, SortedColumns};
 use crate::format::{self, Container, ContainerWriter, ObjectKind};
@@ -434,6 +434,9 @@ pub struct PartitionData {
     pub sign_norms: Vec<f32>,
     /// Fine clusters: contiguous row ranges and their centroids.
     pub clusters: FineClusters,
+    /// 4-bit fast-scan codes of the vectors; `None` in segments written before they existed,
+    /// whose scans score by the other methods.
+    pub fastscan: Option<FastScanCodes>,
     /// The rows of each raw attribute column in value order, built on first use by a
     /// selective filter.
     pub sorted_attributes: SortedColumns,
@@ -468,6 +471,7 @@ impl PartitionData {
             + self.sign_norms.len() * 4
             + self.clusters.sizes.len() * 8
             + self.clusters.centroids.len() * 4
+            + self.fastscan.as_ref().map_or(0, FastScanCodes::memory_bytes)
             // The sorted columns a selective filter builds on first use: a value and a row
             // per row and column.
             + attribute_bytes / 8 * 12
@@ -511,6 +515,11 @@ impl PartitionData {
                 "clusters.centroids",
                 &format::f32s_to_le_bytes(&self.clusters.centroids),
             )?;
+        }
+        if let Some(fastscan) = &self.fastscan {
+            writer.add_block("fastscan.lows", &format::f32s_to_le_bytes(&fastscan.lows))?;
+            writer.add_block("fastscan.steps", &format::f32s_to_le_bytes(&fastscan.steps))?;
+            writer.add_block("fastscan.codes", &fastscan.codes)?;
         }
         for (column, values) in self.attributes.columns.iter().enumerate() {
             let bits: Vec<u64> = values.iter().map(|v| v.to_bits()).collect();
@@ -607,6 +616,7 @@ impl PartitionData {
             return Err(Error::corrupt(object, 0, "more sign bits than dimensions"));
         }
         let clusters = decode_fine_clusters(object, &container, n, dim)?;
+        let fastscan = decode_fastscan(object, &container, n, dim)?;
         let mut columns = Vec::with_capacity(meta.schema.num_columns());
         for column in 0..meta.schema.num_columns() {
             let name = format!("attributes.{column}");
@@ -640,8 +650,36 @@ impl PartitionData {
             sign_norms,
             sorted_attributes: SortedColumns::new(columns_len),
             clusters,
+            fastscan,
         })
     }
+}
+
+/// Reads the optional fast-scan blocks of a segment (absent in segments written before them).
+fn decode_fastscan(
+    object: &str,
+    container: &Container,
+    num_rows: usize,
+    dim: usize,
+) -> Result<Option<FastScanCodes>> {
+    if container.toc().entry("fastscan.codes").is_none() {
+        return Ok(None);
+    }
+    let fastscan = FastScanCodes {
+        lows: format::le_bytes_to_f32s(
+            object,
+            "fastscan.lows",
+            &container.block("fastscan.lows")?,
+        )?,
+        steps: format::le_bytes_to_f32s(
+            object,
+            "fastscan.steps",
+            &container.block("fastscan.steps")?,
+        )?,
+        codes: container.block("fastscan.codes")?,
+    };
+    fastscan.check(object, num_rows, dim)?;
+    Ok(Some(fastscan))
 }
 
 /// Reads the optional fine-cluster blocks of a segment; a segment written before fine clusters

@@ -81,7 +81,8 @@ pub fn plan_query(
         .filter(|&c| possible[c] > 0)
         .map(|c| (distances[c], c as u32))
         .collect();
-    ranked.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    // Keys are distinct (ties broken by cluster), so an unstable sort gives one order.
+    ranked.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     let mut partitions: Vec<u32> = Vec::new();
     let mut taken_partition = vec![false; coordinator.num_partitions()];
     if knobs.exact {

@@ -2,8 +2,12 @@
 //!
 //! Per query: the fine clusters within the query's probe radius (`index/clusters.rs`) give the
 //! rows to scan -> exact filter on those rows' raw attributes -> the candidates are scored one of
-//! two ways, whichever the cost model finds cheaper for their number and the partition's shape:
+//! three ways, whichever the cost model finds cheaper for their number, their density and the
+//! partition's shape:
 //! - **directly**: every candidate's full-precision distance, then the top-k;
+//! - **fast-scan**: every candidate's 4-bit estimate (`codec/fastscan.rs`, tables in SIMD
+//!   registers, 32 rows per block) -> the `k * R` smallest re-ranked with full-precision
+//!   vectors -> top-k;
 //! - **quantized**: Hamming distance on sign codes, turned into a distance estimate with the
 //!   stored norms, keeping the closest share (never fewer than 50 per re-rank slot) -> OSQ
 //!   lower bounds from per-query tables -> the `k * R` smallest bounds re-ranked with
@@ -254,6 +258,9 @@ fn to_hits(partition: &PartitionData, best: &[Scored], include_attributes: bool)
 pub enum ScanMethod {
     /// Every candidate with its full-precision vector.
     Direct,
+    /// 4-bit fast-scan estimates of every candidate, the `k * R` best re-ranked with their
+    /// full vectors (approximate mode, segments with fast-scan codes; otherwise `Direct`).
+    FastScan,
     /// Sign-code prune, OSQ lower bounds, exact re-rank (or the lower-bound ordered scan in
     /// exact mode).
     Quantized,
@@ -289,7 +296,15 @@ pub fn search_partition_using(
     if candidates.is_empty() || query.k == 0 {
         return (Vec::new(), stats);
     }
-    let method = method_opt.unwrap_or_else(|| cheaper_method(partition, query, candidates.len()));
+    let method = method_opt.unwrap_or_else(|| cheaper_method(partition, query, &candidates));
+    let method = match (method, &partition.fastscan) {
+        (ScanMethod::FastScan, Some(codes)) if !query.knobs.exact => {
+            let best = fast_scan(partition, codes, query, &candidates, &mut stats);
+            return (to_hits(partition, &best, query.include_attributes), stats);
+        }
+        (ScanMethod::FastScan, _) => ScanMethod::Direct,
+        (method, _) => method,
+    };
     if method == ScanMethod::Direct {
         let best = score_directly(partition, query, &candidates);
         stats.scored_directly = candidates.len() as u64;
@@ -342,7 +357,8 @@ pub fn search_partition_using(
 }
 
 /// Costs of the scan stages, in units of one multiply-add of a full-precision distance over
-/// one dimension (the direct score of one row costs `dim` units). Measured with `perf` and
+/// one dimension (the direct score of one row costs `dim` units, 0.1-0.4 ns: less in cache,
+/// more for scattered rows of a partition that is not). Measured with `perf` and
 /// `squash eval` on this project's AVX2 machine (GloVe 50-d, Fashion-MNIST 784-d, partitions
 /// in memory): a full-precision distance runs at 0.17-0.37 ns per dimension, one plane of the
 /// lower-bound kernel at about 2 ns per row, the sign-code estimate at about 8 ns per row.
@@ -353,14 +369,69 @@ const SIGN_ROW_COST: usize = 32;
 /// of `dim²` units (one projection plus table fills).
 const QUERY_TABLE_COST_PER_DIM_SQUARED: usize = 1;
 
-/// Returns the cheaper way to score `num_candidates`: every one with its full vector, or the
-/// quantized stages (query tables, sign-code prune, lower bounds, re-rank), by the cost model
-/// above.
+/// See [`ADC_PLANE_COST`]: the fast-scan sum of one row costs about 1/16 unit per dimension.
+/// `cargo bench -p squash-kernels --bench kernels` gives 0.87 ns per row at 50 dimensions and
+/// 15 ns at 784 (0.02 ns per dimension), against 5.6 and 61 ns for a full distance of rows in
+/// cache; `squash eval` with each method forced on GloVe and Fashion-MNIST puts the break-even
+/// between one candidate in 10 and one in 30 rows, which this ratio reproduces.
+const FASTSCAN_DIMS_PER_UNIT: usize = 16;
+/// See [`ADC_PLANE_COST`]: offering one estimate to the re-rank selection.
+const FASTSCAN_SELECT_COST: usize = 8;
+/// See [`ADC_PLANE_COST`]: a re-ranked row's distance, gathered from scattered rows, costs
+/// about twice a row of the contiguous direct scan.
+const RERANK_GATHER_FACTOR: usize = 2;
+
+/// Returns the cheapest way to score `candidates` (ascending rows): every one with its full
+/// vector, the fast-scan estimates and a re-rank, or the quantized stages (query tables,
+/// sign-code prune, lower bounds, re-rank), by the cost model above.
 ///
-/// With the present kernels the full vectors win whenever the partition is in memory unless
-/// the sign-code prune keeps a small share; the quantized stages remain for what they save
-/// beyond compute (the bytes a cold worker reads) and for the lower-bound order of exact mode.
+/// With the present kernels, once a query has more candidates than a few times its re-rank
+/// depth the fast-scan wins; below that the full vectors do. The OSQ stages remain for the
+/// lower-bound order of exact mode, for segments without fast-scan codes, and for what they
+/// save beyond compute.
 fn cheaper_method(
+    partition: &PartitionData,
+    query: &PreparedQuery,
+    candidates: &[u32],
+) -> ScanMethod {
+    let num_candidates = candidates.len();
+    let dim = partition.dim;
+    let direct = num_candidates.saturating_mul(dim);
+    if partition.fastscan.is_some() && !query.knobs.exact {
+        let rerank_depth = query.k.saturating_mul(query.knobs.rerank_factor);
+        let fast = blocks_holding(candidates)
+            .saturating_mul(squash_kernels::FASTSCAN_BLOCK_ROWS)
+            .saturating_mul(dim.next_multiple_of(2))
+            / FASTSCAN_DIMS_PER_UNIT
+            + num_candidates.saturating_mul(FASTSCAN_SELECT_COST)
+            + dim.saturating_mul(16)
+            + rerank_depth
+                .min(num_candidates)
+                .saturating_mul(dim)
+                .saturating_mul(RERANK_GATHER_FACTOR);
+        if fast < direct {
+            return ScanMethod::FastScan;
+        }
+    }
+    quantized_or_direct(partition, query, num_candidates)
+}
+
+/// Returns the number of 32-row fast-scan blocks holding at least one of `rows` (ascending).
+fn blocks_holding(rows: &[u32]) -> usize {
+    let mut last_block = None;
+    let mut count = 0;
+    for &row in rows {
+        let block = row as usize / squash_kernels::FASTSCAN_BLOCK_ROWS;
+        if last_block != Some(block) {
+            last_block = Some(block);
+            count += 1;
+        }
+    }
+    count
+}
+
+/// Returns the cheaper of direct scoring and the OSQ stages for `num_candidates`.
+fn quantized_or_direct(
     partition: &PartitionData,
     query: &PreparedQuery,
     num_candidates: usize,
@@ -413,6 +484,82 @@ fn score_directly(
     keep_smallest(&mut scored, query.k);
     scored.sort_unstable();
     scored
+}
+
+/// Fast-scan blocks summed per kernel call, at most: the sums (16 KiB) stay in L1 while the
+/// candidates are offered.
+const FASTSCAN_RUN_BLOCKS: usize = 128;
+
+/// Estimates every candidate from its fast-scan code, keeps the `k * R` smallest estimates
+/// and returns the top k of those by full-precision distance, best first.
+///
+/// Only blocks holding a candidate are summed: runs of consecutive such blocks go to the kernel
+/// together, so an unfiltered range is one call per 4,096 rows and a selective filter touches
+/// only its candidates' blocks.
+fn fast_scan(
+    partition: &PartitionData,
+    codes: &crate::codec::FastScanCodes,
+    query: &PreparedQuery,
+    candidates: &[u32],
+    stats: &mut ScanStats,
+) -> Vec<Scored> {
+    const BLOCK_ROWS: usize = squash_kernels::FASTSCAN_BLOCK_ROWS;
+    let tables = codes.tables(&query.vector, partition.metric.uses_inner_product());
+    let keep = query
+        .k
+        .saturating_mul(query.knobs.rerank_factor)
+        .max(query.k);
+    // The kept estimates as `sum << 32 | row`, the worst on top. Rows are offered in
+    // ascending order, so a later row with the worst's sum never displaces it: only a smaller
+    // sum than `worst_sum` needs the heap.
+    let mut kept: BinaryHeap<u64> = BinaryHeap::with_capacity(keep.min(candidates.len()) + 1);
+    let mut worst_sum = u32::MAX;
+    let mut sums = Vec::with_capacity(FASTSCAN_RUN_BLOCKS * BLOCK_ROWS);
+    let mut next = 0;
+    while next < candidates.len() {
+        let first_block = candidates[next] as usize / BLOCK_ROWS;
+        let run_limit = (first_block + FASTSCAN_RUN_BLOCKS) * BLOCK_ROWS;
+        // A stretch of consecutive rows (an unfiltered range) is found in one comparison.
+        let stretch = (run_limit - candidates[next] as usize).min(candidates.len() - next);
+        let end =
+            if candidates[next + stretch - 1] as usize - candidates[next] as usize == stretch - 1 {
+                next + stretch
+            } else {
+                let mut end_block = first_block + 1;
+                let mut end = next;
+                while end < candidates.len() {
+                    let block = candidates[end] as usize / BLOCK_ROWS;
+                    if block > end_block || block >= first_block + FASTSCAN_RUN_BLOCKS {
+                        break;
+                    }
+                    end_block = block + 1;
+                    end += 1;
+                }
+                end
+            };
+        let last_row = candidates[end - 1] as usize;
+        let first_row = codes.sums(first_block * BLOCK_ROWS..last_row + 1, &tables, &mut sums);
+        stats.fast_scanned += sums.len() as u64;
+        for &row in &candidates[next..end] {
+            let sum = sums[row as usize - first_row];
+            if sum >= worst_sum {
+                continue;
+            }
+            kept.push((u64::from(sum) << 32) | u64::from(row));
+            if kept.len() > keep {
+                kept.pop();
+            }
+            if kept.len() == keep {
+                worst_sum = kept.peek().map_or(u32::MAX, |&worst| (worst >> 32) as u32);
+            }
+        }
+        next = end;
+    }
+    let mut rows: Vec<u32> = kept.into_iter().map(|key| key as u32).collect();
+    // Ascending rows walk the vectors forward.
+    rows.sort_unstable();
+    stats.reranked = rows.len() as u64;
+    score_directly(partition, query, &rows)
 }
 
 /// VA-file phase 2: visit by lower bound, stop once the bound passes the k-th exact distance.
