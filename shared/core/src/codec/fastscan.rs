@@ -136,24 +136,30 @@ impl FastScanCodes {
     /// `inner_product` the estimate is of `-q·x`, otherwise of `‖q - x‖²`.
     pub fn tables(&self, query: &[f32], inner_product: bool) -> FastScanTables {
         let dim = self.lows.len();
-        let mut terms = vec![0f32; dim * CELLS];
+        let term = |d: usize, cell: usize| -> f32 {
+            let midpoint = self.lows[d] + (cell as f32 + 0.5) * self.steps[d];
+            if inner_product {
+                -query[d] * midpoint
+            } else {
+                (query[d] - midpoint) * (query[d] - midpoint)
+            }
+        };
+        // Per dimension, the least and the greatest term, found without visiting every cell:
+        // an inner-product term is linear in the cell, so both are at the ends; an L2 term is
+        // convex, so the greatest is at an end and the least at the cell holding the query.
+        let mut least = vec![0f32; dim];
         let mut bias = 0f32;
         let mut widest = 0f32;
-        for (d, cell_terms) in terms.chunks_exact_mut(CELLS).enumerate() {
-            let q = query[d];
-            for (cell, term) in cell_terms.iter_mut().enumerate() {
-                let midpoint = self.lows[d] + (cell as f32 + 0.5) * self.steps[d];
-                *term = if inner_product {
-                    -q * midpoint
-                } else {
-                    (q - midpoint) * (q - midpoint)
-                };
-            }
-            let low = cell_terms.iter().copied().fold(f32::INFINITY, f32::min);
-            let high = cell_terms.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            cell_terms.iter_mut().for_each(|term| *term -= low);
-            bias += low;
-            widest = widest.max(high - low);
+        for (d, least) in least.iter_mut().enumerate() {
+            let (first, last) = (term(d, 0), term(d, CELLS - 1));
+            *least = if inner_product {
+                first.min(last)
+            } else {
+                let cell = cell_of(query[d], self.lows[d], self.steps[d]);
+                term(d, usize::from(cell)).min(first).min(last)
+            };
+            bias += *least;
+            widest = widest.max(first.max(last) - *least);
         }
         let scale = if widest.is_finite() && widest > 0.0 {
             255.0 / widest
@@ -161,8 +167,24 @@ impl FastScanCodes {
             1.0
         };
         let mut entries = vec![0u8; fastscan_block_bytes(dim)];
-        for (entry, &term) in entries.iter_mut().zip(&terms) {
-            *entry = (term * scale).round().clamp(0.0, 255.0) as u8;
+        // Terms are at least -ulp after the shift; adding one half and truncating (saturating
+        // at 0 and 255) rounds, and vectorises where `f32::round` is a libm call. The two
+        // metric families get their own loops so that each is branch-free.
+        let cells = entries.chunks_exact_mut(CELLS).take(dim);
+        let dims = query.iter().zip(&self.lows).zip(&self.steps).zip(&least);
+        for (dim_entries, (((&q, &low), &step), &least)) in cells.zip(dims) {
+            let shift = least - 0.5 / scale;
+            if inner_product {
+                for (cell, entry) in dim_entries.iter_mut().enumerate() {
+                    let midpoint = low + (cell as f32 + 0.5) * step;
+                    *entry = ((-q * midpoint - shift) * scale).min(255.0) as u8;
+                }
+            } else {
+                for (cell, entry) in dim_entries.iter_mut().enumerate() {
+                    let midpoint = low + (cell as f32 + 0.5) * step;
+                    *entry = (((q - midpoint) * (q - midpoint) - shift) * scale).min(255.0) as u8;
+                }
+            }
         }
         FastScanTables {
             entries,
