@@ -63,16 +63,18 @@ fn assert_same(a: &PartitionData, b: &PartitionData) {
         column_bits(&b.attributes.columns)
     );
     assert_eq!(a.schema, b.schema);
-    assert_eq!(bits(&a.pca.mean), bits(&b.pca.mean));
-    assert_eq!(bits(&a.pca.components), bits(&b.pca.components));
-    assert_eq!(bits(&a.pca.variances), bits(&b.pca.variances));
-    assert_eq!(a.osq.bits, b.osq.bits);
-    assert_eq!(bits(&a.osq.boundaries), bits(&b.osq.boundaries));
-    assert_eq!(a.layout, b.layout);
-    assert_eq!(a.planes, b.planes);
-    assert_eq!(a.num_sign_bits, b.num_sign_bits);
-    assert_eq!(a.sign_codes, b.sign_codes);
-    assert_eq!(bits(&a.sign_norms), bits(&b.sign_norms));
+    let (a_codes, b_codes) = (a.quantized.as_ref().unwrap(), b.quantized.as_ref().unwrap());
+    assert_eq!(bits(&a_codes.pca.mean), bits(&b_codes.pca.mean));
+    assert_eq!(bits(&a_codes.pca.components), bits(&b_codes.pca.components));
+    assert_eq!(bits(&a_codes.pca.variances), bits(&b_codes.pca.variances));
+    assert_eq!(a_codes.osq.bits, b_codes.osq.bits);
+    assert_eq!(bits(&a_codes.osq.boundaries), bits(&b_codes.osq.boundaries));
+    assert_eq!(a_codes.layout, b_codes.layout);
+    assert_eq!(a_codes.planes, b_codes.planes);
+    assert_eq!(a_codes.num_sign_bits, b_codes.num_sign_bits);
+    assert_eq!(a_codes.sign_codes, b_codes.sign_codes);
+    assert_eq!(bits(&a_codes.sign_norms), bits(&b_codes.sign_norms));
+    assert_eq!(a.fastscan, b.fastscan);
 }
 
 /// Searches with a constant vector and with the first stored vector (when a client could send

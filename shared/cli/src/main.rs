@@ -689,7 +689,11 @@ async fn run_inspect(args: InspectArgs) -> Result<()> {
     let mut partitions = Vec::new();
     for entry in &manifest.partitions {
         let data: Arc<PartitionData> = index.partition(entry.id).await?;
-        let bits = &data.osq.bits;
+        // Whole partitions loaded from storage always carry their quantized codes.
+        let codes = data.quantized.as_ref().ok_or_else(|| {
+            Error::internal(format!("partition {} has no quantized codes", entry.id))
+        })?;
+        let bits = &codes.osq.bits;
         let coded = bits.iter().filter(|&&b| b > 0).count();
         let max_bits = bits.iter().copied().max().unwrap_or(0);
         partitions.push(json!({
@@ -697,10 +701,11 @@ async fn run_inspect(args: InspectArgs) -> Result<()> {
             "key": entry.key,
             "vectors": entry.num_vectors,
             "size_bytes": entry.size_bytes,
-            "code_bits": data.osq.total_bits(),
+            "code_bits": codes.osq.total_bits(),
             "coded_dims": coded,
             "max_bits_per_dim": max_bits,
-            "sign_bits": data.num_sign_bits,
+            "sign_bits": codes.num_sign_bits,
+            "fastscan_bytes": data.fastscan.as_ref().map_or(0, |codes| codes.codes.len()),
             "bits_per_dim": bits,
         }));
     }

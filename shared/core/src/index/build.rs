@@ -16,7 +16,7 @@ use crate::filter::AttributeQuantizer;
 use crate::format::FORMAT_VERSION;
 use crate::index::clusters::{cluster_partition, DEFAULT_CLUSTER_ROWS};
 use crate::index::objects::{
-    ClusterDirectory, CoordinatorData, Manifest, PartitionData, PartitionEntry,
+    ClusterDirectory, CoordinatorData, Manifest, PartitionData, PartitionEntry, QuantizedCodes,
 };
 use crate::linalg::{balanced_kmeans, BalancedKMeansParams, Pca};
 use crate::metric::{normalize_in_place, Metric};
@@ -313,13 +313,15 @@ fn build_partition(
         vectors: partition_vectors,
         attributes: input.attributes.select_rows(rows),
         schema: input.schema.clone(),
-        pca,
-        osq,
-        layout,
-        planes,
-        num_sign_bits,
-        sign_codes,
-        sign_norms,
+        quantized: Some(QuantizedCodes {
+            pca,
+            osq,
+            layout,
+            planes,
+            num_sign_bits,
+            sign_codes,
+            sign_norms,
+        }),
         sorted_attributes: crate::filter::SortedColumns::new(input.schema.num_columns()),
         clusters,
         fastscan,

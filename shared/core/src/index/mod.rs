@@ -23,5 +23,6 @@ pub use build::{build_index, BuildInput, BuildParams, BuildProgress, BuildSummar
 pub use clusters::FineClusters;
 pub use names::{validate_index_name, MAX_INDEX_NAME_LEN};
 pub use objects::{
-    ClusterDirectory, CoordinatorData, Manifest, PartitionData, PartitionEntry, MANIFEST_KEY,
+    segment_rows_per_chunk, ClusterDirectory, CoordinatorData, Manifest, PartitionData,
+    PartitionEntry, QuantizedCodes, MANIFEST_KEY,
 };

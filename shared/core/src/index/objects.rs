@@ -20,9 +20,17 @@ pub const MANIFEST_KEY: &str = "manifest.sqsh";
 /// The largest bits-per-dimension budget a build accepts (a code is at most one byte).
 const MAX_BITS_PER_DIM_BUDGET: f32 = 8.0;
 
-/// Raw rows per compressed block of full-precision vectors: about 1 MiB, so a reader that
-/// re-ranks a few hundred vectors can fetch only the blocks holding them.
-const VECTOR_CHUNK_BYTES: usize = 1 << 20;
+/// Bytes of vectors per chunk of a segment's row arrays, about: small enough that reading the
+/// rows of a few fine clusters by range fetches little else, large enough that a partition of
+/// 50,000 rows keeps its table of contents within the 64 KiB a reader takes from the end.
+const ROW_CHUNK_VECTOR_BYTES: usize = 64 * 1024;
+
+/// Returns the rows per chunk of a segment's row arrays for vectors of `dim` dimensions:
+/// about [`ROW_CHUNK_VECTOR_BYTES`] of vectors, a multiple of 32 (a fast-scan block), at least
+/// 32.
+pub fn segment_rows_per_chunk(dim: usize) -> usize {
+    (ROW_CHUNK_VECTOR_BYTES / (dim.max(1) * 4)).max(32) / 32 * 32
+}
 
 /// One partition as the manifest lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -399,6 +407,42 @@ struct SegmentMeta {
     schema: AttributeSchema,
 }
 
+/// The quantized representation of a partition's rows (SQUASH's OSQ codes and the sign codes
+/// of the Hamming pre-filter), in the coordinates of the partition's own PCA.
+#[derive(Debug, Clone)]
+pub struct QuantizedCodes {
+    /// Local PCA of the partition.
+    pub pca: Pca,
+    /// OSQ quantizer.
+    pub osq: OsqQuantizer,
+    /// Layout derived from `osq`.
+    pub layout: OsqLayout,
+    /// Packed OSQ codes, plane-major.
+    pub planes: Vec<u8>,
+    /// Sign bits per vector.
+    pub num_sign_bits: usize,
+    /// Sign codes, row-major, `words_for_bits(num_sign_bits)` words per vector.
+    pub sign_codes: Vec<u64>,
+    /// Per vector, `[‖z_s‖, ‖z_r‖²]`: the norm of its rotated, centered coordinates inside the
+    /// sign subspace and the squared norm outside it; they turn a Hamming distance into a
+    /// distance estimate.
+    pub sign_norms: Vec<f32>,
+}
+
+impl QuantizedCodes {
+    /// Returns the heap bytes the codes and the PCA hold.
+    pub fn memory_bytes(&self) -> usize {
+        let pca_bytes =
+            (self.pca.mean.len() + self.pca.components.len() + self.pca.variances.len()) * 4;
+        let osq_bytes = self.osq.bits.len() + self.osq.boundaries.len() * 4;
+        pca_bytes
+            + osq_bytes
+            + self.planes.len()
+            + self.sign_codes.len() * 8
+            + self.sign_norms.len() * 4
+    }
+}
+
 /// One partition, decoded: everything a worker needs to search it.
 #[derive(Debug, Clone)]
 pub struct PartitionData {
@@ -416,22 +460,10 @@ pub struct PartitionData {
     pub attributes: AttributeTable,
     /// Attribute schema.
     pub schema: AttributeSchema,
-    /// Local PCA of the partition.
-    pub pca: Pca,
-    /// OSQ quantizer.
-    pub osq: OsqQuantizer,
-    /// Layout derived from `osq`.
-    pub layout: OsqLayout,
-    /// Packed OSQ codes, plane-major.
-    pub planes: Vec<u8>,
-    /// Sign bits per vector.
-    pub num_sign_bits: usize,
-    /// Sign codes, row-major, `words_for_bits(num_sign_bits)` words per vector.
-    pub sign_codes: Vec<u64>,
-    /// Per vector, `[‖z_s‖, ‖z_r‖²]`: the norm of its rotated, centered coordinates inside the
-    /// sign subspace and the squared norm outside it; they turn a Hamming distance into a
-    /// distance estimate.
-    pub sign_norms: Vec<f32>,
+    /// The OSQ and sign codes with the partition's PCA; `None` in a partition read by range
+    /// (its probed rows only: plane-major codes cannot be read by row), which scores by the
+    /// other methods.
+    pub quantized: Option<QuantizedCodes>,
     /// Fine clusters: contiguous row ranges and their centroids.
     pub clusters: FineClusters,
     /// 4-bit fast-scan codes of the vectors; `None` in segments written before they existed,
@@ -458,17 +490,10 @@ impl PartitionData {
             .iter()
             .map(|column| column.len() * std::mem::size_of::<f64>())
             .sum();
-        let pca_bytes =
-            (self.pca.mean.len() + self.pca.components.len() + self.pca.variances.len()) * 4;
-        let osq_bytes = self.osq.bits.len() + self.osq.boundaries.len() * 4;
         self.ids.len() * 8
             + self.vectors.len() * 4
             + attribute_bytes
-            + pca_bytes
-            + osq_bytes
-            + self.planes.len()
-            + self.sign_codes.len() * 8
-            + self.sign_norms.len() * 4
+            + self.quantized.as_ref().map_or(0, QuantizedCodes::memory_bytes)
             + self.clusters.sizes.len() * 8
             + self.clusters.centroids.len() * 4
             + self.fastscan.as_ref().map_or(0, FastScanCodes::memory_bytes)
@@ -479,33 +504,32 @@ impl PartitionData {
     }
 
     /// Returns the segment object's bytes.
+    ///
+    /// Layout for readers by range: the blocks a cold reader needs first (meta, fine clusters,
+    /// fast-scan cells) lead the object, so one ranged read covers them; the row arrays (ids,
+    /// attributes, vectors) are chunks of [`segment_rows_per_chunk`] rows, so the rows of a
+    /// few clusters are a few ranged reads. Fails for a partition read by range (it has no
+    /// quantized codes to write).
     pub fn encode(&self) -> Result<Vec<u8>> {
+        let Some(quantized) = &self.quantized else {
+            return Err(Error::invalid(
+                "segment",
+                "a partition read by range holds only some rows and cannot be written",
+            ));
+        };
         let meta = SegmentMeta {
             partition: self.partition,
             num_vectors: self.num_vectors(),
             dim: self.dim,
             metric: self.metric,
-            num_sign_bits: self.num_sign_bits,
-            osq: self.osq.clone(),
+            num_sign_bits: quantized.num_sign_bits,
+            osq: quantized.osq.clone(),
             schema: self.schema.clone(),
         };
         let mut writer = ContainerWriter::new(ObjectKind::Segment);
         let json = serde_json::to_vec(&meta)
             .map_err(|e| Error::invalid("segment", format!("cannot encode metadata: {e}")))?;
         writer.add_block("meta", &json)?;
-        writer.add_block("pca.mean", &format::f32s_to_le_bytes(&self.pca.mean))?;
-        writer.add_block(
-            "pca.components",
-            &format::f32s_to_le_bytes(&self.pca.components),
-        )?;
-        writer.add_block(
-            "pca.variances",
-            &format::f32s_to_le_bytes(&self.pca.variances),
-        )?;
-        writer.add_block("ids", &format::u64s_to_le_bytes(&self.ids))?;
-        writer.add_block("osq.planes", &self.planes)?;
-        writer.add_block("sign_codes", &format::u64s_to_le_bytes(&self.sign_codes))?;
-        writer.add_block("sign_norms", &format::f32s_to_le_bytes(&self.sign_norms))?;
         writer.add_block(
             "clusters.sizes",
             &format::u64s_to_le_bytes(&self.clusters.sizes),
@@ -519,21 +543,45 @@ impl PartitionData {
         if let Some(fastscan) = &self.fastscan {
             writer.add_block("fastscan.lows", &format::f32s_to_le_bytes(&fastscan.lows))?;
             writer.add_block("fastscan.steps", &format::f32s_to_le_bytes(&fastscan.steps))?;
+        }
+        let pca = &quantized.pca;
+        writer.add_block("pca.mean", &format::f32s_to_le_bytes(&pca.mean))?;
+        writer.add_block("pca.components", &format::f32s_to_le_bytes(&pca.components))?;
+        writer.add_block("pca.variances", &format::f32s_to_le_bytes(&pca.variances))?;
+        writer.add_block("osq.planes", &quantized.planes)?;
+        writer.add_block(
+            "sign_codes",
+            &format::u64s_to_le_bytes(&quantized.sign_codes),
+        )?;
+        writer.add_block(
+            "sign_norms",
+            &format::f32s_to_le_bytes(&quantized.sign_norms),
+        )?;
+        if let Some(fastscan) = &self.fastscan {
             writer.add_block("fastscan.codes", &fastscan.codes)?;
         }
+        let rows_per_chunk = segment_rows_per_chunk(self.dim);
+        writer.add_rows(
+            "ids",
+            &format::u64s_to_le_bytes(&self.ids),
+            8,
+            rows_per_chunk * 8,
+        )?;
         for (column, values) in self.attributes.columns.iter().enumerate() {
             let bits: Vec<u64> = values.iter().map(|v| v.to_bits()).collect();
-            writer.add_block(
+            writer.add_rows(
                 &format!("attributes.{column}"),
                 &format::u64s_to_le_bytes(&bits),
+                8,
+                rows_per_chunk * 8,
             )?;
         }
-        let row_len_bytes = self.dim * 4;
+        let row_len_bytes = self.dim.max(1) * 4;
         writer.add_rows(
             "vectors",
             &format::f32s_to_le_bytes(&self.vectors),
             row_len_bytes,
-            VECTOR_CHUNK_BYTES.max(row_len_bytes),
+            rows_per_chunk * row_len_bytes,
         )?;
         writer.finish()
     }
@@ -577,7 +625,7 @@ impl PartitionData {
             product("pca.components", dim, dim)?,
         )?;
         expect_len("pca.variances", variances.len(), dim)?;
-        let ids = format::le_bytes_to_u64s(object, "ids", &container.block("ids")?)?;
+        let ids = format::le_bytes_to_u64s(object, "ids", &block_or_rows(&container, "ids")?)?;
         expect_len("ids", ids.len(), n)?;
         let vectors = format::le_bytes_to_f32s(object, "vectors", &container.rows("vectors")?)?;
         expect_len("vectors", vectors.len(), product("vectors", n, dim)?)?;
@@ -620,7 +668,7 @@ impl PartitionData {
         let mut columns = Vec::with_capacity(meta.schema.num_columns());
         for column in 0..meta.schema.num_columns() {
             let name = format!("attributes.{column}");
-            let bits = format::le_bytes_to_u64s(object, &name, &container.block(&name)?)?;
+            let bits = format::le_bytes_to_u64s(object, &name, &block_or_rows(&container, &name)?)?;
             expect_len(&name, bits.len(), n)?;
             columns.push(bits.into_iter().map(f64::from_bits).collect());
         }
@@ -636,22 +684,34 @@ impl PartitionData {
                 columns,
             },
             schema: meta.schema,
-            pca: Pca {
-                dim,
-                mean,
-                components,
-                variances,
-            },
-            osq: meta.osq,
-            layout,
-            planes,
-            num_sign_bits: meta.num_sign_bits,
-            sign_codes,
-            sign_norms,
+            quantized: Some(QuantizedCodes {
+                pca: Pca {
+                    dim,
+                    mean,
+                    components,
+                    variances,
+                },
+                osq: meta.osq,
+                layout,
+                planes,
+                num_sign_bits: meta.num_sign_bits,
+                sign_codes,
+                sign_norms,
+            }),
             sorted_attributes: SortedColumns::new(columns_len),
             clusters,
             fastscan,
         })
+    }
+}
+
+/// Returns the decoded row array `name`: one block in segments written before row arrays were
+/// chunked, chunks `name.0`, `name.1`, ... since.
+fn block_or_rows(container: &Container, name: &str) -> Result<Vec<u8>> {
+    if container.toc().entry(name).is_some() {
+        container.block(name)
+    } else {
+        container.rows(name)
     }
 }
 

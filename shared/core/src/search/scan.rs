@@ -26,7 +26,7 @@ use std::time::Instant;
 use crate::codec::sign;
 use crate::error::{Error, Result};
 use crate::filter::Filter;
-use crate::index::PartitionData;
+use crate::index::{PartitionData, QuantizedCodes};
 use crate::metric::normalize_in_place;
 use crate::protocol::{
     FailureKind, Hit, PartitionOutcome, PartitionTask, QueryHits, ScanStats, SearchKnobs,
@@ -130,25 +130,25 @@ struct QueryTables {
     sign_subspace_norm: f32,
 }
 
-fn query_tables(partition: &PartitionData, query: &[f32]) -> QueryTables {
+fn query_tables(partition: &PartitionData, codes: &QuantizedCodes, query: &[f32]) -> QueryTables {
     let dim = partition.dim;
-    let num_sign_bits = partition.num_sign_bits;
-    let mut table = vec![0f32; partition.layout.table_len];
+    let num_sign_bits = codes.num_sign_bits;
+    let mut table = vec![0f32; codes.layout.table_len];
     let mut sign_code = vec![0u64; sign::words_for_bits(num_sign_bits)];
     let mut coordinates = vec![0f32; dim];
     let constant = if partition.metric.uses_inner_product() {
         // q·x = q·mean + (R q)·(R (x - mean)) for the orthonormal rotation R.
-        partition.pca.rotate(query, &mut coordinates);
+        codes.pca.rotate(query, &mut coordinates);
         let base =
-            partition.metric.inner_product_offset() - kernels::dot_f32(query, &partition.pca.mean);
-        base + partition
+            partition.metric.inner_product_offset() - kernels::dot_f32(query, &codes.pca.mean);
+        base + codes
             .osq
-            .ip_lower_bound_table(&partition.layout, &coordinates, &mut table)
+            .ip_lower_bound_table(&codes.layout, &coordinates, &mut table)
     } else {
-        partition.pca.project(query, &mut coordinates);
-        partition
+        codes.pca.project(query, &mut coordinates);
+        codes
             .osq
-            .l2_lower_bound_table(&partition.layout, &coordinates, &mut table)
+            .l2_lower_bound_table(&codes.layout, &coordinates, &mut table)
     };
     sign::encode_sign(&coordinates, num_sign_bits, &mut sign_code);
     let sign_subspace_norm = coordinates[..num_sign_bits.min(dim)]
@@ -169,21 +169,21 @@ fn query_tables(partition: &PartitionData, query: &[f32]) -> QueryTables {
 /// with the stored norms (`‖q−z‖² ≈ ‖z_s‖² + ‖z_r‖² − 2‖q_s‖‖z_s‖cos θ` up to terms equal
 /// for all candidates; `−q·z ≈ −‖q_s‖‖z_s‖cos θ`). Plain Hamming ignores norms and ranks
 /// badly when a filter leaves only far candidates, whose norms decide their order.
-fn sign_estimates(partition: &PartitionData, tables: &QueryTables, rows: &[u32]) -> Vec<f32> {
+fn sign_estimates(
+    partition: &PartitionData,
+    codes: &QuantizedCodes,
+    tables: &QueryTables,
+    rows: &[u32],
+) -> Vec<f32> {
     let mut distances = vec![0u32; rows.len()];
-    kernels::hamming_distances_gather(
-        &tables.sign_code,
-        &partition.sign_codes,
-        rows,
-        &mut distances,
-    );
-    let cosines = sign::angle_cosines(partition.num_sign_bits);
+    kernels::hamming_distances_gather(&tables.sign_code, &codes.sign_codes, rows, &mut distances);
+    let cosines = sign::angle_cosines(codes.num_sign_bits);
     let query_norm = tables.sign_subspace_norm;
     let inner_product = partition.metric.uses_inner_product();
     rows.iter()
         .zip(&distances)
         .map(|(&row, &hamming)| {
-            let norms = &partition.sign_norms[2 * row as usize..][..2];
+            let norms = &codes.sign_norms[2 * row as usize..][..2];
             let cosine = cosines[(hamming as usize).min(cosines.len() - 1)];
             let aligned = query_norm * norms[0] * cosine;
             if inner_product {
@@ -262,7 +262,7 @@ pub enum ScanMethod {
     /// full vectors (approximate mode, segments with fast-scan codes; otherwise `Direct`).
     FastScan,
     /// Sign-code prune, OSQ lower bounds, exact re-rank (or the lower-bound ordered scan in
-    /// exact mode).
+    /// exact mode); `Direct` for a partition read by range, which has no quantized codes.
     Quantized,
 }
 
@@ -297,21 +297,21 @@ pub fn search_partition_using(
         return (Vec::new(), stats);
     }
     let method = method_opt.unwrap_or_else(|| cheaper_method(partition, query, &candidates));
-    let method = match (method, &partition.fastscan) {
-        (ScanMethod::FastScan, Some(codes)) if !query.knobs.exact => {
-            let best = fast_scan(partition, codes, query, &candidates, &mut stats);
+    let codes = match (method, &partition.fastscan, &partition.quantized) {
+        (ScanMethod::FastScan, Some(fastscan), _) if !query.knobs.exact => {
+            let best = fast_scan(partition, fastscan, query, &candidates, &mut stats);
             return (to_hits(partition, &best, query.include_attributes), stats);
         }
-        (ScanMethod::FastScan, _) => ScanMethod::Direct,
-        (method, _) => method,
+        (ScanMethod::Quantized, _, Some(codes)) => Some(codes),
+        _ => None,
     };
-    if method == ScanMethod::Direct {
+    let Some(codes) = codes else {
         let best = score_directly(partition, query, &candidates);
         stats.scored_directly = candidates.len() as u64;
         stats.reranked = candidates.len() as u64;
         return (to_hits(partition, &best, query.include_attributes), stats);
-    }
-    let tables = query_tables(partition, &query.vector);
+    };
+    let tables = query_tables(partition, codes, &query.vector);
     let rerank_depth = query.k.saturating_mul(query.knobs.rerank_factor);
 
     // Hamming pre-filter (approximate mode only).
@@ -319,7 +319,7 @@ pub fn search_partition_using(
     if !query.knobs.exact && !tables.sign_code.is_empty() {
         let keep = hamming_kept(survivors.len(), query.knobs.hamming_keep, rerank_depth);
         if keep < survivors.len() {
-            let estimates = sign_estimates(partition, &tables, &survivors);
+            let estimates = sign_estimates(partition, codes, &tables, &survivors);
             survivors = smallest_in_order(&survivors, &estimates, keep);
         }
     }
@@ -328,9 +328,9 @@ pub fn search_partition_using(
     // OSQ lower bounds.
     let mut bounds = vec![0f32; survivors.len()];
     kernels::adc_lower_bounds(
-        &partition.planes,
+        &codes.planes,
         num_vectors,
-        &partition.layout.slots,
+        &codes.layout.slots,
         &tables.table,
         &survivors,
         &mut bounds,
@@ -436,6 +436,9 @@ fn quantized_or_direct(
     query: &PreparedQuery,
     num_candidates: usize,
 ) -> ScanMethod {
+    let Some(codes) = &partition.quantized else {
+        return ScanMethod::Direct;
+    };
     let dim = partition.dim;
     let rerank_depth = query.k.saturating_mul(query.knobs.rerank_factor);
     let kept = if query.knobs.exact {
@@ -449,7 +452,7 @@ fn quantized_or_direct(
         .saturating_mul(QUERY_TABLE_COST_PER_DIM_SQUARED)
         .saturating_add(num_candidates.saturating_mul(SIGN_ROW_COST))
         .saturating_add(
-            kept.saturating_mul(partition.layout.num_planes)
+            kept.saturating_mul(codes.layout.num_planes)
                 .saturating_mul(ADC_PLANE_COST),
         )
         .saturating_add(rerank_depth.min(kept).saturating_mul(dim));
