@@ -300,6 +300,10 @@ pub struct PartitionTask {
     pub partition: u32,
     /// Positions in [`WorkerRequest::queries`].
     pub queries: Vec<u32>,
+    /// Size of the partition's segment object, from the manifest: a cold worker that knows it
+    /// can read the probed clusters by byte range instead of the whole object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_bytes: Option<u64>,
 }
 
 /// One node of the invocation tree below a worker: the function (worker slot) to invoke, the
@@ -689,12 +693,14 @@ mod tests {
             tasks: vec![PartitionTask {
                 partition: 4,
                 queries: vec![0],
+                object_bytes: None,
             }],
             children: vec![TreeNode {
                 function: "worker-1".into(),
                 tasks: vec![PartitionTask {
                     partition: 2,
                     queries: vec![0],
+                    object_bytes: None,
                 }],
                 children: vec![],
             }],

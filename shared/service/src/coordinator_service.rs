@@ -446,7 +446,15 @@ impl CoordinatorService {
         let mut refresh = false;
         loop {
             let opened = self.open(name, refresh, &mut reads).await?;
-            let plan = plan_batch(&opened.coordinator, requests)?;
+            let mut plan = plan_batch(&opened.coordinator, requests)?;
+            for task in &mut plan.tasks {
+                task.object_bytes = opened
+                    .manifest
+                    .partitions
+                    .iter()
+                    .find(|entry| entry.id == task.partition)
+                    .map(|entry| entry.size_bytes);
+            }
             self.config.limits.check(
                 &plan,
                 &opened.coordinator.schema,

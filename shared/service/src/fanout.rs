@@ -370,6 +370,7 @@ mod tests {
                 tasks: vec![PartitionTask {
                     partition: 7,
                     queries: vec![0],
+                    object_bytes: None,
                 }],
                 children: Vec::new(),
             }],

@@ -167,6 +167,7 @@ pub fn child_request(
                         .iter()
                         .map(|&q| new_position[q as usize])
                         .collect(),
+                    object_bytes: task.object_bytes,
                 })
                 .collect(),
             children: node
@@ -200,6 +201,7 @@ mod tests {
         PartitionTask {
             partition,
             queries: queries.to_vec(),
+            object_bytes: None,
         }
     }
 

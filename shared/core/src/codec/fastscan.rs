@@ -75,6 +75,18 @@ impl FastScanCodes {
         lows.iter_mut()
             .filter(|low| !low.is_finite())
             .for_each(|low| *low = 0.0);
+        FastScanCodes::encode_with_cells(lows, steps, vectors, dim)
+    }
+
+    /// Encodes `vectors` with given cells (`lows` and `steps`, one per dimension): a reader of
+    /// some rows re-derives exactly the codes the whole partition stores for them.
+    pub fn encode_with_cells(
+        lows: Vec<f32>,
+        steps: Vec<f32>,
+        vectors: &[f32],
+        dim: usize,
+    ) -> FastScanCodes {
+        let num_rows = vectors.len().checked_div(dim).unwrap_or(0);
         let block_bytes = fastscan_block_bytes(dim);
         let num_blocks = num_rows.div_ceil(FASTSCAN_BLOCK_ROWS);
         let mut codes = vec![0u8; num_blocks * block_bytes];

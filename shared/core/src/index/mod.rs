@@ -18,6 +18,7 @@ pub mod build;
 pub mod clusters;
 pub mod names;
 pub mod objects;
+pub mod ranged;
 
 pub use build::{build_index, BuildInput, BuildParams, BuildProgress, BuildSummary};
 pub use clusters::FineClusters;

@@ -397,14 +397,14 @@ impl CoordinatorData {
 
 /// Small segment metadata stored as JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct SegmentMeta {
-    partition: u32,
-    num_vectors: usize,
-    dim: usize,
-    metric: Metric,
-    num_sign_bits: usize,
-    osq: OsqQuantizer,
-    schema: AttributeSchema,
+pub(crate) struct SegmentMeta {
+    pub(crate) partition: u32,
+    pub(crate) num_vectors: usize,
+    pub(crate) dim: usize,
+    pub(crate) metric: Metric,
+    pub(crate) num_sign_bits: usize,
+    pub(crate) osq: OsqQuantizer,
+    pub(crate) schema: AttributeSchema,
 }
 
 /// The quantized representation of a partition's rows (SQUASH's OSQ codes and the sign codes

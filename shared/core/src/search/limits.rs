@@ -317,10 +317,12 @@ mod tests {
                 PartitionTask {
                     partition: 0,
                     queries: (0..20).collect(),
+                    object_bytes: None,
                 },
                 PartitionTask {
                     partition: 1,
                     queries: (0..20).collect(),
+                    object_bytes: None,
                 },
             ]
         };

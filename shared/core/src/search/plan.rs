@@ -261,6 +261,7 @@ pub fn plan_batch(coordinator: &CoordinatorData, requests: &[QueryRequest]) -> R
         .map(|(partition, queries)| PartitionTask {
             partition: partition as u32,
             queries,
+            object_bytes: None,
         })
         .collect();
     Ok(BatchPlan {
