@@ -253,7 +253,7 @@ fn bad_ranges_and_missing_reads_are_errors() {
     let head_range = SegmentHead::head_range(&toc).unwrap();
     let head = SegmentHead::decode(key, toc, &read(bytes, head_range)).unwrap();
     // Part of a fine cluster is refused.
-    let partial = [0..3];
+    let partial = std::iter::once(0..3).collect::<Vec<_>>();
     let reads: Vec<(Range<u64>, Vec<u8>)> = head
         .row_reads(&partial)
         .unwrap()
