@@ -247,8 +247,8 @@ pub struct ScanStats {
     /// cheaper than the quantized stages (which then did not run).
     #[serde(default)]
     pub scored_directly: u64,
-    /// Rows whose 4-bit fast-scan estimate was computed (whole 32-row blocks holding a
-    /// candidate).
+    /// Candidates ranked by their 4-bit fast-scan estimate (the kernel sums whole 32-row
+    /// blocks, so it reads the codes of some neighbouring rows too).
     #[serde(default)]
     pub fast_scanned: u64,
     /// Candidates kept by the Hamming pre-filter.
@@ -460,6 +460,10 @@ pub struct InvocationStats {
     pub store_get_requests: u32,
     /// Bytes those GET requests returned.
     pub store_bytes_fetched: u64,
+    /// Cold partitions read by byte range (only the fine clusters the queries probe) instead
+    /// of whole; they are not cached.
+    #[serde(default)]
+    pub partitions_read_by_range: u32,
     /// Milliseconds spent fetching and decoding partitions.
     pub load_ms: f64,
     /// Milliseconds spent searching partitions.
@@ -516,6 +520,9 @@ pub struct ExecutionStats {
     pub cache_hits: u32,
     /// Partitions loaded from the store by workers.
     pub cache_misses: u32,
+    /// Of those, partitions read by byte range (their probed fine clusters only).
+    #[serde(default)]
+    pub partitions_read_by_range: u32,
     /// GET requests sent to the store, coordinator and workers.
     pub store_get_requests: u32,
     /// Bytes returned by those requests.

@@ -605,6 +605,7 @@ fn add_worker_stats(execution: &mut ExecutionStats, workers: Vec<InvocationStats
         execution.worker_cold_starts += u32::from(worker.cold_start);
         execution.cache_hits += worker.cache_hits;
         execution.cache_misses += worker.cache_misses;
+        execution.partitions_read_by_range += worker.partitions_read_by_range;
         execution.store_get_requests += worker.store_get_requests;
         execution.store_bytes_fetched += worker.store_bytes_fetched;
         execution.worker_load_ms += worker.load_ms;

@@ -162,6 +162,7 @@ impl EmbeddedIndex {
                 &self.name,
                 &self.manifest.index_version,
                 partition_ids,
+                &HashMap::new(),
                 &mut stats,
             )
             .await;

@@ -14,10 +14,12 @@ use tokio::task::JoinSet;
 
 use squash_core::error::{Error, Result};
 use squash_core::index::build::partition_key;
+use squash_core::index::ranged::{self, SegmentHead};
 use squash_core::index::{validate_index_name, PartitionData};
+use squash_core::metric::normalize_in_place;
 use squash_core::protocol::{
-    FailedPartition, FailureKind, InvocationStats, PartitionOutcome, WorkerRequest, WorkerResponse,
-    PROTOCOL_VERSION,
+    FailedPartition, FailureKind, InvocationStats, PartitionOutcome, PartitionTask, WorkerRequest,
+    WorkerResponse, PROTOCOL_VERSION,
 };
 use squash_core::search::limits::hits_json_bytes;
 use squash_core::search::search_tasks;
@@ -181,6 +183,7 @@ impl WorkerService {
             partitions = stats.partitions_searched,
             cache_hits = stats.cache_hits,
             cache_misses = stats.cache_misses,
+            read_by_range = stats.partitions_read_by_range,
             bytes_fetched = stats.store_bytes_fetched,
             duration_ms = stats.duration_ms,
             "worker answered"
@@ -192,11 +195,16 @@ impl WorkerService {
     /// and decoded (concurrently) and then cached. This is the one partition loader: the
     /// worker's search and the embedded mode's warm-up both come through it. Partitions that
     /// could not be loaded are returned as failures, and the reads are counted in `stats`.
+    ///
+    /// A cold partition listed in `by_range` is read by byte range the first time it is asked
+    /// for (`index/ranged.rs`: only the fine clusters its queries probe, not cached), and whole
+    /// from the next time on ([`PartitionCache::first_ranged_read`]).
     pub async fn load_partitions(
         &self,
         index: &str,
         index_version: &str,
         partition_ids: &[u32],
+        by_range: &HashMap<u32, RangedRead>,
         stats: &mut InvocationStats,
     ) -> (HashMap<u32, Arc<PartitionData>>, Vec<FailedPartition>) {
         let mut loaded: HashMap<u32, Arc<PartitionData>> = HashMap::new();
@@ -212,37 +220,44 @@ impl WorkerService {
                 Ok(None) | Err(_) => {
                     stats.cache_misses += 1;
                     let root = Arc::clone(&self.root);
-                    loads.spawn(async move {
-                        let fetched = root.get(&key).await;
-                        let num_bytes = fetched.as_ref().map(|b| b.len() as u64).unwrap_or(0);
-                        let decoded = match fetched {
-                            Ok(bytes) => decode_partition(key.clone(), bytes, partition_id).await,
-                            Err(error) => Err(error),
-                        };
-                        (partition_id, key, num_bytes, decoded)
-                    });
+                    match by_range.get(&partition_id) {
+                        Some(read) if self.cache.first_ranged_read(&key) => {
+                            let read = read.clone();
+                            loads.spawn(load_by_range(root, key, partition_id, read));
+                        }
+                        _ => {
+                            loads.spawn(load_whole(root, key, partition_id));
+                        }
+                    }
                 }
             }
         }
         while let Some(joined) = loads.join_next().await {
-            let (partition_id, key, num_bytes, decoded) = match joined {
-                Ok(result) => result,
+            let load = match joined {
+                Ok(load) => load,
                 Err(error) => {
                     tracing::error!(%error, "partition load task failed");
                     continue;
                 }
             };
-            stats.store_get_requests += 1;
-            stats.store_bytes_fetched += num_bytes;
-            match decoded {
-                Ok(partition) => {
+            stats.store_get_requests += load.requests;
+            stats.store_bytes_fetched += load.bytes;
+            match load.outcome {
+                Ok(Loaded::Whole(partition)) => {
                     let partition = Arc::new(partition);
-                    if let Err(error) = self.cache.insert(&key, Arc::clone(&partition)) {
+                    if let Err(error) = self.cache.insert(&load.key, Arc::clone(&partition)) {
                         tracing::warn!(%error, "partition not cached");
                     }
-                    loaded.insert(partition_id, partition);
+                    loaded.insert(load.partition, partition);
                 }
-                Err(error) => failed.push(failure(partition_id, &error)),
+                Ok(Loaded::ByRange(partition)) => {
+                    stats.partitions_read_by_range += 1;
+                    loaded.insert(load.partition, Arc::new(partition));
+                }
+                Ok(Loaded::NotByRange) => {
+                    loads.spawn(load_whole(Arc::clone(&self.root), load.key, load.partition));
+                }
+                Err(error) => failed.push(failure(load.partition, &error)),
             }
         }
         // A partition whose load task vanished (panicked) is reported too.
@@ -271,10 +286,16 @@ impl WorkerService {
     ) {
         let load_started = Instant::now();
         let partition_ids: Vec<u32> = request.tasks.iter().map(|task| task.partition).collect();
+        let by_range: HashMap<u32, RangedRead> = request
+            .tasks
+            .iter()
+            .filter_map(|task| Some((task.partition, RangedRead::for_task(request, task)?)))
+            .collect();
         let loading = self.load_partitions(
             &request.index,
             &request.index_version,
             &partition_ids,
+            &by_range,
             stats,
         );
         let (loaded, failed) = match tokio::time::timeout_at(
@@ -359,6 +380,180 @@ impl WorkerService {
         }
         stats.search_ms = search_started.elapsed().as_secs_f64() * 1e3;
     }
+}
+
+/// A cold partition is read by range only for tasks of at most this many queries: a larger
+/// batch probes much of the partition and reads it whole (then cached).
+const RANGED_READ_MAX_QUERIES: usize = 16;
+
+/// A partition is read by range only when its probed rows are at most this share of its rows;
+/// beyond, reading the whole object costs about as many bytes in fewer requests.
+const RANGED_READ_MAX_ROW_SHARE: f64 = 0.5;
+
+/// What a ranged read of one partition needs: the object's size and the queries' vectors
+/// and probe radii.
+#[derive(Debug, Clone)]
+pub struct RangedRead {
+    object_bytes: u64,
+    queries: Vec<(Vec<f32>, f32)>,
+}
+
+impl RangedRead {
+    /// Returns the ranged read of `task`, or `None` when it must read the whole partition:
+    /// its size is unknown, it has more than [`RANGED_READ_MAX_QUERIES`] queries, or one of
+    /// them probes every row (exact mode).
+    pub fn for_task(request: &WorkerRequest, task: &PartitionTask) -> Option<RangedRead> {
+        if task.queries.len() > RANGED_READ_MAX_QUERIES {
+            return None;
+        }
+        let queries = task
+            .queries
+            .iter()
+            .map(|&position| {
+                let query = request.queries.get(position as usize)?;
+                Some((query.vector.clone(), query.probe_radius?))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(RangedRead {
+            object_bytes: task.object_bytes?,
+            queries,
+        })
+    }
+}
+
+/// How a partition was loaded.
+enum Loaded {
+    /// Whole, to be cached.
+    Whole(PartitionData),
+    /// Its probed clusters only, by range (not cached).
+    ByRange(PartitionData),
+    /// Not readable by range (an older segment, or most of it probed): load it whole.
+    NotByRange,
+}
+
+/// One partition load and the reads it made.
+struct Load {
+    partition: u32,
+    key: String,
+    requests: u32,
+    bytes: u64,
+    outcome: Result<Loaded>,
+}
+
+async fn load_whole(root: Arc<dyn BlobStore>, key: String, partition: u32) -> Load {
+    let fetched = root.get(&key).await;
+    let bytes = fetched.as_ref().map(|b| b.len() as u64).unwrap_or(0);
+    let outcome = match fetched {
+        Ok(object) => decode_partition(key.clone(), object, partition)
+            .await
+            .map(Loaded::Whole),
+        Err(error) => Err(error),
+    };
+    Load {
+        partition,
+        key,
+        requests: 1,
+        bytes,
+        outcome,
+    }
+}
+
+async fn load_by_range(
+    root: Arc<dyn BlobStore>,
+    key: String,
+    partition: u32,
+    read: RangedRead,
+) -> Load {
+    let mut load = Load {
+        partition,
+        key,
+        requests: 0,
+        bytes: 0,
+        outcome: Ok(Loaded::NotByRange),
+    };
+    load.outcome = read_probed_clusters(root, partition, read, &mut load).await;
+    load
+}
+
+/// Reads the clusters `read`'s queries probe (`index/ranged.rs`): the tail, the toc if the
+/// tail did not hold it, the head, then the rows' chunks concurrently. Counts the reads in
+/// `load`.
+async fn read_probed_clusters(
+    root: Arc<dyn BlobStore>,
+    partition: u32,
+    read: RangedRead,
+    load: &mut Load,
+) -> Result<Loaded> {
+    let key = load.key.clone();
+    let object_len = read.object_bytes;
+    let tail = read_range(&*root, &key, ranged::tail_range(object_len), load).await?;
+    let toc = match ranged::toc_from_tail(&key, object_len, &tail)? {
+        Ok(toc) => toc,
+        Err(toc_range) => {
+            let toc_bytes = read_range(&*root, &key, toc_range, load).await?;
+            ranged::toc_from_bytes(&key, object_len, &tail, &toc_bytes)?
+        }
+    };
+    let Some(head_range) = SegmentHead::head_range(&toc) else {
+        return Ok(Loaded::NotByRange);
+    };
+    let head_bytes = read_range(&*root, &key, head_range, load).await?;
+    let head = SegmentHead::decode(&key, toc, &head_bytes)?;
+    if head.partition() != partition {
+        return Err(Error::corrupt(
+            &key,
+            0,
+            format!("holds partition {}, not {partition}", head.partition()),
+        ));
+    }
+    let mut queries = read.queries;
+    if head.metric().normalizes() {
+        // A zero vector keeps its zeros here and is refused when its query is prepared.
+        for (vector, _) in &mut queries {
+            normalize_in_place(vector);
+        }
+    }
+    let rows = head.probed_rows(
+        queries
+            .iter()
+            .map(|(vector, radius)| (vector.as_slice(), *radius)),
+    );
+    let probed: usize = rows.iter().map(|range| range.len()).sum();
+    if probed as f64 > RANGED_READ_MAX_ROW_SHARE * head.num_rows() as f64 {
+        return Ok(Loaded::NotByRange);
+    }
+    let mut reads = JoinSet::new();
+    for range in head.row_reads(&rows)? {
+        load.requests += 1;
+        load.bytes += range.end - range.start;
+        let (root, key) = (Arc::clone(&root), key.clone());
+        reads.spawn(async move {
+            let bytes = root.get_range(&key, range.clone()).await;
+            (range, bytes)
+        });
+    }
+    let mut fetched = Vec::with_capacity(reads.len());
+    while let Some(joined) = reads.join_next().await {
+        let (range, bytes) =
+            joined.map_err(|e| Error::internal(format!("ranged read task failed: {e}")))?;
+        fetched.push((range, bytes?));
+    }
+    let assembled = tokio::task::spawn_blocking(move || head.assemble(&rows, &fetched))
+        .await
+        .map_err(|e| Error::internal(format!("assembling task failed: {e}")))??;
+    Ok(Loaded::ByRange(assembled))
+}
+
+/// Reads `range` of `key`, counting the request and its bytes in `load`.
+async fn read_range(
+    root: &dyn BlobStore,
+    key: &str,
+    range: std::ops::Range<u64>,
+    load: &mut Load,
+) -> Result<Vec<u8>> {
+    load.requests += 1;
+    load.bytes += range.end - range.start;
+    root.get_range(key, range).await
 }
 
 async fn decode_partition(key: String, bytes: Vec<u8>, expected: u32) -> Result<PartitionData> {

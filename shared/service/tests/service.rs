@@ -889,3 +889,84 @@ async fn requests_over_the_limits_are_refused_up_front_and_big_answers_go_to_the
         assert_eq!(got.hits, want.hits);
     }
 }
+
+/// A cold worker reads a small request's probed clusters by byte range (not cached), loads the
+/// partition whole on the next request for it, and serves the one after from memory; the
+/// answers are the embedded path's throughout.
+#[tokio::test]
+async fn cold_partitions_are_read_by_range_then_whole_then_from_memory() {
+    // 128 dimensions: chunks of 128 rows, so a partition of 1,500 rows has 12 of them and a
+    // query probes a few.
+    let input = synthetic(6000, 128, 9);
+    let root: Arc<dyn BlobStore> = Arc::new(MemoryStore::new());
+    let store: Arc<dyn BlobStore> =
+        Arc::new(PrefixedStore::try_new(Arc::clone(&root), "docs").expect("prefix"));
+    let summary = write_index(
+        store,
+        input.clone(),
+        params(Metric::L2, 4, "1"),
+        Arc::new(NoProgress),
+    )
+    .await
+    .expect("build");
+    let invoker = Arc::new(InProcessInvoker::new(
+        Arc::clone(&root),
+        Arc::new(PartitionCache::new(1 << 30)),
+    ));
+    let service = CoordinatorService::new(
+        Arc::clone(&root),
+        invoker as Arc<dyn WorkerInvoker>,
+        ServiceConfig {
+            worker_functions: SLOTS.iter().map(|s| s.to_string()).collect(),
+            ..ServiceConfig::default()
+        },
+    );
+    let embedded = EmbeddedIndex::open(Arc::clone(&root), "docs")
+        .await
+        .expect("open");
+    let segment_bytes: u64 = summary
+        .manifest
+        .partitions
+        .iter()
+        .map(|entry| entry.size_bytes)
+        .sum();
+    let mut request = QueryRequest::new(input.vectors[17 * 128..][..128].to_vec(), 10);
+    request.filter = Some(json!({"year": {"$gte": 2005}}));
+    request.include_attributes = true;
+    // A narrow probe, so that every probed partition is mostly left unread.
+    request.options.probe_rows = Some(200);
+    request.options.centroid_factor = Some(1.0);
+    let expected = embedded
+        .query_batch(std::slice::from_ref(&request))
+        .await
+        .expect("embedded")
+        .remove(0);
+    let mut executions = Vec::new();
+    for _ in 0..3 {
+        let served = service
+            .query("docs", request.clone(), "t", service.default_deadline())
+            .await
+            .expect("served");
+        assert_eq!(served.hits, expected.hits);
+        assert_eq!(served.stats.scan, expected.stats.scan);
+        assert!(!served.partial);
+        executions.push(served.stats.execution.expect("execution"));
+    }
+    let [by_range, whole, warm] = [&executions[0], &executions[1], &executions[2]];
+    assert!(by_range.cache_misses > 0);
+    assert_eq!(by_range.partitions_read_by_range, by_range.cache_misses);
+    let worker_bytes = |execution: &&squash_core::protocol::ExecutionStats| {
+        execution.store_bytes_fetched - execution.coordinator_store_bytes_fetched
+    };
+    assert_eq!(whole.partitions_read_by_range, 0);
+    assert_eq!(whole.cache_misses, by_range.cache_misses);
+    assert!(worker_bytes(&whole) <= segment_bytes);
+    assert!(
+        worker_bytes(&by_range) * 2 < worker_bytes(&whole),
+        "read {} bytes by range, {} whole",
+        worker_bytes(&by_range),
+        worker_bytes(&whole)
+    );
+    assert_eq!(warm.cache_misses, 0);
+    assert_eq!(warm.store_get_requests, 0);
+}

@@ -309,6 +309,7 @@ fn build_partition(
         partition,
         dim,
         metric: params.metric,
+        segment_rows: rows.len(),
         ids: rows.iter().map(|&row| input.ids[row as usize]).collect(),
         vectors: partition_vectors,
         attributes: input.attributes.select_rows(rows),

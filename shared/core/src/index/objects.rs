@@ -452,6 +452,9 @@ pub struct PartitionData {
     pub dim: usize,
     /// Distance metric.
     pub metric: Metric,
+    /// Rows of the whole segment: more than `ids.len()` in a partition read by range, which
+    /// holds only the probed clusters' rows.
+    pub segment_rows: usize,
     /// External ids, one per vector.
     pub ids: Vec<u64>,
     /// Full-precision vectors, row-major (normalised for cosine), for exact re-ranking.
@@ -677,6 +680,7 @@ impl PartitionData {
             partition: meta.partition,
             dim,
             metric: meta.metric,
+            segment_rows: n,
             ids,
             vectors,
             attributes: AttributeTable {

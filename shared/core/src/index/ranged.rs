@@ -364,6 +364,7 @@ impl SegmentHead {
             partition: self.meta.partition,
             dim,
             metric: self.meta.metric,
+            segment_rows: self.meta.num_vectors,
             ids,
             vectors,
             attributes: AttributeTable { num_rows, columns },

@@ -281,7 +281,7 @@ pub fn search_partition_using(
 ) -> (Vec<Hit>, ScanStats) {
     let num_vectors = partition.num_vectors();
     let mut stats = ScanStats {
-        partition_vectors: num_vectors as u64,
+        partition_vectors: partition.segment_rows as u64,
         ..ScanStats::default()
     };
     let probed = partition
@@ -296,7 +296,14 @@ pub fn search_partition_using(
     if candidates.is_empty() || query.k == 0 {
         return (Vec::new(), stats);
     }
-    let method = method_opt.unwrap_or_else(|| cheaper_method(partition, query, &candidates));
+    let method = method_opt.unwrap_or_else(|| {
+        cheaper_method(
+            partition,
+            query,
+            candidates.len(),
+            stats.probed_rows as usize,
+        )
+    });
     let codes = match (method, &partition.fastscan, &partition.quantized) {
         (ScanMethod::FastScan, Some(fastscan), _) if !query.knobs.exact => {
             let best = fast_scan(partition, fastscan, query, &candidates, &mut stats);
@@ -392,14 +399,14 @@ const RERANK_GATHER_FACTOR: usize = 2;
 fn cheaper_method(
     partition: &PartitionData,
     query: &PreparedQuery,
-    candidates: &[u32],
+    num_candidates: usize,
+    probed_rows: usize,
 ) -> ScanMethod {
-    let num_candidates = candidates.len();
     let dim = partition.dim;
     let direct = num_candidates.saturating_mul(dim);
     if partition.fastscan.is_some() && !query.knobs.exact {
         let rerank_depth = query.k.saturating_mul(query.knobs.rerank_factor);
-        let fast = blocks_holding(candidates)
+        let fast = blocks_holding(num_candidates, probed_rows)
             .saturating_mul(squash_kernels::FASTSCAN_BLOCK_ROWS)
             .saturating_mul(dim.next_multiple_of(2))
             / FASTSCAN_DIMS_PER_UNIT
@@ -416,18 +423,19 @@ fn cheaper_method(
     quantized_or_direct(partition, query, num_candidates)
 }
 
-/// Returns the number of 32-row fast-scan blocks holding at least one of `rows` (ascending).
-fn blocks_holding(rows: &[u32]) -> usize {
-    let mut last_block = None;
-    let mut count = 0;
-    for &row in rows {
-        let block = row as usize / squash_kernels::FASTSCAN_BLOCK_ROWS;
-        if last_block != Some(block) {
-            last_block = Some(block);
-            count += 1;
-        }
+/// Returns the expected number of 32-row fast-scan blocks holding at least one of
+/// `num_candidates` spread evenly over `probed_rows`. An estimate from the counts alone, not
+/// the rows' positions: a partition read by range numbers its rows differently, and must pick
+/// the same method as the whole one.
+fn blocks_holding(num_candidates: usize, probed_rows: usize) -> usize {
+    const BLOCK_ROWS: usize = squash_kernels::FASTSCAN_BLOCK_ROWS;
+    if num_candidates == 0 || probed_rows == 0 {
+        return 0;
     }
-    count
+    let density = (num_candidates as f64 / probed_rows as f64).min(1.0);
+    let blocks = probed_rows.div_ceil(BLOCK_ROWS) as f64;
+    let holding = blocks * (1.0 - (1.0 - density).powi(BLOCK_ROWS as i32));
+    (holding.ceil() as usize).min(num_candidates)
 }
 
 /// Returns the cheaper of direct scoring and the OSQ stages for `num_candidates`.
@@ -539,7 +547,6 @@ fn fast_scan(
             last_row = candidates[end - 1] as usize;
         }
         let first_row = codes.sums(first_block * BLOCK_ROWS..last_row + 1, &tables, &mut sums);
-        stats.fast_scanned += sums.len() as u64;
         for &(start, length) in &stretches {
             let start_row = candidates[start] as usize;
             let stretch_sums = &sums[start_row - first_row..][..length];
@@ -565,6 +572,7 @@ fn fast_scan(
         }
         next = end;
     }
+    stats.fast_scanned = candidates.len() as u64;
     let mut rows: Vec<u32> = kept.into_iter().map(|key| key as u32).collect();
     // Ascending rows walk the vectors forward.
     rows.sort_unstable();

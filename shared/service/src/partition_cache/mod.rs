@@ -69,7 +69,14 @@ struct State {
     lru: ByteLru<Arc<PartitionData>>,
     num_hits: u64,
     num_misses: u64,
+    /// Keys read by range since they were last absent from this set (see
+    /// [`PartitionCache::first_ranged_read`]).
+    read_by_range: std::collections::HashSet<String>,
 }
+
+/// Keys remembered as read by range, at most: beyond it the set starts over, which only means
+/// some partitions are read by range once more before they are loaded whole.
+const MAX_REMEMBERED_RANGED_READS: usize = 4096;
 
 /// Decoded partitions by object key, least recently used evicted first, within a byte budget.
 pub struct PartitionCache {
@@ -95,6 +102,7 @@ impl PartitionCache {
                 lru: ByteLru::new(capacity_bytes),
                 num_hits: 0,
                 num_misses: 0,
+                read_by_range: std::collections::HashSet::new(),
             }),
         }
     }
@@ -132,6 +140,20 @@ impl PartitionCache {
         Ok(self.lock()?.lru.insert(key, Slot::Whole, partition))
     }
 
+    /// Returns whether `key` may be read by range now: true the first time a cold partition is
+    /// asked for, false the next time, when it should be loaded whole and cached. A container
+    /// that serves one small request reads little; one that keeps getting requests for a
+    /// partition warms up to serve it from memory (a two-touch admission).
+    pub fn first_ranged_read(&self, key: &str) -> bool {
+        let Ok(mut state) = self.lock() else {
+            return false;
+        };
+        if state.read_by_range.len() >= MAX_REMEMBERED_RANGED_READS {
+            state.read_by_range.clear();
+        }
+        state.read_by_range.insert(key.to_string())
+    }
+
     /// Returns the hit, miss and eviction counts and the current occupancy.
     pub fn stats(&self) -> CacheStats {
         let Ok(state) = self.lock() else {
@@ -153,6 +175,14 @@ mod capacity_tests {
         assert_eq!(capacity_bytes_for_lambda_memory(Some("0")), 1 << 30);
         assert_eq!(capacity_bytes_for_lambda_memory(Some("lots")), 1 << 30);
         assert!(default_capacity_bytes() > 0);
+    }
+
+    #[test]
+    fn a_key_is_read_by_range_once() {
+        let cache = PartitionCache::new(5);
+        assert!(cache.first_ranged_read("a"));
+        assert!(!cache.first_ranged_read("a"));
+        assert!(cache.first_ranged_read("b"));
     }
 
     #[test]
