@@ -95,7 +95,8 @@ fn read(bytes: &[u8], range: Range<u64>) -> Vec<u8> {
     bytes[range.start as usize..range.end as usize].to_vec()
 }
 
-/// The reads of a cold worker: tail, toc when longer, head, rows. Returns the partition and
+/// The reads of a cold worker: tail, toc when longer, head, rows (exactly the chunks needed:
+/// these partitions are smaller than the gap a worker reads across). Returns the partition and
 /// the bytes read.
 fn read_by_range(key: &str, bytes: &[u8], queries: &[(Vec<f32>, f32)]) -> (PartitionData, u64) {
     let object_len = bytes.len() as u64;
@@ -109,15 +110,21 @@ fn read_by_range(key: &str, bytes: &[u8], queries: &[(Vec<f32>, f32)]) -> (Parti
         }
     };
     let head_range = SegmentHead::head_range(&toc).expect("new segments have a head");
-    bytes_read += head_range.end - head_range.start;
-    let head = SegmentHead::decode(key, toc, &read(bytes, head_range)).unwrap();
+    let head_bytes = match SegmentHead::head_from_tail(&toc, object_len, &tail) {
+        Some(head_bytes) => head_bytes.to_vec(),
+        None => {
+            bytes_read += head_range.end - head_range.start;
+            read(bytes, head_range)
+        }
+    };
+    let head = SegmentHead::decode(key, toc, &head_bytes).unwrap();
     let rows = head.probed_rows(
         queries
             .iter()
             .map(|(vector, radius)| (vector.as_slice(), *radius)),
     );
     let reads: Vec<(Range<u64>, Vec<u8>)> = head
-        .row_reads(&rows)
+        .row_reads(&rows, 0)
         .unwrap()
         .into_iter()
         .map(|range| (range.clone(), read(bytes, range)))
@@ -255,7 +262,7 @@ fn bad_ranges_and_missing_reads_are_errors() {
     // Part of a fine cluster is refused.
     let partial = std::iter::once(0..3).collect::<Vec<_>>();
     let reads: Vec<(Range<u64>, Vec<u8>)> = head
-        .row_reads(&partial)
+        .row_reads(&partial, 0)
         .unwrap()
         .into_iter()
         .map(|range| (range.clone(), read(bytes, range)))
@@ -268,7 +275,7 @@ fn bad_ranges_and_missing_reads_are_errors() {
     let error = head.assemble(&rows, &[]).unwrap_err().to_string();
     assert!(error.contains("was not read"), "{error}");
     let mut reads: Vec<(Range<u64>, Vec<u8>)> = head
-        .row_reads(&rows)
+        .row_reads(&rows, 0)
         .unwrap()
         .into_iter()
         .map(|range| (range.clone(), read(bytes, range)))
@@ -278,4 +285,36 @@ fn bad_ranges_and_missing_reads_are_errors() {
     last.1[middle] ^= 0x40;
     let error = head.assemble(&rows, &reads).unwrap_err().to_string();
     assert!(error.contains("checksum"), "{error}");
+}
+
+#[test]
+fn reads_close_together_are_merged() {
+    let built = build(Metric::L2);
+    let (key, bytes) = &built.segments[2];
+    let object_len = bytes.len() as u64;
+    let tail = read(bytes, tail_range(object_len));
+    let toc = toc_from_tail(key, object_len, &tail).unwrap().unwrap();
+    let head_bytes = SegmentHead::head_from_tail(&toc, object_len, &tail)
+        .expect("a small segment's head is in its tail")
+        .to_vec();
+    let head = SegmentHead::decode(key, toc, &head_bytes).unwrap();
+    // The first and the last cluster: far apart.
+    let rows = head.probed_rows([(vec![0.0f32; DIM].as_slice(), f32::MAX)]);
+    let all = rows[0].clone();
+    let whole_clusters = |from_end: bool| {
+        let whole = PartitionData::decode(key, bytes.clone()).unwrap();
+        let sizes = &whole.clusters.sizes;
+        if from_end {
+            all.end - *sizes.last().unwrap() as usize..all.end
+        } else {
+            0..sizes[0] as usize
+        }
+    };
+    let ends = vec![whole_clusters(false), whole_clusters(true)];
+    let exact = head.row_reads(&ends, 0).unwrap();
+    let merged = head.row_reads(&ends, u64::MAX).unwrap();
+    assert!(exact.len() >= 2, "{exact:?}");
+    assert_eq!(merged.len(), 1);
+    assert_eq!(merged[0].start, exact[0].start);
+    assert_eq!(merged[0].end, exact.last().unwrap().end);
 }

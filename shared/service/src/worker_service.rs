@@ -497,8 +497,16 @@ async fn read_probed_clusters(
     let Some(head_range) = SegmentHead::head_range(&toc) else {
         return Ok(Loaded::NotByRange);
     };
-    let head_bytes = read_range(&*root, &key, head_range, load).await?;
-    let head = SegmentHead::decode(&key, toc, &head_bytes)?;
+    let head = match SegmentHead::head_from_tail(&toc, object_len, &tail) {
+        Some(head_bytes) => {
+            let head_bytes = head_bytes.to_vec();
+            SegmentHead::decode(&key, toc, &head_bytes)?
+        }
+        None => {
+            let head_bytes = read_range(&*root, &key, head_range, load).await?;
+            SegmentHead::decode(&key, toc, &head_bytes)?
+        }
+    };
     if head.partition() != partition {
         return Err(Error::corrupt(
             &key,
@@ -523,7 +531,7 @@ async fn read_probed_clusters(
         return Ok(Loaded::NotByRange);
     }
     let mut reads = JoinSet::new();
-    for range in head.row_reads(&rows)? {
+    for range in head.row_reads(&rows, ranged::DEFAULT_COALESCE_GAP_BYTES)? {
         load.requests += 1;
         load.bytes += range.end - range.start;
         let (root, key) = (Arc::clone(&root), key.clone());

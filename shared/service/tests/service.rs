@@ -895,9 +895,10 @@ async fn requests_over_the_limits_are_refused_up_front_and_big_answers_go_to_the
 /// answers are the embedded path's throughout.
 #[tokio::test]
 async fn cold_partitions_are_read_by_range_then_whole_then_from_memory() {
-    // 128 dimensions: chunks of 128 rows, so a partition of 1,500 rows has 12 of them and a
-    // query probes a few.
-    let input = synthetic(6000, 128, 9);
+    // 128 dimensions: chunks of 128 rows (64 KiB of vectors); partitions of 12,000 rows
+    // (6 MB), of which a narrow query probes a few clusters (a worker reads across gaps of up
+    // to 1 MiB, so smaller partitions would be read almost whole).
+    let input = synthetic(48_000, 128, 9);
     let root: Arc<dyn BlobStore> = Arc::new(MemoryStore::new());
     let store: Arc<dyn BlobStore> =
         Arc::new(PrefixedStore::try_new(Arc::clone(&root), "docs").expect("prefix"));

@@ -149,6 +149,72 @@ impl ContainerWriter {
         Ok(())
     }
 
+    /// Adds several row arrays of the same number of rows, interleaved by chunk: chunk 0 of
+    /// every array (`a.0`, `b.0`, ...), then chunk 1 of every array, and so on, each chunk
+    /// holding `rows_per_chunk` rows (the last ones fewer). Each array reads back as one written
+    /// by [`Self::add_rows`]; a reader that wants some rows of every array finds them in one
+    /// contiguous range per run of chunks.
+    ///
+    /// Fails with `InvalidInput` if `rows_per_chunk` or a row length is zero, if an array is
+    /// not a whole number of rows, if the arrays differ in rows, or if a name is already used.
+    pub fn add_row_groups(
+        &mut self,
+        arrays: &[(&str, &[u8], usize)],
+        rows_per_chunk: usize,
+    ) -> Result<()> {
+        if rows_per_chunk == 0 {
+            return Err(Error::invalid("rows_per_chunk", "must be at least 1"));
+        }
+        let mut num_rows_opt = None;
+        for &(name, raw, row_len_bytes) in arrays {
+            if row_len_bytes == 0 || !raw.len().is_multiple_of(row_len_bytes) {
+                return Err(Error::invalid(
+                    name,
+                    format!(
+                        "{} bytes is not a whole number of {row_len_bytes}-byte rows",
+                        raw.len()
+                    ),
+                ));
+            }
+            let num_rows = raw.len() / row_len_bytes;
+            if num_rows_opt.is_some_and(|rows| rows != num_rows) {
+                return Err(Error::invalid(
+                    name,
+                    "row arrays of one group must have equal rows",
+                ));
+            }
+            num_rows_opt = Some(num_rows);
+            if name.is_empty() || self.row_array_names.contains(name) || self.names.contains(name) {
+                return Err(Error::invalid(name, "row array name empty or already used"));
+            }
+        }
+        let num_chunks = num_rows_opt.unwrap_or(0).div_ceil(rows_per_chunk).max(1);
+        // (chunk name, raw chunk) in storage order: chunk by chunk, array by array.
+        let mut raw_chunks: Vec<(String, &[u8])> = Vec::with_capacity(num_chunks * arrays.len());
+        for chunk in 0..num_chunks {
+            for &(name, raw, row_len_bytes) in arrays {
+                let chunk_len = rows_per_chunk * row_len_bytes;
+                let start = (chunk * chunk_len).min(raw.len());
+                let end = (start + chunk_len).min(raw.len());
+                raw_chunks.push((format!("{name}.{chunk}"), &raw[start..end]));
+            }
+        }
+        for (chunk_name, _) in &raw_chunks {
+            self.check_new_name(chunk_name)?;
+        }
+        let stored_chunks: Vec<Cow<'_, [u8]>> = raw_chunks
+            .par_iter()
+            .map(|(chunk_name, raw_chunk)| encode_block(chunk_name, raw_chunk))
+            .collect::<Result<_>>()?;
+        for ((chunk_name, raw_chunk), stored) in raw_chunks.iter().zip(stored_chunks) {
+            self.append(chunk_name.clone(), raw_chunk.len(), stored);
+        }
+        for &(name, _, _) in arrays {
+            self.row_array_names.insert(name.to_owned());
+        }
+        Ok(())
+    }
+
     /// Returns the finished object: the blocks, then the toc, then the trailer.
     ///
     /// Fails with `InvalidInput` only if the toc would exceed 4 GiB (over 10^8 blocks).

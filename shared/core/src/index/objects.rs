@@ -508,11 +508,12 @@ impl PartitionData {
 
     /// Returns the segment object's bytes.
     ///
-    /// Layout for readers by range: the blocks a cold reader needs first (meta, fine clusters,
-    /// fast-scan cells) lead the object, so one ranged read covers them; the row arrays (ids,
-    /// attributes, vectors) are chunks of [`segment_rows_per_chunk`] rows, so the rows of a
-    /// few clusters are a few ranged reads. Fails for a partition read by range (it has no
-    /// quantized codes to write).
+    /// Layout for readers by range: the row arrays (ids, attributes, vectors) come first,
+    /// interleaved by chunks of [`segment_rows_per_chunk`] rows, so the rows of a run of fine
+    /// clusters are one contiguous range; the quantized codes follow; the blocks a cold reader
+    /// needs first (meta, fine clusters, fast-scan cells) come last, just before the table of
+    /// contents, so that one read from the end usually covers both. Fails for a partition read
+    /// by range (it has no quantized codes to write).
     pub fn encode(&self) -> Result<Vec<u8>> {
         let Some(quantized) = &self.quantized else {
             return Err(Error::invalid(
@@ -530,6 +531,42 @@ impl PartitionData {
             schema: self.schema.clone(),
         };
         let mut writer = ContainerWriter::new(ObjectKind::Segment);
+        let ids = format::u64s_to_le_bytes(&self.ids);
+        let attribute_names: Vec<String> = (0..self.attributes.columns.len())
+            .map(|column| format!("attributes.{column}"))
+            .collect();
+        let attribute_bytes: Vec<Vec<u8>> = self
+            .attributes
+            .columns
+            .iter()
+            .map(|values| {
+                let bits: Vec<u64> = values.iter().map(|v| v.to_bits()).collect();
+                format::u64s_to_le_bytes(&bits)
+            })
+            .collect();
+        let vectors = format::f32s_to_le_bytes(&self.vectors);
+        let mut arrays: Vec<(&str, &[u8], usize)> = vec![("ids", &ids, 8)];
+        for (name, bytes) in attribute_names.iter().zip(&attribute_bytes) {
+            arrays.push((name, bytes, 8));
+        }
+        arrays.push(("vectors", &vectors, self.dim.max(1) * 4));
+        writer.add_row_groups(&arrays, segment_rows_per_chunk(self.dim))?;
+        let pca = &quantized.pca;
+        writer.add_block("pca.mean", &format::f32s_to_le_bytes(&pca.mean))?;
+        writer.add_block("pca.components", &format::f32s_to_le_bytes(&pca.components))?;
+        writer.add_block("pca.variances", &format::f32s_to_le_bytes(&pca.variances))?;
+        writer.add_block("osq.planes", &quantized.planes)?;
+        writer.add_block(
+            "sign_codes",
+            &format::u64s_to_le_bytes(&quantized.sign_codes),
+        )?;
+        writer.add_block(
+            "sign_norms",
+            &format::f32s_to_le_bytes(&quantized.sign_norms),
+        )?;
+        if let Some(fastscan) = &self.fastscan {
+            writer.add_block("fastscan.codes", &fastscan.codes)?;
+        }
         let json = serde_json::to_vec(&meta)
             .map_err(|e| Error::invalid("segment", format!("cannot encode metadata: {e}")))?;
         writer.add_block("meta", &json)?;
@@ -547,45 +584,6 @@ impl PartitionData {
             writer.add_block("fastscan.lows", &format::f32s_to_le_bytes(&fastscan.lows))?;
             writer.add_block("fastscan.steps", &format::f32s_to_le_bytes(&fastscan.steps))?;
         }
-        let pca = &quantized.pca;
-        writer.add_block("pca.mean", &format::f32s_to_le_bytes(&pca.mean))?;
-        writer.add_block("pca.components", &format::f32s_to_le_bytes(&pca.components))?;
-        writer.add_block("pca.variances", &format::f32s_to_le_bytes(&pca.variances))?;
-        writer.add_block("osq.planes", &quantized.planes)?;
-        writer.add_block(
-            "sign_codes",
-            &format::u64s_to_le_bytes(&quantized.sign_codes),
-        )?;
-        writer.add_block(
-            "sign_norms",
-            &format::f32s_to_le_bytes(&quantized.sign_norms),
-        )?;
-        if let Some(fastscan) = &self.fastscan {
-            writer.add_block("fastscan.codes", &fastscan.codes)?;
-        }
-        let rows_per_chunk = segment_rows_per_chunk(self.dim);
-        writer.add_rows(
-            "ids",
-            &format::u64s_to_le_bytes(&self.ids),
-            8,
-            rows_per_chunk * 8,
-        )?;
-        for (column, values) in self.attributes.columns.iter().enumerate() {
-            let bits: Vec<u64> = values.iter().map(|v| v.to_bits()).collect();
-            writer.add_rows(
-                &format!("attributes.{column}"),
-                &format::u64s_to_le_bytes(&bits),
-                8,
-                rows_per_chunk * 8,
-            )?;
-        }
-        let row_len_bytes = self.dim.max(1) * 4;
-        writer.add_rows(
-            "vectors",
-            &format::f32s_to_le_bytes(&self.vectors),
-            row_len_bytes,
-            rows_per_chunk * row_len_bytes,
-        )?;
         writer.finish()
     }
 
