@@ -119,12 +119,13 @@ fn synth_build_and_cost_report_counted_usage() {
     }
     let cold = phase("cold", "single");
     assert_eq!(cold["num_queries"], 3);
-    // A cold query reads the manifest, the coordinator object and every partition it probes.
+    // A cold query reads the manifest, the coordinator object and every partition it probes:
+    // whole (one GET) or by range (the tail, then at least one run of clusters).
     let cold_gets = cold["per_query"]["s3_gets"].as_f64().expect("gets");
     let probed = cold["per_query"]["partitions_probed"]
         .as_f64()
         .expect("probed");
-    assert_eq!(cold_gets, 2.0 + probed, "{cold}");
+    assert!(cold_gets >= 2.0 + probed, "{cold}");
     assert!(cold["per_query"]["s3_bytes"].as_f64().expect("bytes") > 0.0);
     let warm = phase("warm", "single");
     assert_eq!(warm["num_queries"], 80);

@@ -12,6 +12,15 @@
 //!                                                by fine cluster (`clusters.rs`)
 //! ```
 //!
+//! A segment's blocks, in storage order (`objects.rs`, `PartitionData::encode`):
+//!
+//! ```text
+//! | ids.0 attributes.*.0 vectors.0 | ids.1 ... vectors.1 | ... |   rows, chunk by chunk
+//! | pca.* osq.planes sign_codes sign_norms fastscan.codes |       whole-partition codes
+//! | meta clusters.sizes clusters.centroids fastscan.lows fastscan.steps | toc | trailer |
+//!   '-- the head a ranged reader takes with the toc in one read from the end (`ranged.rs`)
+//! ```
+//!
 //! Pure: encodes to and decodes from bytes; storage lives in [`squash_storage`].
 
 pub mod build;
