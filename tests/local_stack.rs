@@ -199,15 +199,25 @@ fn a_cold_query_reads_s3_and_the_warm_repeat_reads_nothing() {
     let (status, cold) = stack.post(&path, &body);
     assert_eq!(status, 200, "{cold}");
     assert_eq!(cold["partial"], json!(false), "{cold}");
+    // A cold worker reads the probed clusters by range for the first request; the second
+    // loads those partitions whole into its cache.
+    let (status, second) = stack.post(&path, &body);
+    assert_eq!(status, 200, "{second}");
     let (status, warm) = stack.post(&path, &body);
     assert_eq!(status, 200, "{warm}");
     assert_eq!(cold["hits"], warm["hits"]);
+    assert_eq!(second["hits"], warm["hits"]);
     let cold = &cold["stats"]["execution"];
+    let second = &second["stats"]["execution"];
     let warm = &warm["stats"]["execution"];
     assert_eq!(cold["cache_misses"].as_u64(), Some(4), "{cold}");
     assert!(
         cold["store_bytes_fetched"].as_u64().expect("bytes") > 0,
         "{cold}"
+    );
+    assert_eq!(
+        second["cache_misses"], cold["partitions_read_by_range"],
+        "{second}"
     );
     assert_eq!(warm["store_get_requests"].as_u64(), Some(0), "{warm}");
     assert_eq!(warm["store_bytes_fetched"].as_u64(), Some(0), "{warm}");

@@ -363,3 +363,65 @@ fn fast_scan_statistics_and_fallback() {
     let decoded = PartitionData::decode("old", partition.encode().unwrap()).unwrap();
     assert!(decoded.fastscan.is_none());
 }
+
+/// A worker with several vCPUs splits a large scan across them and gets the same hits and
+/// statistics as on one thread.
+#[test]
+fn a_scan_split_across_threads_answers_as_on_one_thread() {
+    let mut rng = StdRng::seed_from_u64(31);
+    let num_rows = 40_000;
+    let input = BuildInput {
+        dim: DIM,
+        vectors: (0..num_rows * DIM).map(|_| rng.random::<f32>()).collect(),
+        ids: (0..num_rows as u64).collect(),
+        schema: AttributeSchema {
+            columns: vec![AttributeColumn {
+                name: "year".into(),
+                kind: AttributeKind::Integer,
+                dictionary: vec![],
+            }],
+        },
+        attributes: AttributeTable {
+            num_rows,
+            columns: vec![(0..num_rows)
+                .map(|row| f64::from(row as u32 % 10))
+                .collect()],
+        },
+    };
+    let mut params = BuildParams::new(Metric::L2, "1");
+    params.num_partitions = Some(1);
+    let mut objects = HashMap::new();
+    let summary = build_index(input, &params, &NoProgress, &mut |key, bytes| {
+        objects.insert(key.to_string(), bytes);
+        Ok(())
+    })
+    .unwrap();
+    let key = &summary.manifest.partitions[0].key;
+    let partition = PartitionData::decode(key, objects[key].clone()).unwrap();
+    let knobs = SearchKnobs::resolve(&SearchOptions::default()).unwrap();
+    for filter in [None, Some(json!({"year": {"$ne": 3}}))] {
+        let query = WorkerQuery {
+            vector: (0..DIM).map(|_| rng.random::<f32>()).collect(),
+            k: 100,
+            filter,
+            include_attributes: false,
+            knobs,
+            probe_radius: None,
+        };
+        let prepared = PreparedQuery::try_new(&query, &partition).unwrap();
+        for method in [ScanMethod::Direct, ScanMethod::FastScan] {
+            let on = |threads: usize| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap()
+                    .install(|| search_partition_using(&partition, &prepared, Some(method)))
+            };
+            let (one, one_stats) = on(1);
+            let (four, four_stats) = on(4);
+            assert_eq!(one.len(), 100);
+            assert_eq!(one, four, "{method:?}");
+            assert_eq!(one_stats, four_stats);
+        }
+    }
+}

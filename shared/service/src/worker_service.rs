@@ -536,7 +536,10 @@ async fn read_probed_clusters(
         load.bytes += range.end - range.start;
         let (root, key) = (Arc::clone(&root), key.clone());
         reads.spawn(async move {
-            let bytes = root.get_range(&key, range.clone()).await;
+            let bytes = root
+                .get_range(&key, range.clone())
+                .await
+                .map_err(|error| outside_is_corrupt(&key, range.start, error));
             (range, bytes)
         });
     }
@@ -561,7 +564,23 @@ async fn read_range(
 ) -> Result<Vec<u8>> {
     load.requests += 1;
     load.bytes += range.end - range.start;
-    root.get_range(key, range).await
+    let start = range.start;
+    root.get_range(key, range)
+        .await
+        .map_err(|error| outside_is_corrupt(key, start, error))
+}
+
+/// Ranges come from the manifest's size and the object's own toc, so a store that refuses one
+/// as outside the object means the object is not what the index says: corrupt.
+fn outside_is_corrupt(key: &str, offset: u64, error: Error) -> Error {
+    match error {
+        Error::InvalidInput { reason, .. } => Error::corrupt(
+            key,
+            offset,
+            format!("the object is shorter than its index says: {reason}"),
+        ),
+        other => other,
+    }
 }
 
 async fn decode_partition(key: String, bytes: Vec<u8>, expected: u32) -> Result<PartitionData> {

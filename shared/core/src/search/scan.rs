@@ -485,16 +485,46 @@ fn score_directly(
     query: &PreparedQuery,
     candidates: &[u32],
 ) -> Vec<Scored> {
-    let mut distances = vec![0f32; candidates.len()];
-    exact_distances(partition, &query.vector, candidates, &mut distances);
-    let mut scored: Vec<Scored> = candidates
-        .iter()
-        .zip(&distances)
-        .map(|(&row, &distance)| Scored { key: distance, row })
-        .collect();
+    let mut scored: Vec<Scored> = in_parts(candidates, |part| {
+        let mut distances = vec![0f32; part.len()];
+        exact_distances(partition, &query.vector, part, &mut distances);
+        let mut scored: Vec<Scored> = part
+            .iter()
+            .zip(&distances)
+            .map(|(&row, &distance)| Scored { key: distance, row })
+            .collect();
+        keep_smallest(&mut scored, query.k);
+        scored
+    });
     keep_smallest(&mut scored, query.k);
     scored.sort_unstable();
     scored
+}
+
+/// Candidates per part, at least, when a partition's candidates are split across threads: a
+/// part of this size takes tens of microseconds, well above the cost of handing it over.
+const PARALLEL_PART_CANDIDATES: usize = 16_384;
+
+/// Runs `keep_best` on parts of `candidates` (ascending rows) on the threads of the current
+/// rayon pool, one part per thread when there are at least [`PARALLEL_PART_CANDIDATES`] each,
+/// and returns what the parts kept, concatenated. Each part keeps its own best by a total order
+/// and the caller keeps the best of their union, so the answer is the one a single part would
+/// give: a worker with more than one vCPU answers a large scan sooner, with the same hits. On a
+/// pool of one thread (every benchmark) it is one call.
+fn in_parts<T: Send>(candidates: &[u32], keep_best: impl Fn(&[u32]) -> Vec<T> + Sync) -> Vec<T> {
+    use rayon::prelude::*;
+    let num_parts = rayon::current_num_threads()
+        .min(candidates.len() / PARALLEL_PART_CANDIDATES)
+        .max(1);
+    if num_parts == 1 {
+        return keep_best(candidates);
+    }
+    let part_len = candidates.len().div_ceil(num_parts);
+    candidates
+        .par_chunks(part_len)
+        .map(&keep_best)
+        .flatten_iter()
+        .collect()
 }
 
 /// Fast-scan blocks summed per kernel call, at most: the sums (16 KiB) stay in L1 while the
@@ -514,12 +544,35 @@ fn fast_scan(
     candidates: &[u32],
     stats: &mut ScanStats,
 ) -> Vec<Scored> {
-    const BLOCK_ROWS: usize = squash_kernels::FASTSCAN_BLOCK_ROWS;
     let tables = codes.tables(&query.vector, partition.metric.uses_inner_product());
     let keep = query
         .k
         .saturating_mul(query.knobs.rerank_factor)
         .max(query.k);
+    let mut kept: Vec<u64> = in_parts(candidates, |part| {
+        fast_scan_keep(codes, &tables, part, keep)
+    });
+    if kept.len() > keep {
+        kept.select_nth_unstable(keep);
+        kept.truncate(keep);
+    }
+    stats.fast_scanned = candidates.len() as u64;
+    let mut rows: Vec<u32> = kept.iter().map(|&key| key as u32).collect();
+    // Ascending rows walk the vectors forward.
+    rows.sort_unstable();
+    stats.reranked = rows.len() as u64;
+    score_directly(partition, query, &rows)
+}
+
+/// Returns the `keep` best fast-scan estimates of `candidates` (ascending rows) as
+/// `sum << 32 | row`, in no order.
+fn fast_scan_keep(
+    codes: &crate::codec::FastScanCodes,
+    tables: &crate::codec::FastScanTables,
+    candidates: &[u32],
+    keep: usize,
+) -> Vec<u64> {
+    const BLOCK_ROWS: usize = squash_kernels::FASTSCAN_BLOCK_ROWS;
     // The kept estimates as `sum << 32 | row`, the worst on top. Rows are offered in
     // ascending order, so a later row with the worst's sum never displaces it: only a smaller
     // sum than `worst_sum` needs the heap.
@@ -546,7 +599,7 @@ fn fast_scan(
             end += length;
             last_row = candidates[end - 1] as usize;
         }
-        let first_row = codes.sums(first_block * BLOCK_ROWS..last_row + 1, &tables, &mut sums);
+        let first_row = codes.sums(first_block * BLOCK_ROWS..last_row + 1, tables, &mut sums);
         for &(start, length) in &stretches {
             let start_row = candidates[start] as usize;
             let stretch_sums = &sums[start_row - first_row..][..length];
@@ -572,12 +625,7 @@ fn fast_scan(
         }
         next = end;
     }
-    stats.fast_scanned = candidates.len() as u64;
-    let mut rows: Vec<u32> = kept.into_iter().map(|key| key as u32).collect();
-    // Ascending rows walk the vectors forward.
-    rows.sort_unstable();
-    stats.reranked = rows.len() as u64;
-    score_directly(partition, query, &rows)
+    kept.into_vec()
 }
 
 /// Returns how many of `rows` (ascending, non-empty) are consecutive from the first, counting
