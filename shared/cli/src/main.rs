@@ -112,7 +112,7 @@ struct KnobArgs {
     #[arg(long)]
     centroid_factor: Option<f32>,
     /// Probe the nearest fine clusters until they hold this many rows that may match
-    /// (default k x rerank factor x 50).
+    /// (default k x rerank factor x 10).
     #[arg(long)]
     probe_rows: Option<usize>,
     /// Probe at least this many partitions.
