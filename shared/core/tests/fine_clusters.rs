@@ -1,15 +1,14 @@
 //! Fine clusters end to end through the pure stages: the coordinator's plan, the workers' cluster
 //! selection and every scoring method, against brute force on the decoded partitions.
 
-use std::collections::HashMap;
+mod common;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
-use squash_core::attributes::{AttributeColumn, AttributeKind, AttributeSchema, AttributeTable};
+use squash_core::attributes::{AttributeKind, AttributeSchema, AttributeTable};
 use squash_core::filter::Filter;
-use squash_core::index::build::NoProgress;
-use squash_core::index::{build_index, BuildInput, BuildParams, CoordinatorData, PartitionData};
+use squash_core::index::{BuildInput, BuildParams, CoordinatorData, PartitionData};
 use squash_core::metric::Metric;
 use squash_core::protocol::{SearchKnobs, SearchOptions, WorkerQuery};
 use squash_core::search::{plan_query, search_partition_using, PreparedQuery, ScanMethod};
@@ -46,11 +45,7 @@ fn build_with(metric: Metric) -> Index {
         vectors,
         ids: (0..NUM_VECTORS as u64).collect(),
         schema: AttributeSchema {
-            columns: vec![AttributeColumn {
-                name: "year".into(),
-                kind: AttributeKind::Integer,
-                dictionary: vec![],
-            }],
+            columns: vec![common::column("year", AttributeKind::Integer)],
         },
         attributes: AttributeTable {
             num_rows: NUM_VECTORS,
@@ -60,12 +55,7 @@ fn build_with(metric: Metric) -> Index {
     let mut params = BuildParams::new(metric, "1");
     params.num_partitions = Some(3);
     params.cluster_rows = 100;
-    let mut objects = HashMap::new();
-    let summary = build_index(input, &params, &NoProgress, &mut |key, bytes| {
-        objects.insert(key.to_string(), bytes);
-        Ok(())
-    })
-    .expect("build");
+    let (summary, objects) = common::build_objects(input, &params);
     let coordinator = CoordinatorData::decode(
         "coordinator",
         objects[&summary.manifest.coordinator_key].clone(),
@@ -375,11 +365,7 @@ fn a_scan_split_across_threads_answers_as_on_one_thread() {
         vectors: (0..num_rows * DIM).map(|_| rng.random::<f32>()).collect(),
         ids: (0..num_rows as u64).collect(),
         schema: AttributeSchema {
-            columns: vec![AttributeColumn {
-                name: "year".into(),
-                kind: AttributeKind::Integer,
-                dictionary: vec![],
-            }],
+            columns: vec![common::column("year", AttributeKind::Integer)],
         },
         attributes: AttributeTable {
             num_rows,
@@ -390,12 +376,7 @@ fn a_scan_split_across_threads_answers_as_on_one_thread() {
     };
     let mut params = BuildParams::new(Metric::L2, "1");
     params.num_partitions = Some(1);
-    let mut objects = HashMap::new();
-    let summary = build_index(input, &params, &NoProgress, &mut |key, bytes| {
-        objects.insert(key.to_string(), bytes);
-        Ok(())
-    })
-    .unwrap();
+    let (summary, objects) = common::build_objects(input, &params);
     let key = &summary.manifest.partitions[0].key;
     let partition = PartitionData::decode(key, objects[key].clone()).unwrap();
     let knobs = SearchKnobs::resolve(&SearchOptions::default()).unwrap();

@@ -1,17 +1,17 @@
 //! Reading a segment's probed clusters by byte range (`index/ranged.rs`): the partition
 //! assembled from the ranges answers exactly as the whole segment does, from fewer bytes.
 
-use std::collections::HashMap;
+mod common;
+
 use std::ops::Range;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
-use squash_core::attributes::{AttributeColumn, AttributeKind, AttributeSchema, AttributeTable};
+use squash_core::attributes::{AttributeKind, AttributeSchema, AttributeTable};
 use squash_core::filter::Filter;
-use squash_core::index::build::NoProgress;
 use squash_core::index::ranged::{tail_range, toc_from_bytes, toc_from_tail, SegmentHead};
-use squash_core::index::{build_index, BuildInput, BuildParams, CoordinatorData, PartitionData};
+use squash_core::index::{BuildInput, BuildParams, CoordinatorData, PartitionData};
 use squash_core::metric::{normalize_in_place, Metric};
 use squash_core::protocol::{SearchKnobs, SearchOptions, WorkerQuery};
 use squash_core::search::{plan_query, search_partition_using, PreparedQuery, ScanMethod};
@@ -41,16 +41,8 @@ fn build(metric: Metric) -> Built {
         ids: (0..NUM_VECTORS as u64).map(|id| id * 7 + 3).collect(),
         schema: AttributeSchema {
             columns: vec![
-                AttributeColumn {
-                    name: "year".into(),
-                    kind: AttributeKind::Integer,
-                    dictionary: vec![],
-                },
-                AttributeColumn {
-                    name: "price".into(),
-                    kind: AttributeKind::Float,
-                    dictionary: vec![],
-                },
+                common::column("year", AttributeKind::Integer),
+                common::column("price", AttributeKind::Float),
             ],
         },
         attributes: AttributeTable {
@@ -68,12 +60,7 @@ fn build(metric: Metric) -> Built {
     let mut params = BuildParams::new(metric, "1");
     params.num_partitions = Some(3);
     params.cluster_rows = 100;
-    let mut objects = HashMap::new();
-    let summary = build_index(input, &params, &NoProgress, &mut |key, bytes| {
-        objects.insert(key.to_string(), bytes);
-        Ok(())
-    })
-    .expect("build");
+    let (summary, objects) = common::build_objects(input, &params);
     let coordinator = CoordinatorData::decode(
         "coordinator",
         objects[&summary.manifest.coordinator_key].clone(),
@@ -93,6 +80,14 @@ fn build(metric: Metric) -> Built {
 
 fn read(bytes: &[u8], range: Range<u64>) -> Vec<u8> {
     bytes[range.start as usize..range.end as usize].to_vec()
+}
+
+/// Reads every range of `ranges` from `bytes`, with its range.
+fn read_all(bytes: &[u8], ranges: Vec<Range<u64>>) -> Vec<(Range<u64>, Vec<u8>)> {
+    ranges
+        .into_iter()
+        .map(|range| (range.clone(), read(bytes, range)))
+        .collect()
 }
 
 /// The reads of a cold worker: tail, toc when longer, head, rows (exactly the chunks needed:
@@ -123,12 +118,7 @@ fn read_by_range(key: &str, bytes: &[u8], queries: &[(Vec<f32>, f32)]) -> (Parti
             .iter()
             .map(|(vector, radius)| (vector.as_slice(), *radius)),
     );
-    let reads: Vec<(Range<u64>, Vec<u8>)> = head
-        .row_reads(&rows, 0)
-        .unwrap()
-        .into_iter()
-        .map(|range| (range.clone(), read(bytes, range)))
-        .collect();
+    let reads = read_all(bytes, head.row_reads(&rows, 0).unwrap());
     bytes_read += reads
         .iter()
         .map(|(_, bytes)| bytes.len() as u64)
@@ -261,12 +251,7 @@ fn bad_ranges_and_missing_reads_are_errors() {
     let head = SegmentHead::decode(key, toc, &read(bytes, head_range)).unwrap();
     // Part of a fine cluster is refused.
     let partial = std::iter::once(0..3).collect::<Vec<_>>();
-    let reads: Vec<(Range<u64>, Vec<u8>)> = head
-        .row_reads(&partial, 0)
-        .unwrap()
-        .into_iter()
-        .map(|range| (range.clone(), read(bytes, range)))
-        .collect();
+    let reads = read_all(bytes, head.row_reads(&partial, 0).unwrap());
     let error = head.assemble(&partial, &reads).unwrap_err().to_string();
     assert!(error.contains("whole fine clusters"), "{error}");
     // Rows whose chunks were not read, and a flipped byte, are corrupt.
@@ -274,12 +259,7 @@ fn bad_ranges_and_missing_reads_are_errors() {
     assert_eq!(rows, vec![0..head.num_rows()]);
     let error = head.assemble(&rows, &[]).unwrap_err().to_string();
     assert!(error.contains("was not read"), "{error}");
-    let mut reads: Vec<(Range<u64>, Vec<u8>)> = head
-        .row_reads(&rows, 0)
-        .unwrap()
-        .into_iter()
-        .map(|range| (range.clone(), read(bytes, range)))
-        .collect();
+    let mut reads = read_all(bytes, head.row_reads(&rows, 0).unwrap());
     let last = reads.last_mut().unwrap();
     let middle = last.1.len() / 2;
     last.1[middle] ^= 0x40;
