@@ -197,7 +197,7 @@ impl Filter {
         let mut rows = Vec::new();
         for range in ranges {
             let matches = self.evaluate_rows(table, range.clone());
-            rows.extend(matches.iter_ones().map(|row| (range.start + row) as u32));
+            push_set_rows(&matches, range.start, &mut rows);
         }
         rows
     }
@@ -303,6 +303,33 @@ enum Expr {
 struct Leaf {
     column: usize,
     predicate: Predicate,
+}
+
+/// Appends `first_row + i` for every set bit `i` of `bitmap`, in order: a word at a time with
+/// `trailing_zeros`, several times faster than `BitSlice::iter_ones` on the scan path (where
+/// `perf` showed it at a tenth of a filtered query).
+fn push_set_rows(bitmap: &crate::attributes::Bitmap, first_row: usize, rows: &mut Vec<u32>) {
+    if bitmap.as_bitptr().bit().into_inner() != 0 {
+        // Not aligned to its first word (never built so here): the general walk.
+        rows.extend(bitmap.iter_ones().map(|row| (first_row + row) as u32));
+        return;
+    }
+    let num_bits = bitmap.len();
+    for (word_index, &word) in bitmap.as_raw_slice().iter().enumerate() {
+        let base = word_index * 64;
+        // Bits past the end of the bitmap in its last word are not rows.
+        let valid = num_bits.saturating_sub(base).min(64);
+        let mut bits = if valid == 64 {
+            word
+        } else {
+            word & ((1u64 << valid) - 1)
+        };
+        while bits != 0 {
+            let bit = bits.trailing_zeros() as usize;
+            rows.push((first_row + base + bit) as u32);
+            bits &= bits - 1;
+        }
+    }
 }
 
 /// A comparison of a cell value with constants. Sets are sorted ascending, deduplicated and
@@ -550,6 +577,33 @@ fn write_leaf(leaf: &Leaf, schema: &AttributeSchema, text: &mut String) {
     text.push_str(operator);
     text.push(' ');
     text.push_str(&operand);
+}
+
+#[cfg(test)]
+mod set_rows_tests {
+    use super::*;
+
+    #[test]
+    fn set_rows_match_iter_ones_at_every_length_and_offset() {
+        for len in [0usize, 1, 63, 64, 65, 130, 200] {
+            let mut bitmap = crate::attributes::Bitmap::repeat(false, len);
+            for row in (0..len).filter(|row| row % 3 == 0 || row % 7 == 1 || *row == len - 1) {
+                bitmap.set(row, true);
+            }
+            // Garbage past the end of the last word must not become rows.
+            if len % 64 != 0 {
+                if let Some(last) = bitmap.as_raw_mut_slice().last_mut() {
+                    *last |= !0u64 << (len % 64);
+                }
+            }
+            let mut rows = vec![7];
+            push_set_rows(&bitmap, 1000, &mut rows);
+            let expected: Vec<u32> = std::iter::once(7)
+                .chain(bitmap.iter_ones().map(|row| (1000 + row) as u32))
+                .collect();
+            assert_eq!(rows, expected, "len {len}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -579,14 +579,21 @@ fn fast_scan_keep(
     let mut kept: BinaryHeap<u64> = BinaryHeap::with_capacity(keep.min(candidates.len()) + 1);
     let mut worst_sum = u32::MAX;
     let mut sums = Vec::with_capacity(FASTSCAN_RUN_BLOCKS * BLOCK_ROWS);
-    // The run's stretches of consecutive candidates, as (first position, length).
-    let mut stretches: Vec<(usize, usize)> = Vec::new();
+    let offer = |kept: &mut BinaryHeap<u64>, worst_sum: &mut u32, row: usize, sum: u32| {
+        kept.push((u64::from(sum) << 32) | row as u64);
+        if kept.len() > keep {
+            kept.pop();
+        }
+        if kept.len() == keep {
+            *worst_sum = kept.peek().map_or(u32::MAX, |&worst| (worst >> 32) as u32);
+        }
+    };
     let mut next = 0;
     while next < candidates.len() {
         let first_block = candidates[next] as usize / BLOCK_ROWS;
         let run_limit = (first_block + FASTSCAN_RUN_BLOCKS) * BLOCK_ROWS;
-        // Extend the run over candidates in the same block as the last one or the next block.
-        stretches.clear();
+        // The run: candidates up to the block limit, no block between two of them left empty.
+        // 32 consecutive candidates (an unfiltered stretch) are passed in one comparison.
         let mut end = next;
         let mut last_row = candidates[next] as usize;
         while end < candidates.len() {
@@ -594,59 +601,46 @@ fn fast_scan_keep(
             if row >= run_limit || row / BLOCK_ROWS > last_row / BLOCK_ROWS + 1 {
                 break;
             }
-            let length = consecutive_len(&candidates[end..], run_limit);
-            stretches.push((end, length));
-            end += length;
-            last_row = candidates[end - 1] as usize;
+            let stretch_end = row + BLOCK_ROWS - 1;
+            if candidates.get(end + BLOCK_ROWS - 1) == Some(&(stretch_end as u32))
+                && stretch_end < run_limit
+            {
+                end += BLOCK_ROWS;
+                last_row = stretch_end;
+            } else {
+                end += 1;
+                last_row = row;
+            }
         }
         let first_row = codes.sums(first_block * BLOCK_ROWS..last_row + 1, tables, &mut sums);
-        for &(start, length) in &stretches {
-            let start_row = candidates[start] as usize;
-            let stretch_sums = &sums[start_row - first_row..][..length];
-            for (chunk_index, chunk) in stretch_sums.chunks(BLOCK_ROWS).enumerate() {
-                // Most chunks hold nothing better than the kept worst: one vectorised minimum.
-                if chunk.iter().copied().min().unwrap_or(u32::MAX) >= worst_sum {
-                    continue;
-                }
-                for (offset, &sum) in chunk.iter().enumerate() {
-                    if sum >= worst_sum {
-                        continue;
-                    }
-                    let row = (start_row + chunk_index * BLOCK_ROWS + offset) as u64;
-                    kept.push((u64::from(sum) << 32) | row);
-                    if kept.len() > keep {
-                        kept.pop();
-                    }
-                    if kept.len() == keep {
-                        worst_sum = kept.peek().map_or(u32::MAX, |&worst| (worst >> 32) as u32);
+        let mut position = next;
+        while position < end {
+            let row = candidates[position] as usize;
+            if candidates.get(position + BLOCK_ROWS - 1) == Some(&((row + BLOCK_ROWS - 1) as u32))
+                && position + BLOCK_ROWS <= end
+            {
+                // Most stretches hold nothing better than the kept worst: one vectorised
+                // minimum decides.
+                let stretch = &sums[row - first_row..][..BLOCK_ROWS];
+                if stretch.iter().copied().min().unwrap_or(u32::MAX) < worst_sum {
+                    for (offset, &sum) in stretch.iter().enumerate() {
+                        if sum < worst_sum {
+                            offer(&mut kept, &mut worst_sum, row + offset, sum);
+                        }
                     }
                 }
+                position += BLOCK_ROWS;
+            } else {
+                let sum = sums[row - first_row];
+                if sum < worst_sum {
+                    offer(&mut kept, &mut worst_sum, row, sum);
+                }
+                position += 1;
             }
         }
         next = end;
     }
     kept.into_vec()
-}
-
-/// Returns how many of `rows` (ascending, non-empty) are consecutive from the first, counting
-/// only rows below `limit`; at least 1.
-fn consecutive_len(rows: &[u32], limit: usize) -> usize {
-    let first = rows[0] as usize;
-    let most = rows.len().min(limit.saturating_sub(first)).max(1);
-    if most == 1 || rows[1] as usize != first + 1 {
-        return 1;
-    }
-    // Rows are distinct and ascending, so `rows[i] == first + i` holds on a prefix.
-    let (mut low, mut high) = (2, most);
-    while low < high {
-        let middle = low + (high - low).div_ceil(2);
-        if rows[middle - 1] as usize == first + middle - 1 {
-            low = middle;
-        } else {
-            high = middle - 1;
-        }
-    }
-    low
 }
 
 /// VA-file phase 2: visit by lower bound, stop once the bound passes the k-th exact distance.
@@ -765,19 +759,6 @@ pub fn search_tasks(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn consecutive_len_finds_the_leading_stretch_below_the_limit() {
-        assert_eq!(consecutive_len(&[5], 100), 1);
-        assert_eq!(consecutive_len(&[5, 7, 8], 100), 1);
-        assert_eq!(consecutive_len(&[5, 6, 7, 9, 10], 100), 3);
-        assert_eq!(consecutive_len(&[5, 6, 7, 8, 9, 10], 100), 6);
-        assert_eq!(consecutive_len(&[5, 6, 7, 8, 9, 10], 8), 3);
-        assert_eq!(consecutive_len(&[5, 6], 6), 1);
-        let rows: Vec<u32> = (0..1000).chain(1001..1100).collect();
-        assert_eq!(consecutive_len(&rows, usize::MAX), 1000);
-        assert_eq!(consecutive_len(&rows[500..], usize::MAX), 500);
-    }
 
     #[test]
     fn smallest_in_order_keeps_input_order_and_exact_count() {
