@@ -107,28 +107,35 @@ impl FastScanCodes {
         let expected_codes = num_rows
             .div_ceil(FASTSCAN_BLOCK_ROWS)
             .checked_mul(fastscan_block_bytes(dim));
-        if self.lows.len() != dim
-            || self.steps.len() != dim
-            || Some(self.codes.len()) != expected_codes
-        {
+        if Some(self.codes.len()) != expected_codes {
             return Err(Error::corrupt(
                 object,
                 0,
                 format!(
-                    "fastscan blocks have {} lows, {} steps and {} code bytes, expected {dim}, \
-                     {dim} and {expected_codes:?} for {num_rows} rows",
-                    self.lows.len(),
-                    self.steps.len(),
+                    "fastscan codes have {} bytes, expected {expected_codes:?} for {num_rows} rows",
                     self.codes.len()
                 ),
             ));
         }
-        if self
-            .lows
-            .iter()
-            .chain(&self.steps)
-            .any(|value| !value.is_finite())
-            || self.steps.iter().any(|&step| step < 0.0)
+        FastScanCodes::check_cells(object, &self.lows, &self.steps, dim)
+    }
+
+    /// Checks cells read from a segment: one low and one step per dimension, finite, steps not
+    /// negative.
+    pub fn check_cells(object: &str, lows: &[f32], steps: &[f32], dim: usize) -> Result<()> {
+        if lows.len() != dim || steps.len() != dim {
+            return Err(Error::corrupt(
+                object,
+                0,
+                format!(
+                    "fastscan cells have {} lows and {} steps, expected {dim} of each",
+                    lows.len(),
+                    steps.len()
+                ),
+            ));
+        }
+        if lows.iter().chain(steps).any(|value| !value.is_finite())
+            || steps.iter().any(|&step| step < 0.0)
         {
             return Err(Error::corrupt(
                 object,

@@ -169,13 +169,7 @@ impl SegmentHead {
             (Some(lows), Some(steps)) => {
                 let lows = format::le_bytes_to_f32s(object, "fastscan.lows", &lows)?;
                 let steps = format::le_bytes_to_f32s(object, "fastscan.steps", &steps)?;
-                // The same checks as the whole segment's codes, on an empty set of rows.
-                FastScanCodes {
-                    lows: lows.clone(),
-                    steps: steps.clone(),
-                    codes: Vec::new(),
-                }
-                .check(object, 0, meta.dim)?;
+                FastScanCodes::check_cells(object, &lows, &steps, meta.dim)?;
                 Some((lows, steps))
             }
             _ => None,
@@ -211,19 +205,11 @@ impl SegmentHead {
         &self,
         queries: impl IntoIterator<Item = (&'q [f32], f32)>,
     ) -> Vec<Range<usize>> {
-        let mut ranges: Vec<Range<usize>> = queries
+        let ranges: Vec<Range<usize>> = queries
             .into_iter()
             .flat_map(|(vector, radius)| self.clusters.rows_to_probe(vector, Some(radius)))
             .collect();
-        ranges.sort_by_key(|range| range.start);
-        let mut merged: Vec<Range<usize>> = Vec::with_capacity(ranges.len());
-        for range in ranges {
-            match merged.last_mut() {
-                Some(last) if range.start <= last.end => last.end = last.end.max(range.end),
-                _ => merged.push(range),
-            }
-        }
-        merged
+        merge_ranges(ranges, |end, start| start <= end)
     }
 
     fn row_arrays(&self) -> Result<Vec<RowArray<'_>>> {
@@ -276,17 +262,9 @@ impl SegmentHead {
                 reads.extend(array.chunks[first..=last].iter().map(|chunk| chunk.range()));
             }
         }
-        reads.sort_by_key(|read| read.start);
-        let mut merged: Vec<Range<u64>> = Vec::with_capacity(reads.len());
-        for read in reads {
-            match merged.last_mut() {
-                Some(last) if read.start <= last.end.saturating_add(coalesce_gap_bytes) => {
-                    last.end = last.end.max(read.end);
-                }
-                _ => merged.push(read),
-            }
-        }
-        Ok(merged)
+        Ok(merge_ranges(reads, |end, start| {
+            start <= end.saturating_add(coalesce_gap_bytes)
+        }))
     }
 
     fn check_rows(&self, rows: &[Range<usize>]) -> Result<()> {
@@ -405,29 +383,28 @@ impl SegmentHead {
     ) -> Result<Vec<u8>> {
         let num_rows: usize = rows.iter().map(|range| range.len()).sum();
         let mut out = Vec::with_capacity(num_rows * array.row_len_bytes);
-        let mut decoded: Option<(usize, Vec<u8>)> = None;
+        // The chunk decoded last: rows ascend, so each chunk is decoded once.
+        let mut decoded_index = None;
+        let mut decoded = Vec::new();
         for range in rows {
             let mut row = range.start;
             while row < range.end {
                 let chunk_index = row / array.rows_per_chunk;
-                if decoded.as_ref().map(|(index, _)| *index) != Some(chunk_index) {
-                    let entry = array.chunks.get(chunk_index).ok_or_else(|| {
-                        Error::corrupt(
-                            &self.object,
-                            0,
-                            format!("{}: no chunk for row {row}", array.name),
-                        )
-                    })?;
+                let entry = array.chunks.get(chunk_index).ok_or_else(|| {
+                    Error::corrupt(
+                        &self.object,
+                        0,
+                        format!("{}: no chunk for row {row}", array.name),
+                    )
+                })?;
+                if decoded_index != Some(chunk_index) {
                     let stored = stored_bytes(&self.object, reads, entry)?;
-                    decoded = Some((chunk_index, decode_block(&self.object, entry, stored)?));
+                    decoded = decode_block(&self.object, entry, stored)?;
+                    decoded_index = Some(chunk_index);
                 }
-                let chunk = &decoded
-                    .as_ref()
-                    .map(|(_, bytes)| bytes)
-                    .expect("decoded just above");
                 let chunk_first_row = chunk_index * array.rows_per_chunk;
                 let upto = range.end.min(chunk_first_row + array.rows_per_chunk);
-                let bytes = chunk
+                let bytes = decoded
                     .get(
                         (row - chunk_first_row) * array.row_len_bytes
                             ..(upto - chunk_first_row) * array.row_len_bytes,
@@ -435,7 +412,7 @@ impl SegmentHead {
                     .ok_or_else(|| {
                         Error::corrupt(
                             &self.object,
-                            entry_offset(array, chunk_index),
+                            entry.offset,
                             format!("{}: short chunk", array.name),
                         )
                     })?;
@@ -447,11 +424,21 @@ impl SegmentHead {
     }
 }
 
-fn entry_offset(array: &RowArray<'_>, chunk_index: usize) -> u64 {
-    array
-        .chunks
-        .get(chunk_index)
-        .map_or(0, |entry| entry.offset)
+/// Sorts `ranges` and merges each into the one before when `joins(end of that one, start of
+/// this one)`.
+fn merge_ranges<T: Copy + Ord>(
+    mut ranges: Vec<Range<T>>,
+    joins: impl Fn(T, T) -> bool,
+) -> Vec<Range<T>> {
+    ranges.sort_by_key(|range| range.start);
+    let mut merged: Vec<Range<T>> = Vec::with_capacity(ranges.len());
+    for range in ranges {
+        match merged.last_mut() {
+            Some(last) if joins(last.end, range.start) => last.end = last.end.max(range.end),
+            _ => merged.push(range),
+        }
+    }
+    merged
 }
 
 /// Returns the stored bytes of `entry` from the read that holds them.
@@ -461,9 +448,13 @@ fn stored_bytes<'r>(
     entry: &TocEntry,
 ) -> Result<&'r [u8]> {
     let wanted = entry.range();
-    reads
-        .iter()
-        .find(|(range, _)| range.start <= wanted.start && wanted.end <= range.end)
+    // Reads are disjoint and ascending (`row_reads`): the one holding the block is the last
+    // starting at or before it.
+    let holder = reads.partition_point(|(range, _)| range.start <= wanted.start);
+    holder
+        .checked_sub(1)
+        .and_then(|index| reads.get(index))
+        .filter(|(range, _)| wanted.end <= range.end)
         .and_then(|(range, bytes)| {
             bytes.get((wanted.start - range.start) as usize..(wanted.end - range.start) as usize)
         })
