@@ -52,6 +52,8 @@ async fn the_rust_client_answers_like_the_embedded_path_and_maps_errors() {
             require_complete: true,
             branching: None,
             output: Default::default(),
+            target_invocation_ms: None,
+            max_invocations: None,
         };
         let answers = client
             .query_batch(SAMPLE_INDEX, &batch)

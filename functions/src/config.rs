@@ -11,13 +11,17 @@
 //! | `SQUASH_MANIFEST_MAX_STALE_MS` | how long an open index is still served from memory while the store cannot be read | 300000 |
 //! | `SQUASH_MAX_ANSWER_BYTES` | largest estimated answer in a response | 5242880 |
 //! | `SQUASH_MAX_STORED_ANSWER_BYTES` | largest estimated answer written to the store (`"output": "store"`); also what a worker answers at most | 12582912 |
-//! | `SQUASH_MAX_ROWS_PER_PARTITION` | rows one partition's worker may score for one request (exact mode counts 4 per row) | `SQUASH_TIMEOUT_MS` × 50000 |
+//! | `SQUASH_MAX_ROWS_PER_INVOCATION` | rows one worker invocation may be planned to score (exact mode counts 4 per row) | `SQUASH_TIMEOUT_MS` × 50000 |
+//! | `SQUASH_MAX_INVOCATIONS` | most worker invocations of one request: a large batch is split over concurrent invocations up to this many | 64 |
+//! | `SQUASH_TARGET_INVOCATION_MS` | estimated time one worker invocation is aimed at; a slot's share of a batch that would take longer is split | `SQUASH_TIMEOUT_MS` / 4 |
+//! | `SQUASH_SPLIT_FUNCTIONS` | comma-separated functions the extra parts of a split batch go to, in turn (the local stack's extra names) | each part to its slot's own function |
 //! | `SQUASH_CORS_ALLOW_ORIGIN` | the `Access-Control-Allow-Origin` of HTTP answers; `none` sends no CORS headers | `*` |
 //! | `SQUASH_CACHE_BYTES` | worker partition cache budget | half of the function memory |
 //! | `SQUASH_S3_CONNECT_TIMEOUT_MS`, `SQUASH_S3_READ_TIMEOUT_MS` | S3 read timeouts (read by `squash_storage::S3ReadTimeouts` when the store opens) | 1000, 2000 |
 
 use squash_core::error::{Error, Result};
-use squash_core::search::RequestLimits;
+use squash_core::search::{RequestLimits, DEFAULT_WORK_MODEL};
+use squash_service::batch_split::DEFAULT_MAX_INVOCATIONS;
 use squash_service::coordinator_service::{
     DEFAULT_BRANCHING, DEFAULT_MANIFEST_MAX_STALE_MS, DEFAULT_MANIFEST_TTL_MS, DEFAULT_MAX_DEPTH,
 };
@@ -76,12 +80,15 @@ impl FunctionConfig {
                     "must be set to where indexes live (s3://bucket/prefix or a folder)",
                 )
             })?;
-        let worker_functions: Vec<String> = lookup("SQUASH_WORKER_FUNCTIONS")
-            .unwrap_or_else(|| "worker".to_string())
-            .split(',')
-            .map(|name| name.trim().to_string())
-            .filter(|name| !name.is_empty())
-            .collect();
+        let names = |text: String| -> Vec<String> {
+            text.split(',')
+                .map(|name| name.trim().to_string())
+                .filter(|name| !name.is_empty())
+                .collect()
+        };
+        let worker_functions =
+            names(lookup("SQUASH_WORKER_FUNCTIONS").unwrap_or_else(|| "worker".to_string()));
+        let split_functions = names(lookup("SQUASH_SPLIT_FUNCTIONS").unwrap_or_default());
         if worker_functions.is_empty() {
             return Err(Error::invalid(
                 "SQUASH_WORKER_FUNCTIONS",
@@ -123,10 +130,10 @@ impl FunctionConfig {
                 "SQUASH_MAX_STORED_ANSWER_BYTES",
                 defaults.max_stored_answer_bytes,
             )?,
-            max_rows_per_partition: positive(
+            max_rows_per_invocation: positive(
                 lookup,
-                "SQUASH_MAX_ROWS_PER_PARTITION",
-                defaults.max_rows_per_partition,
+                "SQUASH_MAX_ROWS_PER_INVOCATION",
+                defaults.max_rows_per_invocation,
             )?,
         };
         let cors_allow_origin = match lookup("SQUASH_CORS_ALLOW_ORIGIN") {
@@ -163,6 +170,19 @@ impl FunctionConfig {
                     DEFAULT_MANIFEST_MAX_STALE_MS,
                 )?,
                 limits,
+                max_invocations: positive(
+                    lookup,
+                    "SQUASH_MAX_INVOCATIONS",
+                    DEFAULT_MAX_INVOCATIONS as u64,
+                )? as usize,
+                target_invocation_ms: match lookup("SQUASH_TARGET_INVOCATION_MS") {
+                    Some(text) if !text.trim().is_empty() => {
+                        Some(positive(lookup, "SQUASH_TARGET_INVOCATION_MS", 1)?)
+                    }
+                    _ => None,
+                },
+                split_functions,
+                work_model: DEFAULT_WORK_MODEL,
             },
             cache_bytes: number(lookup, "SQUASH_CACHE_BYTES", default_capacity_bytes())?,
             cors_allow_origin,
@@ -238,9 +258,26 @@ mod tests {
         assert_eq!(
             field_of(config(&[
                 ("SQUASH_ROOT", "x"),
-                ("SQUASH_MAX_ROWS_PER_PARTITION", "0")
+                ("SQUASH_MAX_ROWS_PER_INVOCATION", "0")
             ])),
-            "SQUASH_MAX_ROWS_PER_PARTITION"
+            "SQUASH_MAX_ROWS_PER_INVOCATION"
         );
+        let split = config(&[
+            ("SQUASH_ROOT", "x"),
+            ("SQUASH_MAX_INVOCATIONS", "8"),
+            ("SQUASH_TARGET_INVOCATION_MS", "300"),
+            ("SQUASH_SPLIT_FUNCTIONS", "s1, s2"),
+        ])
+        .expect("config");
+        assert_eq!(split.service.max_invocations, 8);
+        assert_eq!(split.service.target_invocation_ms(), 300);
+        assert_eq!(split.service.split_functions, vec!["s1", "s2"]);
+        let defaults =
+            config(&[("SQUASH_ROOT", "x"), ("SQUASH_TIMEOUT_MS", "8000")]).expect("config");
+        assert_eq!(defaults.service.target_invocation_ms(), 2_000);
+        assert!(defaults.service.split_functions.is_empty());
+        for name in ["SQUASH_MAX_INVOCATIONS", "SQUASH_TARGET_INVOCATION_MS"] {
+            assert_eq!(field_of(config(&[("SQUASH_ROOT", "x"), (name, "0")])), name);
+        }
     }
 }

@@ -358,6 +358,8 @@ async fn run_batch(
         require_complete: false,
         branching: None,
         output: AnswerOutput::Response,
+        target_invocation_ms: None,
+        max_invocations: None,
     };
     let started = Instant::now();
     let response = service

@@ -441,6 +441,11 @@ pub struct FailedPartition {
     pub kind: FailureKind,
     /// Details.
     pub message: String,
+    /// The queries (positions in the request of the node reporting it) left without this
+    /// partition; empty when every query that visits it is. A part of a split batch that
+    /// fails leaves only its own queries without the partition.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queries: Vec<u32>,
 }
 
 /// What one worker invocation did: the inputs of the cost model.
@@ -514,6 +519,10 @@ pub struct ExecutionStats {
     pub invocations: u32,
     /// Worker invocations that landed on a cold container.
     pub worker_cold_starts: u32,
+    /// Worker invocations planned beyond one per worker slot: the extra parts a large batch's
+    /// share of a slot was split into, to run concurrently.
+    #[serde(default)]
+    pub split_invocations: u32,
     /// Levels of workers in the invocation tree.
     pub tree_depth: u32,
     /// Partitions found decoded in worker caches.
@@ -595,6 +604,16 @@ pub struct BatchRequest {
     /// too large for one.
     #[serde(default, skip_serializing_if = "AnswerOutput::is_response")]
     pub output: AnswerOutput,
+    /// Aim for worker invocations of about this many milliseconds (estimated): a slot's share
+    /// of the batch that would take longer is split over concurrent invocations. Lower
+    /// finishes a large batch sooner and costs more (more invocations, more cold loads).
+    /// Default: the deployment's (a quarter of its time budget).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_invocation_ms: Option<u64>,
+    /// The most worker invocations this batch may use, at most the deployment's cap: a
+    /// bound on its cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_invocations: Option<usize>,
 }
 
 /// Where the answer to a batch goes.
@@ -733,6 +752,7 @@ mod tests {
                 partition: 2,
                 kind: FailureKind::Timeout,
                 message: "no answer in 900 ms".into(),
+                queries: vec![0],
             }],
             invocations: vec![InvocationStats::default()],
         };

@@ -11,8 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::batch_split::{
+    plan_invocations, SplitSettings, DEFAULT_MAX_INVOCATIONS, DEFAULT_TARGET_SHARE,
+};
 use crate::fanout::{collect_children, spawn_children, SubtreeAnswer};
-use crate::invocation_tree::{plan_tree, TreeShape};
+use crate::invocation_tree::TreeShape;
 use crate::invoker::WorkerInvoker;
 use squash_core::attributes::{AttributeKind, AttributeSchema};
 use squash_core::error::{Error, Result};
@@ -23,7 +26,7 @@ use squash_core::protocol::{
     FailureKind, IndexSummary, InvocationStats, QueryHits, QueryRequest, QueryResponse, QueryStats,
     StoredAnswer, TreeNode, WorkerRequest, DEFAULT_TIMEOUT_MS, MAX_BATCH_QUERIES, PROTOCOL_VERSION,
 };
-use squash_core::search::{plan_batch, QueryPlan, RequestLimits};
+use squash_core::search::{plan_batch, QueryPlan, RequestLimits, WorkModel, DEFAULT_WORK_MODEL};
 use squash_storage::BlobStore;
 
 /// Default children per tree node.
@@ -56,6 +59,26 @@ pub struct ServiceConfig {
     pub manifest_max_stale_ms: u64,
     /// What one request may ask for.
     pub limits: RequestLimits,
+    /// Most worker invocations of one request: a large batch is split over concurrent
+    /// invocations up to this many (`batch_split.rs`).
+    pub max_invocations: usize,
+    /// Estimated milliseconds one worker invocation is aimed at; `None`: a quarter of
+    /// `timeout_ms`.
+    pub target_invocation_ms: Option<u64>,
+    /// Functions the extra parts of a split batch go to, in turn; empty sends each part to
+    /// its slot's own function (on AWS, another container of it).
+    pub split_functions: Vec<String>,
+    /// The work estimates the split is planned with.
+    pub work_model: WorkModel,
+}
+
+impl ServiceConfig {
+    /// Returns the estimated milliseconds one worker invocation is aimed at.
+    pub fn target_invocation_ms(&self) -> u64 {
+        self.target_invocation_ms
+            .unwrap_or((self.timeout_ms as f64 * DEFAULT_TARGET_SHARE) as u64)
+            .max(1)
+    }
 }
 
 impl Default for ServiceConfig {
@@ -70,6 +93,10 @@ impl Default for ServiceConfig {
             manifest_ttl_ms: DEFAULT_MANIFEST_TTL_MS,
             manifest_max_stale_ms: DEFAULT_MANIFEST_MAX_STALE_MS,
             limits: RequestLimits::for_timeout(DEFAULT_TIMEOUT_MS),
+            max_invocations: DEFAULT_MAX_INVOCATIONS,
+            target_invocation_ms: None,
+            split_functions: Vec::new(),
+            work_model: DEFAULT_WORK_MODEL,
         }
     }
 }
@@ -304,6 +331,8 @@ impl CoordinatorService {
                     tree,
                     output: AnswerOutput::Response,
                     single: true,
+                    target_invocation_ms: None,
+                    max_invocations: None,
                 },
                 request_id,
                 deadline,
@@ -340,6 +369,15 @@ impl CoordinatorService {
                 "set branching on the batch, not on its queries",
             ));
         }
+        if batch.target_invocation_ms == Some(0) {
+            return Err(Error::invalid(
+                "target_invocation_ms",
+                "must be at least 1 (milliseconds)",
+            ));
+        }
+        if batch.max_invocations == Some(0) {
+            return Err(Error::invalid("max_invocations", "must be at least 1"));
+        }
         let tree = self.tree_shape(batch.branching)?;
         let (results, stats) = self
             .run(
@@ -350,6 +388,8 @@ impl CoordinatorService {
                     tree,
                     output: batch.output,
                     single: false,
+                    target_invocation_ms: batch.target_invocation_ms,
+                    max_invocations: batch.max_invocations,
                 },
                 request_id,
                 deadline,
@@ -439,7 +479,18 @@ impl CoordinatorService {
             tree,
             output,
             single,
+            target_invocation_ms,
+            max_invocations,
         } = options;
+        let split = SplitSettings {
+            target_ms: target_invocation_ms.unwrap_or_else(|| self.config.target_invocation_ms())
+                as f64,
+            max_invocations: max_invocations
+                .unwrap_or(usize::MAX)
+                .min(self.config.max_invocations),
+            split_functions: self.config.split_functions.clone(),
+            model: self.config.work_model,
+        };
         let started = Instant::now();
         let cold_start = self.num_served.fetch_add(1, Ordering::Relaxed) == 0;
         let mut reads = OpenReads::default();
@@ -455,14 +506,24 @@ impl CoordinatorService {
                     .find(|entry| entry.id == task.partition)
                     .map(|entry| entry.size_bytes);
             }
-            self.config.limits.check(
+            self.config
+                .limits
+                .check_answer(&plan, &opened.coordinator.schema, output, single)?;
+            let invocations = plan_invocations(
                 &plan,
-                &opened.coordinator.schema,
-                &opened.coordinator.partition_sizes,
-                output,
+                opened.coordinator.dim,
+                &self.config.worker_functions,
+                tree,
+                &split,
+            )?;
+            let (heaviest_rows, heaviest_partition) = invocations.heaviest_rows;
+            self.config.limits.check_invocation_rows(
+                heaviest_rows,
+                heaviest_partition,
+                invocations.num_invocations,
                 single,
             )?;
-            let nodes = plan_tree(&plan.tasks, &self.config.worker_functions, tree)?;
+            let nodes = invocations.nodes;
             let plan_ms = started.elapsed().as_secs_f64() * 1e3;
             let fan_out_started = Instant::now();
             let root_request = Arc::new(WorkerRequest {
@@ -505,6 +566,7 @@ impl CoordinatorService {
                 coordinator_store_get_requests: reads.num_get_requests,
                 coordinator_store_bytes_fetched: reads.bytes_fetched,
                 invocations: top_level_attempts,
+                split_invocations: invocations.num_split as u32,
                 tree_depth: nodes.iter().map(TreeNode::depth).max().unwrap_or(0) as u32,
                 plan_ms,
                 fan_out_ms,
@@ -550,6 +612,10 @@ struct RunOptions {
     output: AnswerOutput,
     /// A one-query request: limit errors name its fields without a `queries` prefix.
     single: bool,
+    /// The batch's own target time per invocation, if it sets one.
+    target_invocation_ms: Option<u64>,
+    /// The batch's own cap on invocations, if it sets one.
+    max_invocations: Option<usize>,
 }
 
 /// Returns one response per query, in order: its merged hits, the partitions of its plan that
@@ -564,13 +630,32 @@ fn query_responses(
     require_complete: bool,
 ) -> Result<Vec<QueryResponse>> {
     let missing: BTreeSet<u32> = failed.iter().map(|f| f.partition).collect();
+    // Per failed partition, the queries left without it: `None` for all that visit it (a
+    // failure naming no queries), else those a failed part of a split batch held.
+    let mut missing_for: HashMap<u32, Option<BTreeSet<u32>>> = HashMap::new();
+    for failure in failed {
+        let entry = missing_for
+            .entry(failure.partition)
+            .or_insert_with(|| Some(BTreeSet::new()));
+        if failure.queries.is_empty() {
+            *entry = None;
+        } else if let Some(queries) = entry {
+            queries.extend(&failure.queries);
+        }
+    }
     let mut responses = Vec::with_capacity(results.len());
-    for ((result, query_plan), request) in results.into_iter().zip(plans).zip(requests) {
+    for (position, ((result, query_plan), request)) in
+        results.into_iter().zip(plans).zip(requests).enumerate()
+    {
         let missing_partitions: Vec<u32> = query_plan
             .partitions
             .iter()
             .copied()
-            .filter(|p| missing.contains(p))
+            .filter(|p| match missing_for.get(p) {
+                None => false,
+                Some(None) => true,
+                Some(Some(queries)) => queries.contains(&(position as u32)),
+            })
             .collect();
         if !missing_partitions.is_empty() && (require_complete || request.require_complete) {
             let message = failed

@@ -212,6 +212,8 @@ impl EmbeddedIndex {
             require_complete: true,
             branching: None,
             output: AnswerOutput::Response,
+            target_invocation_ms: None,
+            max_invocations: None,
         };
         let response = self
             .coordinator

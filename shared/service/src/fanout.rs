@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use squash_core::error::{Error, Result};
 use squash_core::protocol::{
-    FailedPartition, FailureKind, Hit, InvocationStats, PartitionOutcome, QueryHits, ScanStats,
-    TreeNode, WorkerRequest, WorkerResponse, PROTOCOL_VERSION,
+    FailedPartition, FailureKind, Hit, InvocationStats, PartitionOutcome, PartitionTask, QueryHits,
+    ScanStats, TreeNode, WorkerRequest, WorkerResponse, PROTOCOL_VERSION,
 };
 use squash_core::search::merge_hits;
 
@@ -39,6 +39,9 @@ pub(crate) struct ChildOutcome {
     pub(crate) parent_positions: Vec<u32>,
     /// Invocations made (1 or 2).
     pub(crate) num_attempts: u32,
+    /// When the child gave no answer: its partitions, failed for the queries (in the
+    /// parent's numbering) its subtree held for each.
+    pub(crate) failed: Vec<FailedPartition>,
 }
 
 /// Starts one task per child of `request`, each invoking it (and retrying once).
@@ -65,14 +68,16 @@ async fn invoke_child(
     node: &TreeNode,
     deadline: Instant,
 ) -> ChildOutcome {
+    // Each partition of the subtree is failed for the queries the subtree held for it (in the
+    // parent's numbering): a failed part of a split batch leaves its other queries whole.
     let failed_outcome = |kind: FailureKind, message: String, num_attempts: u32| {
-        let failed = node
-            .subtree_partitions()
+        let failed = subtree_tasks(node)
             .into_iter()
-            .map(|partition| FailedPartition {
-                partition,
+            .map(|task| FailedPartition {
+                partition: task.partition,
                 kind,
                 message: message.clone(),
+                queries: task.queries.clone(),
             })
             .collect();
         ChildOutcome {
@@ -80,11 +85,12 @@ async fn invoke_child(
                 protocol_version: PROTOCOL_VERSION,
                 results: Vec::new(),
                 searched: Vec::new(),
-                failed,
+                failed: Vec::new(),
                 invocations: Vec::new(),
             },
             parent_positions: Vec::new(),
             num_attempts,
+            failed,
         }
     };
     let (mut request, parent_positions) = match child_request(parent, node, 0) {
@@ -121,6 +127,7 @@ async fn invoke_child(
                         response,
                         parent_positions,
                         num_attempts,
+                        failed: Vec::new(),
                     };
                 }
                 last_failure = (
@@ -174,6 +181,15 @@ async fn invoke_child(
         }
     }
     failed_outcome(last_failure.0, last_failure.1, num_attempts)
+}
+
+/// Returns the tasks of `node` and of all its descendants.
+fn subtree_tasks(node: &TreeNode) -> Vec<&PartitionTask> {
+    let mut tasks: Vec<&PartitionTask> = node.tasks.iter().collect();
+    for child in &node.children {
+        tasks.extend(subtree_tasks(child));
+    }
+    tasks
 }
 
 /// Invocations the children of one node took.
@@ -248,6 +264,7 @@ impl SubtreeAnswer {
                 partition,
                 kind,
                 message,
+                queries: Vec::new(),
             }),
         }
     }
@@ -269,7 +286,23 @@ impl SubtreeAnswer {
             self.add_hits(position as usize, result.hits, &result.stats);
         }
         self.searched.extend(outcome.response.searched);
-        self.failed.extend(outcome.response.failed);
+        for mut failure in outcome.response.failed {
+            for query in &mut failure.queries {
+                *query = outcome
+                    .parent_positions
+                    .get(*query as usize)
+                    .copied()
+                    .ok_or_else(|| {
+                        Error::corrupt(
+                            "worker response",
+                            0,
+                            format!("unknown query {query} in a failed partition"),
+                        )
+                    })?;
+            }
+            self.failed.push(failure);
+        }
+        self.failed.extend(outcome.failed);
         self.invocations.extend(outcome.response.invocations);
         Ok(())
     }
@@ -295,6 +328,19 @@ impl SubtreeAnswer {
                 invocations: self.invocations,
             },
         )
+    }
+
+    /// Names, on the failures that name no queries, the queries of `tasks` (this node's own)
+    /// that visit the failed partition.
+    pub(crate) fn name_failed_queries(&mut self, tasks: &[PartitionTask]) {
+        for failure in &mut self.failed {
+            if !failure.queries.is_empty() {
+                continue;
+            }
+            if let Some(task) = tasks.iter().find(|t| t.partition == failure.partition) {
+                failure.queries = task.queries.clone();
+            }
+        }
     }
 
     pub(crate) fn finish(self, own: InvocationStats) -> WorkerResponse {
@@ -325,7 +371,7 @@ mod tests {
     use std::sync::Mutex;
 
     use async_trait::async_trait;
-    use squash_core::protocol::{PartitionTask, SearchKnobs, SearchOptions, WorkerQuery};
+    use squash_core::protocol::{SearchKnobs, SearchOptions, WorkerQuery};
 
     use super::*;
 
@@ -385,7 +431,9 @@ mod tests {
         let invoker: Arc<dyn WorkerInvoker> = scripted.clone();
         let deadline = Instant::now() + Duration::from_secs(2);
         let mut children = spawn_children(&invoker, &one_child_request(), deadline);
-        let outcome = children.remove(0).await.expect("child task");
+        let mut outcome = children.remove(0).await.expect("child task");
+        // The failures as the parent sees them.
+        outcome.response.failed.append(&mut outcome.failed);
         (outcome, scripted.num_calls.load(Ordering::SeqCst))
     }
 

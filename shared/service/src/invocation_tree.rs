@@ -76,17 +76,15 @@ pub fn slot_of(partition: u32, num_slots: usize) -> usize {
     partition as usize % num_slots.max(1)
 }
 
-/// Returns the nodes the coordinator invokes for `tasks`, with the rest of the tree below them.
+/// Returns the nodes the coordinator invokes for `tasks`, with the rest of the tree below them:
+/// one node per slot with its partitions' whole tasks (no split; `batch_split.rs` splits).
 pub fn plan_tree(
     tasks: &[PartitionTask],
     functions: &[String],
     shape: TreeShape,
 ) -> Result<Vec<TreeNode>> {
     if functions.is_empty() {
-        return Err(Error::invalid(
-            "worker functions",
-            "at least one worker function is needed",
-        ));
+        return Err(no_functions());
     }
     let mut tasks_of_slot: BTreeMap<usize, Vec<PartitionTask>> = BTreeMap::new();
     for task in tasks {
@@ -95,7 +93,23 @@ pub fn plan_tree(
             .or_default()
             .push(task.clone());
     }
-    let nodes: Vec<(usize, Vec<PartitionTask>)> = tasks_of_slot.into_iter().collect();
+    tree_of_slots(tasks_of_slot.into_iter().collect(), functions, shape)
+}
+
+fn no_functions() -> Error {
+    Error::invalid("worker functions", "at least one worker function is needed")
+}
+
+/// Returns the tree over `nodes` (each a slot, in ascending slot order, with the tasks its
+/// node runs): the nodes the coordinator invokes, with the rest below them.
+pub fn tree_of_slots(
+    nodes: Vec<(usize, Vec<PartitionTask>)>,
+    functions: &[String],
+    shape: TreeShape,
+) -> Result<Vec<TreeNode>> {
+    if functions.is_empty() {
+        return Err(no_functions());
+    }
     let branching = shape.effective_branching(nodes.len());
     fn build(
         position: usize,

@@ -7,6 +7,8 @@
 //! - [`fanout`]: spawning children, deadline shares, retries and merging their answers, used by
 //!   both services above.
 //! - [`invocation_tree`]: the pure planner that shapes the tree of worker invocations.
+//! - [`batch_split`]: the pure planner that splits a large batch's share of a slot over
+//!   concurrent invocations, from the engine's work estimates.
 //! - [`invoker`]: the [`WorkerInvoker`] port; [`in_process`]: its in-process adapter.
 //! - [`partition_cache`]: the memory-bounded cache of decoded partitions a warm worker keeps.
 //! - [`http_routes`]: the HTTP API (API Gateway and function URL events) over plain types.
@@ -20,6 +22,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod batch_split;
 pub mod coordinator_service;
 pub mod embedded;
 pub mod fanout;
@@ -31,13 +34,14 @@ pub mod partition_cache;
 pub mod publish;
 pub mod worker_service;
 
+pub use batch_split::{plan_invocations, InvocationPlan, SplitSettings};
 pub use coordinator_service::{CoordinatorService, ServiceConfig};
 pub use embedded::EmbeddedIndex;
 pub use http_routes::{
     handle_direct, handle_direct_payload, handle_http, HttpResponse, JsonPayload,
 };
 pub use in_process::InProcessInvoker;
-pub use invocation_tree::{plan_tree, slot_of, TreeShape};
+pub use invocation_tree::{plan_tree, slot_of, tree_of_slots, TreeShape};
 pub use invoker::WorkerInvoker;
 pub use partition_cache::{default_capacity_bytes, PartitionCache};
 pub use publish::write_index;

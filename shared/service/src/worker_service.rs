@@ -172,6 +172,8 @@ impl WorkerService {
         let mut merged = SubtreeAnswer::new(&request);
         self.search_own(&request, deadline, &mut stats, &mut merged)
             .await;
+        // Before the children's answers come in, the failures are this node's own.
+        merged.name_failed_queries(&request.tasks);
         let invocations = collect_children(children, &mut merged).await?;
         stats.child_invocations = invocations.num_invocations;
         stats.child_retries = invocations.num_retries;
@@ -268,6 +270,7 @@ impl WorkerService {
                     partition: partition_id,
                     kind: FailureKind::Error,
                     message: "partition load failed".to_string(),
+                    queries: Vec::new(),
                 });
             }
         }
@@ -316,6 +319,7 @@ impl WorkerService {
                         partition,
                         kind: FailureKind::Timeout,
                         message: message.clone(),
+                        queries: Vec::new(),
                     })
                     .collect();
                 (HashMap::new(), failed)
@@ -374,6 +378,7 @@ impl WorkerService {
                         partition: task.partition,
                         kind: FailureKind::Error,
                         message: format!("search task failed: {error}"),
+                        queries: Vec::new(),
                     });
                 }
             }
@@ -604,5 +609,6 @@ fn failure(partition: u32, error: &Error) -> FailedPartition {
         partition,
         kind: FailureKind::of(error),
         message: error.to_string(),
+        queries: Vec::new(),
     }
 }

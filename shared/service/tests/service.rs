@@ -746,6 +746,9 @@ async fn work_past_the_deadline_stops_and_is_named() {
         require_complete: false,
         branching: None,
         output: AnswerOutput::Response,
+        target_invocation_ms: None,
+        // Unsplit: each slot's one invocation holds far more than its budget.
+        max_invocations: Some(1),
     };
     let started = Instant::now();
     let answer = fx
@@ -803,6 +806,8 @@ async fn requests_over_the_limits_are_refused_up_front_and_big_answers_go_to_the
         require_complete: false,
         branching: None,
         output,
+        target_invocation_ms: None,
+        max_invocations: None,
     };
     // 1,000 queries of 10,000 hits with attributes: refused before any worker runs.
     let calls_before = fx.invoker.num_calls.load(Ordering::SeqCst);
@@ -970,4 +975,141 @@ async fn cold_partitions_are_read_by_range_then_whole_then_from_memory() {
     );
     assert_eq!(warm.cache_misses, 0);
     assert_eq!(warm.store_get_requests, 0);
+}
+
+/// A batch of `n` queries (every fourth filtered) over every partition, with the split knobs.
+fn split_batch(
+    input: &BuildInput,
+    n: usize,
+    target_invocation_ms: Option<u64>,
+    max_invocations: Option<usize>,
+) -> BatchRequest {
+    let queries = (0..n)
+        .map(|i| {
+            let filter = if i % 4 == 0 {
+                json!({"year": {"$gte": 2005}})
+            } else {
+                serde_json::Value::Null
+            };
+            exhaustive(input, (i * 7) % 4000, filter)
+        })
+        .collect();
+    BatchRequest {
+        queries,
+        require_complete: false,
+        branching: None,
+        output: AnswerOutput::Response,
+        target_invocation_ms,
+        max_invocations,
+    }
+}
+
+#[tokio::test]
+async fn a_batch_split_over_concurrent_invocations_answers_as_one_unsplit() {
+    let fx = fixture(10_000, 60_000).await;
+    let unsplit = fx
+        .service
+        .query_batch(
+            "films",
+            split_batch(&fx.input, 600, None, Some(1)),
+            "unsplit",
+            deadline(&fx.service),
+        )
+        .await
+        .expect("unsplit");
+    assert_eq!(unsplit.stats.split_invocations, 0);
+    assert_eq!(unsplit.stats.invocations as usize, SLOTS.len());
+    // A target of 1 ms cuts each slot's share into parts, up to the cap of 24 invocations.
+    let split = fx
+        .service
+        .query_batch(
+            "films",
+            split_batch(&fx.input, 600, Some(1), Some(24)),
+            "split",
+            deadline(&fx.service),
+        )
+        .await
+        .expect("split");
+    assert!(!split.partial);
+    assert!(split.stats.split_invocations > 0, "{:?}", split.stats);
+    assert!(split.stats.invocations <= 24, "{}", split.stats.invocations);
+    assert_eq!(
+        split.stats.invocations,
+        SLOTS.len() as u32 + split.stats.split_invocations
+    );
+    assert_eq!(split.stats.workers.len(), split.stats.invocations as usize);
+    assert_eq!(split.results.len(), unsplit.results.len());
+    for (position, (a, b)) in split.results.iter().zip(&unsplit.results).enumerate() {
+        assert_eq!(a.hits, b.hits, "query {position}");
+        assert_eq!(a.stats.scan, b.stats.scan, "query {position}");
+    }
+    // Knobs out of range are refused naming the field.
+    for (bad, field) in [
+        (
+            split_batch(&fx.input, 2, Some(0), None),
+            "target_invocation_ms",
+        ),
+        (split_batch(&fx.input, 2, None, Some(0)), "max_invocations"),
+    ] {
+        match fx
+            .service
+            .query_batch("films", bad, "bad", deadline(&fx.service))
+            .await
+        {
+            Err(Error::InvalidInput { field: got, .. }) => assert_eq!(got, field),
+            other => panic!("expected a bad {field}, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_failed_part_leaves_only_its_own_queries_partial() {
+    let fx = fixture(2_000, 60_000).await;
+    let whole = fx
+        .service
+        .query_batch(
+            "films",
+            split_batch(&fx.input, 400, None, Some(1)),
+            "whole",
+            deadline(&fx.service),
+        )
+        .await
+        .expect("whole");
+    // Parts go to their own function names, one of which always fails (retried, then named).
+    let service = CoordinatorService::new(
+        Arc::clone(&fx.root),
+        Arc::clone(&fx.invoker) as Arc<dyn WorkerInvoker>,
+        ServiceConfig {
+            split_functions: vec!["part-a".into(), "part-b".into()],
+            ..fx.service.config().clone()
+        },
+    );
+    fx.invoker
+        .faults
+        .lock()
+        .expect("faults")
+        .push(("part-b".into(), Fault::Fail));
+    let answer = service
+        .query_batch(
+            "films",
+            split_batch(&fx.input, 400, Some(1), Some(12)),
+            "split",
+            deadline(&service),
+        )
+        .await
+        .expect("a partial answer");
+    assert!(answer.stats.split_invocations >= 2, "{:?}", answer.stats);
+    let partial = answer.results.iter().filter(|r| r.partial).count();
+    assert!(partial > 0, "the failing part's queries are partial");
+    assert!(
+        partial < answer.results.len(),
+        "the other queries are whole"
+    );
+    for (position, (got, want)) in answer.results.iter().zip(&whole.results).enumerate() {
+        if got.partial {
+            assert!(!got.missing_partitions.is_empty(), "query {position}");
+        } else {
+            assert_eq!(got.hits, want.hits, "query {position} is whole");
+        }
+    }
 }

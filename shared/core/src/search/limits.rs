@@ -1,13 +1,15 @@
 //! What one request may ask of the service: how large its answer may be, and how many rows it
-//! may make one partition's worker score. The coordinator checks both once the batch is
-//! planned, before any worker is invoked, so a request that could never be answered is refused
-//! with the field and the limit named instead of running until its deadline.
+//! may make one worker invocation score. The coordinator checks both once the batch is planned
+//! (and, for the rows, split over invocations), before any worker is invoked, so a request that
+//! could never be answered is refused with the field and the limit named instead of running
+//! until its deadline.
 //!
 //! Both checks work on estimates made from the plan alone:
 //! - the answer size from `k`, the number of queries and what each hit carries (its attributes
 //!   sized from the schema: longest category label, widest number);
-//! - the work from the rows of every partition a query visits, exact mode counting each row
-//!   [`EXACT_ROW_WEIGHT`] times (it skips the sign-code prune and re-ranks further).
+//! - the work from the rows each query makes each partition's worker scan (its probed fine
+//!   clusters; every row in exact mode, which counts each row [`EXACT_ROW_WEIGHT`] times),
+//!   summed over what one invocation is given.
 //!
 //! What the limits cannot see coming (a worker slower than expected) is bounded by the
 //! deadline instead: workers stop between queries once their budget is spent.
@@ -15,6 +17,7 @@
 use crate::attributes::{AttributeKind, AttributeSchema};
 use crate::error::{Error, Result};
 use crate::protocol::AnswerOutput;
+pub use crate::search::work::{weighted_rows, EXACT_ROW_WEIGHT};
 use crate::search::BatchPlan;
 
 /// JSON bytes of one hit without attributes, at most: `{"id":` + 20 digits + `,"distance":`
@@ -26,9 +29,6 @@ pub const QUERY_JSON_BYTES: u64 = 320;
 /// JSON bytes of a request's answer besides its queries: the execution statistics, with one
 /// entry per worker invocation.
 pub const REQUEST_JSON_BYTES: u64 = 32 * 1024;
-/// Exact mode scores every row that passes the filter by its lower bound and re-ranks in
-/// bound order: about this many times the work of an approximate scan per row.
-pub const EXACT_ROW_WEIGHT: u64 = 4;
 /// Rows per millisecond one worker is assumed to score at most, to turn a time budget into a
 /// work limit. It is generous on purpose (several times what a worker reaches), so the check
 /// refuses only requests that could not finish even on a fast worker; the deadline bounds the
@@ -50,8 +50,8 @@ pub struct RequestLimits {
     pub max_answer_bytes: u64,
     /// Largest estimated answer written to the store (`"output": "store"`), in JSON bytes.
     pub max_stored_answer_bytes: u64,
-    /// Most rows one partition's worker may score for one request (exact rows weighted).
-    pub max_rows_per_partition: u64,
+    /// Most rows one worker invocation may be planned to score (exact rows weighted).
+    pub max_rows_per_invocation: u64,
 }
 
 impl RequestLimits {
@@ -60,7 +60,7 @@ impl RequestLimits {
         RequestLimits {
             max_answer_bytes: u64::MAX,
             max_stored_answer_bytes: u64::MAX,
-            max_rows_per_partition: u64::MAX,
+            max_rows_per_invocation: u64::MAX,
         }
     }
 
@@ -69,17 +69,16 @@ impl RequestLimits {
         RequestLimits {
             max_answer_bytes: DEFAULT_MAX_ANSWER_BYTES,
             max_stored_answer_bytes: DEFAULT_MAX_STORED_ANSWER_BYTES,
-            max_rows_per_partition: timeout_ms.saturating_mul(SCAN_ROWS_PER_MS),
+            max_rows_per_invocation: timeout_ms.saturating_mul(SCAN_ROWS_PER_MS),
         }
     }
 
-    /// Checks a planned request against the limits. `single` is a one-query request (its
-    /// fields are named without a `queries` prefix).
-    pub fn check(
+    /// Checks the answer of a planned request against the limits. `single` is a one-query
+    /// request (its fields are named without a `queries` prefix).
+    pub fn check_answer(
         &self,
         plan: &BatchPlan,
         schema: &AttributeSchema,
-        partition_sizes: &[u64],
         output: AnswerOutput,
         single: bool,
     ) -> Result<()> {
@@ -109,40 +108,29 @@ impl RequestLimits {
                 ),
             ));
         }
-        for task in &plan.tasks {
-            let size = partition_sizes
-                .get(task.partition as usize)
-                .copied()
-                .unwrap_or(0);
-            let weight: u64 = task
-                .queries
-                .iter()
-                .map(|&q| {
-                    let exact = plan
-                        .queries
-                        .get(q as usize)
-                        .is_some_and(|query| query.knobs.exact);
-                    if exact {
-                        EXACT_ROW_WEIGHT
-                    } else {
-                        1
-                    }
-                })
-                .sum();
-            let rows = size.saturating_mul(weight);
-            if rows > self.max_rows_per_partition {
-                return Err(Error::invalid(
-                    if single { "options" } else { "queries" },
-                    format!(
-                        "partition {} would score about {rows} rows for this request ({} queries visit its {size} rows; exact mode counts each row {EXACT_ROW_WEIGHT} times), over the limit of {} rows per partition; split the batch, visit fewer partitions, or leave exact mode",
-                        task.partition,
-                        task.queries.len(),
-                        self.max_rows_per_partition
-                    ),
-                ));
-            }
-        }
         Ok(())
+    }
+
+    /// Checks the work of the heaviest invocation of a planned request: `rows` (exact rows
+    /// weighted, see [`weighted_rows`]) of the partition `partition`, once the batch is split
+    /// over `num_invocations` invocations.
+    pub fn check_invocation_rows(
+        &self,
+        rows: u64,
+        partition: u32,
+        num_invocations: usize,
+        single: bool,
+    ) -> Result<()> {
+        if rows <= self.max_rows_per_invocation {
+            return Ok(());
+        }
+        Err(Error::invalid(
+            if single { "options" } else { "queries" },
+            format!(
+                "one worker invocation would score about {rows} rows of partition {partition} (exact mode counts each row {EXACT_ROW_WEIGHT} times) even with the request split over {num_invocations} invocations, over the limit of {} rows per invocation; split the batch, probe fewer rows, or leave exact mode",
+                self.max_rows_per_invocation
+            ),
+        ))
     }
 }
 
@@ -260,6 +248,7 @@ mod tests {
             queries,
             plans: Vec::new(),
             tasks,
+            task_rows: Vec::new(),
         }
     }
 
@@ -269,9 +258,8 @@ mod tests {
         output: AnswerOutput,
         single: bool,
     ) -> Result<()> {
-        limits.check(plan, &schema(), &[50_000, 10], output, single)
+        limits.check_answer(plan, &schema(), output, single)
     }
-
     #[test]
     fn answers_over_the_limit_are_refused_naming_the_field() {
         let limits = RequestLimits::for_timeout(10_000);
@@ -307,41 +295,30 @@ mod tests {
     #[test]
     fn work_over_the_limit_is_refused_and_exact_rows_weigh_more() {
         let limits = RequestLimits {
-            max_rows_per_partition: 1_000_000,
+            max_rows_per_invocation: 1_000_000,
             ..RequestLimits::for_timeout(10_000)
         };
-        // Partition 0 holds 50,000 rows, partition 1 ten.
-        let requests = vec![QueryRequest::new(vec![0.0; 4], 10); 20];
-        let tasks = || {
-            vec![
-                PartitionTask {
-                    partition: 0,
-                    queries: (0..20).collect(),
-                    object_bytes: None,
-                },
-                PartitionTask {
-                    partition: 1,
-                    queries: (0..20).collect(),
-                    object_bytes: None,
-                },
-            ]
-        };
-        // 20 queries x 50,000 rows = the limit exactly.
-        let plan = plan_of(&requests, tasks());
-        assert!(check(&limits, &plan, AnswerOutput::Response, false).is_ok());
-        let mut exact = requests.clone();
-        exact[0].options.exact = true;
-        match check(
-            &limits,
-            &plan_of(&exact, tasks()),
-            AnswerOutput::Response,
-            false,
-        ) {
+        assert!(limits.check_invocation_rows(1_000_000, 0, 1, false).is_ok());
+        match limits.check_invocation_rows(1_000_001, 3, 8, false) {
             Err(Error::InvalidInput { field, reason }) => {
                 assert_eq!(field, "queries");
-                assert!(reason.contains("partition 0"), "{reason}");
+                assert!(reason.contains("partition 3"), "{reason}");
+                assert!(reason.contains("8 invocations"), "{reason}");
             }
             other => panic!("{other:?}"),
         }
+        match limits.check_invocation_rows(2_000_000, 0, 1, true) {
+            Err(Error::InvalidInput { field, .. }) => assert_eq!(field, "options"),
+            other => panic!("{other:?}"),
+        }
+        let mut request = QueryRequest::new(vec![0.0; 4], 10);
+        let approximate = plan_of(std::slice::from_ref(&request), vec![]);
+        assert_eq!(weighted_rows(&approximate.queries[0], 50_000), 50_000);
+        request.options.exact = true;
+        let exact = plan_of(std::slice::from_ref(&request), vec![]);
+        assert_eq!(
+            weighted_rows(&exact.queries[0], 50_000),
+            50_000 * EXACT_ROW_WEIGHT
+        );
     }
 }

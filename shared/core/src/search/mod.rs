@@ -9,8 +9,10 @@ pub mod limits;
 pub mod merge;
 pub mod plan;
 pub mod scan;
+pub mod work;
 
-pub use limits::RequestLimits;
+pub use limits::{weighted_rows, RequestLimits};
 pub use merge::merge_hits;
 pub use plan::{plan_batch, plan_query, BatchPlan, QueryPlan};
 pub use scan::{search_partition, search_partition_using, search_tasks, PreparedQuery, ScanMethod};
+pub use work::{WorkModel, DEFAULT_WORK_MODEL};

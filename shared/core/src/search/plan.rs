@@ -49,6 +49,9 @@ pub struct QueryPlan {
     pub probe_radius: Option<f32>,
     /// Rows in the clusters taken (a worker may scan a few more, within the same radius).
     pub probed_rows: u64,
+    /// Per partition of `partitions` (same order), the rows of its clusters taken: what the
+    /// query makes that partition's worker scan (every row in exact mode).
+    pub rows_by_partition: Vec<u64>,
 }
 
 /// Returns the partitions `query` (already normalised for cosine) must visit.
@@ -97,14 +100,17 @@ pub fn plan_query(
                 partitions.push(partition);
             }
         }
-        for &partition in &partitions {
-            probed_rows += coordinator.partition_sizes[partition as usize];
-        }
+        let rows_by_partition: Vec<u64> = partitions
+            .iter()
+            .map(|&partition| coordinator.partition_sizes[partition as usize])
+            .collect();
+        probed_rows += rows_by_partition.iter().sum::<u64>();
         return QueryPlan {
             partitions,
             estimated_matches,
             probe_radius: None,
             probed_rows,
+            rows_by_partition,
         };
     }
     // The rows an unfiltered query would probe by the centroid factor: the scale of the
@@ -120,6 +126,9 @@ pub fn plan_query(
     let mut possible_covered = 0u64;
     let mut probed_rows = 0u64;
     let mut probe_radius = 0f32;
+    let mut rows_by_partition: Vec<u64> = Vec::new();
+    // Per partition, its position in `partitions` once taken.
+    let mut position_of = vec![u32::MAX; coordinator.num_partitions()];
     for (distance, cluster) in ranked {
         let partition = clusters.partition_of[cluster as usize];
         let new_partition = !taken_partition[partition as usize];
@@ -135,11 +144,15 @@ pub fn plan_query(
         }
         if new_partition {
             taken_partition[partition as usize] = true;
+            position_of[partition as usize] = partitions.len() as u32;
             partitions.push(partition);
+            rows_by_partition.push(0);
         }
         certain_covered += certain[cluster as usize];
         possible_covered += possible[cluster as usize];
-        probed_rows += clusters.rows_in(cluster as usize);
+        let rows = clusters.rows_in(cluster as usize);
+        probed_rows += rows;
+        rows_by_partition[position_of[partition as usize] as usize] += rows;
         probe_radius = probe_radius.max(distance);
     }
     QueryPlan {
@@ -147,6 +160,7 @@ pub fn plan_query(
         estimated_matches,
         probe_radius: Some(probe_radius),
         probed_rows,
+        rows_by_partition,
     }
 }
 
@@ -205,6 +219,9 @@ pub struct BatchPlan {
     pub plans: Vec<QueryPlan>,
     /// One task per partition that at least one query visits, by partition id.
     pub tasks: Vec<PartitionTask>,
+    /// Per task, per query of it (same order), the rows the query makes that partition's
+    /// worker scan: what the work estimates ([`crate::search::WorkModel`]) start from.
+    pub task_rows: Vec<Vec<u64>>,
 }
 
 /// Validates and plans a batch of requests. The first invalid request fails the batch, with
@@ -213,6 +230,7 @@ pub fn plan_batch(coordinator: &CoordinatorData, requests: &[QueryRequest]) -> R
     let mut queries = Vec::with_capacity(requests.len());
     let mut plans = Vec::with_capacity(requests.len());
     let mut queries_of_partition: Vec<Vec<u32>> = vec![Vec::new(); coordinator.num_partitions()];
+    let mut rows_of_partition: Vec<Vec<u64>> = vec![Vec::new(); coordinator.num_partitions()];
     for (position, request) in requests.iter().enumerate() {
         let prefix_error = |error: crate::Error| -> crate::Error {
             match error {
@@ -241,8 +259,9 @@ pub fn plan_batch(coordinator: &CoordinatorData, requests: &[QueryRequest]) -> R
             )));
         }
         let plan = plan_query(coordinator, &vector, &filter, request.k, &knobs);
-        for &partition in &plan.partitions {
+        for (&partition, &rows) in plan.partitions.iter().zip(&plan.rows_by_partition) {
             queries_of_partition[partition as usize].push(position as u32);
+            rows_of_partition[partition as usize].push(rows);
         }
         queries.push(WorkerQuery {
             vector: request.vector.clone(),
@@ -254,20 +273,25 @@ pub fn plan_batch(coordinator: &CoordinatorData, requests: &[QueryRequest]) -> R
         });
         plans.push(plan);
     }
-    let tasks = queries_of_partition
+    let (tasks, task_rows) = queries_of_partition
         .into_iter()
+        .zip(rows_of_partition)
         .enumerate()
-        .filter(|(_, queries)| !queries.is_empty())
-        .map(|(partition, queries)| PartitionTask {
-            partition: partition as u32,
-            queries,
-            object_bytes: None,
+        .filter(|(_, (queries, _))| !queries.is_empty())
+        .map(|(partition, (queries, rows))| {
+            let task = PartitionTask {
+                partition: partition as u32,
+                queries,
+                object_bytes: None,
+            };
+            (task, rows)
         })
-        .collect();
+        .unzip();
     Ok(BatchPlan {
         queries,
         plans,
         tasks,
+        task_rows,
     })
 }
 
