@@ -118,7 +118,9 @@ fn read_by_range(key: &str, bytes: &[u8], queries: &[(Vec<f32>, f32)]) -> (Parti
             .iter()
             .map(|(vector, radius)| (vector.as_slice(), *radius)),
     );
-    let reads = read_all(bytes, head.row_reads(&rows, 0).unwrap());
+    // Concurrent reads finish in any order: hand them over last first.
+    let mut reads = read_all(bytes, head.row_reads(&rows, 0).unwrap());
+    reads.reverse();
     bytes_read += reads
         .iter()
         .map(|(_, bytes)| bytes.len() as u64)

@@ -288,7 +288,8 @@ impl SegmentHead {
     }
 
     /// Builds the partition of `rows` from `reads`, the byte ranges of
-    /// [`SegmentHead::row_reads`] with their bytes. Its rows are `rows` in order; its fine
+    /// [`SegmentHead::row_reads`] with their bytes, in any order (concurrent reads finish in
+    /// any order). Its rows are `rows` in order; its fine
     /// clusters are the clusters those ranges cover, which must be whole.
     pub fn assemble(
         &self,
@@ -296,6 +297,12 @@ impl SegmentHead {
         reads: &[(Range<u64>, Vec<u8>)],
     ) -> Result<PartitionData> {
         self.check_rows(rows)?;
+        let mut sorted: Vec<(Range<u64>, &[u8])> = reads
+            .iter()
+            .map(|(range, bytes)| (range.clone(), bytes.as_slice()))
+            .collect();
+        sorted.sort_by_key(|(range, _)| range.start);
+        let reads = sorted.as_slice();
         let object = self.object.as_str();
         let dim = self.meta.dim;
         let num_rows: usize = rows.iter().map(|range| range.len()).sum();
@@ -379,7 +386,7 @@ impl SegmentHead {
         &self,
         array: &RowArray<'_>,
         rows: &[Range<usize>],
-        reads: &[(Range<u64>, Vec<u8>)],
+        reads: &[(Range<u64>, &[u8])],
     ) -> Result<Vec<u8>> {
         let num_rows: usize = rows.iter().map(|range| range.len()).sum();
         let mut out = Vec::with_capacity(num_rows * array.row_len_bytes);
@@ -444,12 +451,12 @@ fn merge_ranges<T: Copy + Ord>(
 /// Returns the stored bytes of `entry` from the read that holds them.
 fn stored_bytes<'r>(
     object: &str,
-    reads: &'r [(Range<u64>, Vec<u8>)],
+    reads: &[(Range<u64>, &'r [u8])],
     entry: &TocEntry,
 ) -> Result<&'r [u8]> {
     let wanted = entry.range();
-    // Reads are disjoint and ascending (`row_reads`): the one holding the block is the last
-    // starting at or before it.
+    // Reads are disjoint (`row_reads`) and sorted (`assemble`): the one holding the block is
+    // the last starting at or before it.
     let holder = reads.partition_point(|(range, _)| range.start <= wanted.start);
     holder
         .checked_sub(1)
