@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod batch_curve;
 pub mod bench;
 pub mod cost;
 pub mod input_files;

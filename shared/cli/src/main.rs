@@ -277,6 +277,21 @@ struct CostArgs {
     /// Cold single queries, each on fresh (cold) services.
     #[arg(long, default_value_t = 5)]
     cold_queries: usize,
+    /// Instead of the usual phases, measure batch time, invocations and cost against these
+    /// batch sizes (comma-separated, e.g. 10,100,1000,10000), each worker invocation in a
+    /// container of its own as on Lambda, large batches split over concurrent invocations.
+    #[arg(long, value_delimiter = ',')]
+    batch_sizes: Vec<usize>,
+    /// Time budget of a request in milliseconds (with --batch-sizes).
+    #[arg(long, default_value_t = squash_core::protocol::DEFAULT_TIMEOUT_MS)]
+    timeout_ms: u64,
+    /// Estimated milliseconds one worker invocation is aimed at (with --batch-sizes; default
+    /// a quarter of the budget).
+    #[arg(long)]
+    target_invocation_ms: Option<u64>,
+    /// Most worker invocations of one request (with --batch-sizes).
+    #[arg(long, default_value_t = squash_service::batch_split::DEFAULT_MAX_INVOCATIONS)]
+    max_invocations: usize,
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
@@ -798,6 +813,67 @@ async fn run_cost(args: CostArgs) -> Result<()> {
         &args.knobs.options(),
     )?;
     let (root, name) = split_index_location(&args.index)?;
+    if !args.batch_sizes.is_empty() {
+        if args.timeout_ms == 0 || args.max_invocations == 0 || args.target_invocation_ms == Some(0)
+        {
+            return Err(Error::invalid(
+                "timeout-ms, target-invocation-ms, max-invocations",
+                "must be positive",
+            ));
+        }
+        let config = squash_cli::batch_curve::CurveConfig {
+            worker_slots: args.slots,
+            batch_sizes: args.batch_sizes.clone(),
+            service: squash_service::ServiceConfig {
+                timeout_ms: args.timeout_ms,
+                target_invocation_ms: Some(args.target_invocation_ms.unwrap_or(
+                    (args.timeout_ms as f64 * squash_service::batch_split::DEFAULT_TARGET_SHARE)
+                        as u64,
+                )),
+                max_invocations: args.max_invocations,
+                // Large batches' answers exceed a response; a deployment has them written to
+                // the store (`"output": "store"`), under this limit. Here they stay in memory.
+                limits: {
+                    let limits = squash_core::search::RequestLimits::for_timeout(args.timeout_ms);
+                    squash_core::search::RequestLimits {
+                        max_answer_bytes: limits.max_stored_answer_bytes,
+                        ..limits
+                    }
+                },
+                ..squash_service::ServiceConfig::default()
+            },
+            memory: squash_cli::cost::TEMPLATE_MEMORY,
+            prices: squash_cli::cost::AWS_US_EAST_1,
+        };
+        let running = spinner(&format!(
+            "running batches of {:?} queries, cold and warm, timed alone and all at once",
+            args.batch_sizes
+        ));
+        let report = squash_cli::batch_curve::measure_curve(
+            store_for_location(&root).await?,
+            &name,
+            &requests,
+            &config,
+        )
+        .await;
+        running.finish_and_clear();
+        let report = report?;
+        if args.json {
+            let mut value = serde_json::to_value(&report)
+                .map_err(|e| Error::invalid("report", e.to_string()))?;
+            value["workloads"] = json!(workload_names);
+            println!("{value}");
+        } else {
+            println!(
+                "workloads {} ({} distinct queries, k = {})",
+                workload_names.join(", "),
+                requests.len(),
+                args.k
+            );
+            print!("{}", squash_cli::batch_curve::render_curve(&report));
+        }
+        return Ok(());
+    }
     let config = squash_cli::usage::UsageConfig {
         worker_slots: args.slots,
         branching: args.branching,

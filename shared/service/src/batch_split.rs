@@ -47,6 +47,9 @@ pub struct SplitSettings {
     /// Most worker invocations of one request (before retries); never fewer than the slots
     /// the batch needs, one each.
     pub max_invocations: usize,
+    /// Most rows (exact rows weighted) one invocation may be given: the work limit of a
+    /// request (`RequestLimits::max_rows_per_invocation`), which a split must respect too.
+    pub max_rows: u64,
     /// Functions the extra parts go to, in turn; empty sends each part to its slot's own
     /// function (Lambda runs concurrent invocations in separate containers).
     pub split_functions: Vec<String>,
@@ -145,7 +148,7 @@ pub fn plan_invocations(
     }
     let mut target = settings.target_ms.max(0.001);
     let layout = loop {
-        let layout = lay_out(&tasks_of_slot, &work, target);
+        let layout = lay_out(&tasks_of_slot, &work, target, settings.max_rows);
         let fits = layout.slots.len() + layout.parts.len() <= settings.max_invocations;
         if fits || layout.parts.is_empty() {
             break layout;
@@ -221,8 +224,14 @@ pub fn plan_invocations(
 /// Lays the tasks out for `target_ms`: a slot whose work fits keeps it all; otherwise the
 /// slot's node takes queries (tasks in order, queries in order) until it holds the target,
 /// and the rest of each task is cut into parts of at most the target, less the part's cold
-/// read (but at least a quarter of the target, so a large partition still splits).
-fn lay_out(tasks_of_slot: &BTreeMap<usize, Vec<usize>>, work: &[TaskWork], target: f64) -> Layout {
+/// read (but at least a quarter of the target, so a large partition still splits). No node
+/// or part takes more than `max_rows` rows, unless one query alone does.
+fn lay_out(
+    tasks_of_slot: &BTreeMap<usize, Vec<usize>>,
+    work: &[TaskWork],
+    target: f64,
+    max_rows: u64,
+) -> Layout {
     let mut layout = Layout {
         slots: Vec::new(),
         parts: Vec::new(),
@@ -232,7 +241,11 @@ fn lay_out(tasks_of_slot: &BTreeMap<usize, Vec<usize>>, work: &[TaskWork], targe
             .iter()
             .map(|&task| work[task].query_ms.iter().sum::<f64>())
             .sum();
-        if total <= target {
+        let total_rows: u64 = tasks
+            .iter()
+            .flat_map(|&task| work[task].query_rows.iter())
+            .fold(0u64, |sum, &rows| sum.saturating_add(rows));
+        if total <= target && total_rows <= max_rows {
             let pieces = tasks
                 .iter()
                 .map(|&task| Piece {
@@ -245,16 +258,23 @@ fn lay_out(tasks_of_slot: &BTreeMap<usize, Vec<usize>>, work: &[TaskWork], targe
         }
         let mut own: Vec<Piece> = Vec::new();
         let mut own_ms = 0f64;
+        let mut own_rows = 0u64;
         for &task in tasks {
             let query_ms = &work[task].query_ms;
+            let query_rows = &work[task].query_rows;
             let mut start = 0;
-            while start < query_ms.len() && own_ms + query_ms[start] <= target {
+            while start < query_ms.len()
+                && own_ms + query_ms[start] <= target
+                && own_rows.saturating_add(query_rows[start]) <= max_rows
+            {
                 own_ms += query_ms[start];
+                own_rows = own_rows.saturating_add(query_rows[start]);
                 start += 1;
             }
             // The slot's node never stays empty: it takes one query even over the target.
             if own.is_empty() && start == 0 && !query_ms.is_empty() {
                 own_ms += query_ms[0];
+                own_rows = own_rows.saturating_add(query_rows[0]);
                 start = 1;
             }
             if start > 0 {
@@ -267,8 +287,13 @@ fn lay_out(tasks_of_slot: &BTreeMap<usize, Vec<usize>>, work: &[TaskWork], targe
             while start < query_ms.len() {
                 let mut end = start + 1;
                 let mut part_ms = query_ms[start];
-                while end < query_ms.len() && part_ms + query_ms[end] <= capacity {
+                let mut part_rows = query_rows[start];
+                while end < query_ms.len()
+                    && part_ms + query_ms[end] <= capacity
+                    && part_rows.saturating_add(query_rows[end]) <= max_rows
+                {
                     part_ms += query_ms[end];
+                    part_rows = part_rows.saturating_add(query_rows[end]);
                     end += 1;
                 }
                 layout.parts.push((
@@ -329,6 +354,7 @@ mod tests {
         SplitSettings {
             target_ms,
             max_invocations,
+            max_rows: u64::MAX,
             split_functions: Vec::new(),
             model: DEFAULT_WORK_MODEL,
         }
@@ -405,12 +431,12 @@ mod tests {
             assert_eq!(format!("w{}", part.tasks[0].partition % 4), part.function);
         }
 
-        // A cap of 16 raises the target instead of exceeding it.
+        // A cap of 8 raises the target instead of exceeding it.
         let capped =
-            plan_invocations(&plan, 128, &slots(4), shape, &settings(target, 16)).expect("plan");
-        assert!(capped.num_invocations <= 16, "{}", capped.num_invocations);
+            plan_invocations(&plan, 128, &slots(4), shape, &settings(target, 8)).expect("plan");
+        assert!(capped.num_invocations <= 8, "{}", capped.num_invocations);
         assert!(capped.num_split > 0);
-        assert!(capped.slowest_ms > target);
+        assert!(capped.slowest_ms > target, "{}", capped.slowest_ms);
         assert_each_query_once(&plan, &capped.nodes);
 
         // A cap below the slots needed still runs every slot once, unsplit.
@@ -432,6 +458,23 @@ mod tests {
         for (position, part) in parts.iter().enumerate() {
             assert_eq!(part.function, format!("s{}", position % 2));
         }
+        assert_each_query_once(&plan, &invocations.nodes);
+    }
+
+    #[test]
+    fn no_invocation_takes_more_rows_than_the_limit() {
+        // Cheap rows (16 dims) under a generous target, but 100 x 2 x 9,000 rows per slot.
+        let plan = batch(100, 4, 9_000);
+        let shape = TreeShape::try_new(2, 3).expect("shape");
+        let mut limited = settings(1e9, 64);
+        limited.max_rows = 100_000;
+        let invocations = plan_invocations(&plan, 16, &slots(2), shape, &limited).expect("plan");
+        assert!(invocations.num_split > 0);
+        assert!(
+            invocations.heaviest_rows.0 <= 100_000,
+            "{:?}",
+            invocations.heaviest_rows
+        );
         assert_each_query_once(&plan, &invocations.nodes);
     }
 

@@ -488,6 +488,7 @@ impl CoordinatorService {
             max_invocations: max_invocations
                 .unwrap_or(usize::MAX)
                 .min(self.config.max_invocations),
+            max_rows: self.config.limits.max_rows_per_invocation,
             split_functions: self.config.split_functions.clone(),
             model: self.config.work_model,
         };

@@ -224,16 +224,46 @@ pub struct BatchPlan {
     pub task_rows: Vec<Vec<u64>>,
 }
 
+/// Validates and plans one request: the query as workers receive it, and its plan.
+fn plan_one(
+    coordinator: &CoordinatorData,
+    request: &QueryRequest,
+) -> Result<(WorkerQuery, QueryPlan)> {
+    request.validate_shape(coordinator.dim)?;
+    let knobs = SearchKnobs::resolve(&request.options)?;
+    let filter = match &request.filter {
+        Some(json) => Filter::parse(json, &coordinator.schema)?,
+        None => Filter::match_all(),
+    };
+    let mut vector = request.vector.clone();
+    if coordinator.metric.normalizes() && !normalize_in_place(&mut vector) {
+        return Err(crate::Error::invalid(
+            "vector",
+            "is a zero vector, which has no cosine distance",
+        ));
+    }
+    let plan = plan_query(coordinator, &vector, &filter, request.k, &knobs);
+    let query = WorkerQuery {
+        vector: request.vector.clone(),
+        k: request.k,
+        filter: request.filter.clone(),
+        include_attributes: request.include_attributes,
+        knobs,
+        probe_radius: plan.probe_radius,
+    };
+    Ok((query, plan))
+}
+
 /// Validates and plans a batch of requests. The first invalid request fails the batch, with
-/// its position in the field name.
+/// its position in the field name. Queries are planned in parallel (rayon): a large batch's
+/// planning is the one step of a request no worker shares.
 pub fn plan_batch(coordinator: &CoordinatorData, requests: &[QueryRequest]) -> Result<BatchPlan> {
-    let mut queries = Vec::with_capacity(requests.len());
-    let mut plans = Vec::with_capacity(requests.len());
-    let mut queries_of_partition: Vec<Vec<u32>> = vec![Vec::new(); coordinator.num_partitions()];
-    let mut rows_of_partition: Vec<Vec<u64>> = vec![Vec::new(); coordinator.num_partitions()];
-    for (position, request) in requests.iter().enumerate() {
-        let prefix_error = |error: crate::Error| -> crate::Error {
-            match error {
+    use rayon::prelude::*;
+    let planned: Vec<Result<(WorkerQuery, QueryPlan)>> = requests
+        .par_iter()
+        .enumerate()
+        .map(|(position, request)| {
+            plan_one(coordinator, request).map_err(|error| match error {
                 crate::Error::InvalidInput { field, reason } if requests.len() > 1 => {
                     crate::Error::InvalidInput {
                         field: format!("queries[{position}].{field}"),
@@ -241,36 +271,20 @@ pub fn plan_batch(coordinator: &CoordinatorData, requests: &[QueryRequest]) -> R
                     }
                 }
                 other => other,
-            }
-        };
-        request
-            .validate_shape(coordinator.dim)
-            .map_err(prefix_error)?;
-        let knobs = SearchKnobs::resolve(&request.options).map_err(prefix_error)?;
-        let filter = match &request.filter {
-            Some(json) => Filter::parse(json, &coordinator.schema).map_err(prefix_error)?,
-            None => Filter::match_all(),
-        };
-        let mut vector = request.vector.clone();
-        if coordinator.metric.normalizes() && !normalize_in_place(&mut vector) {
-            return Err(prefix_error(crate::Error::invalid(
-                "vector",
-                "is a zero vector, which has no cosine distance",
-            )));
-        }
-        let plan = plan_query(coordinator, &vector, &filter, request.k, &knobs);
+            })
+        })
+        .collect();
+    let mut queries = Vec::with_capacity(requests.len());
+    let mut plans = Vec::with_capacity(requests.len());
+    let mut queries_of_partition: Vec<Vec<u32>> = vec![Vec::new(); coordinator.num_partitions()];
+    let mut rows_of_partition: Vec<Vec<u64>> = vec![Vec::new(); coordinator.num_partitions()];
+    for (position, planned) in planned.into_iter().enumerate() {
+        let (query, plan) = planned?;
         for (&partition, &rows) in plan.partitions.iter().zip(&plan.rows_by_partition) {
             queries_of_partition[partition as usize].push(position as u32);
             rows_of_partition[partition as usize].push(rows);
         }
-        queries.push(WorkerQuery {
-            vector: request.vector.clone(),
-            k: request.k,
-            filter: request.filter.clone(),
-            include_attributes: request.include_attributes,
-            knobs,
-            probe_radius: plan.probe_radius,
-        });
+        queries.push(query);
         plans.push(plan);
     }
     let (tasks, task_rows) = queries_of_partition

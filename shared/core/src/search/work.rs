@@ -31,15 +31,19 @@ pub struct WorkModel {
     pub load_bytes_per_ms: f64,
 }
 
-/// The model the services use. Measured on this project's benchmark machine (x86-64 AVX2, one
-/// thread, `squash cost` batches on GloVe 50-d and Fashion-MNIST 784-d, see BENCHMARKS.md),
-/// then rounded up: a Lambda vCPU is slower than a server core, and a late estimate only
-/// splits a batch into a few more parts than needed. The read rate is what one S3 GET stream
-/// gives a Lambda function (about 90 MB/s) with the decode on top.
+/// The model the services use, fitted to `squash cost --batch-sizes` on this project's
+/// benchmark machine (x86-64 AVX2, one thread per invocation; BENCHMARKS.md): GloVe 50-d at
+/// 40,000 and 208,000 scanned rows per query took 3.2 and 2.1 ns per row, Fashion-MNIST 784-d
+/// at 2,300 and 15,000 rows 73 and 22 ns per row (its fixed cost per query and partition,
+/// tables and the re-rank of `k x R` full vectors, weighs more with few rows). The fit, about
+/// 1 + 0.027 x dim ns per row and 80 ns per dimension per query and partition, is taken 1.5
+/// times: a Lambda vCPU (arm64, NEON kernels) is slower than this core, and an estimate on the
+/// slow side only splits a batch into a few more parts than needed. The read rate is what one
+/// S3 GET stream gives a Lambda function (about 90 MB/s), with the decode on top.
 pub const DEFAULT_WORK_MODEL: WorkModel = WorkModel {
-    row_ns: 4.0,
-    row_dim_ns: 0.25,
-    query_dim_ns: 60.0,
+    row_ns: 1.5,
+    row_dim_ns: 0.04,
+    query_dim_ns: 120.0,
     cold_start_ms: 150.0,
     load_bytes_per_ms: 60_000.0,
 };
