@@ -39,6 +39,11 @@ SAMPLE="$ROOT/tests/data/glove-20k"
 # tree two levels deep.
 WORKERS="worker,worker-1,worker-2,worker-3"
 BRANCHING=2
+# A large batch's extra parts go to four more names: watch runs one invocation at a time per
+# name (on AWS the parts go to the slots' own functions, each in a container of its own). At
+# most 8 invocations per request: the four slots and one part per split name.
+SPLIT_FUNCTIONS="worker-split-1,worker-split-2,worker-split-3,worker-split-4"
+MAX_INVOCATIONS=8
 TIMEOUT_MS=5000
 # Each function gets 256 MiB like a small Lambda (cargo lambda watch would say 4096), of which
 # the worker's partition cache may hold 64 MiB; tests check the processes' peak RSS against the
@@ -58,6 +63,7 @@ export SQUASH_ROOT=$INDEX_ROOT
 export SQUASH_API=$API
 export SQUASH_FAULT_FILE=$FAULT_FILE
 export SQUASH_STACK_WORKERS=$WORKERS
+export SQUASH_STACK_SPLIT_FUNCTIONS=$SPLIT_FUNCTIONS
 export SQUASH_S3_FAULT_FILE=$S3_FAULT_FILE
 export SQUASH_S3_FAULT_LOG=$S3_FAULT_LOG
 export SQUASH_STACK_WATCH_PID_FILE=$PID_FILE
@@ -132,6 +138,7 @@ up() {
     # setsid: watch and the function processes it spawns form one process group, stopped together.
     # The memory size goes through --env-var: watch sets its own value before those.
     PATH="$VENV/bin:$PATH" SQUASH_WORKER_FUNCTIONS="$WORKERS" SQUASH_BRANCHING="$BRANCHING" \
+        SQUASH_SPLIT_FUNCTIONS="$SPLIT_FUNCTIONS" SQUASH_MAX_INVOCATIONS="$MAX_INVOCATIONS" \
         SQUASH_TIMEOUT_MS="$TIMEOUT_MS" RUST_LOG="${RUST_LOG:-info}" \
         AWS_ENDPOINT_URL_S3="http://$PROXY_ADDRESS" SQUASH_CACHE_BYTES="$CACHE_BYTES" \
         SQUASH_S3_CONNECT_TIMEOUT_MS="$S3_CONNECT_TIMEOUT_MS" \
@@ -155,8 +162,9 @@ up() {
         fi
         sleep 0.5
     done
-    # Start every worker process now (watch starts them on first use, each through `cargo run`),
-    # so the first real query does not pay for it: one query over all four slots, until whole.
+    # Start every worker slot's process now (watch starts them on first use, each through `cargo
+    # run`), so the first real query does not pay for it: one query over all four slots, until
+    # whole. The split functions start on a large batch's first use.
     local warm_query
     warm_query="{\"vector\": [$(python3 -c 'print(", ".join(["0.1"] * 50))')], \"k\": 1, \"options\": {\"min_partitions\": 4}}"
     until curl -s --max-time 60 -X POST "$API/v1/indexes/glove-20k/query" \

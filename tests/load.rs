@@ -58,7 +58,13 @@ fn bounded_load_is_answered_completely_within_memory_bounds() {
     assert_eq!(report.num_errors, 0, "{summary}");
     assert_eq!(report.num_partial, 0, "{summary}");
     assert_eq!(report.num_wrong, 0, "{summary}");
-    assert_eq!(memory.len(), 5, "coordinator and four workers: {summary}");
+    // The split functions are there once a large batch has used them (watch starts them on
+    // first use): the coordinator and the four worker slots always are.
+    let slots = memory
+        .iter()
+        .filter(|p| !p.function.starts_with("worker-split-"))
+        .count();
+    assert_eq!(slots, 5, "coordinator and four workers: {summary}");
     for process in &memory {
         assert!(
             process.peak_rss_kib < bound_mib * 1024,

@@ -92,6 +92,119 @@ fn http_answers_equal_the_embedded_path_on_every_workload() {
 }
 
 #[test]
+fn a_batch_split_over_the_split_functions_answers_as_the_embedded_path() {
+    let Some(stack) =
+        Stack::from_env("a_batch_split_over_the_split_functions_answers_as_the_embedded_path")
+    else {
+        return;
+    };
+    let (file, queries) = sample_workloads();
+    let embedded = runtime().block_on(async {
+        let store = store_for_location(&format!("{}/{SAMPLE_INDEX}", stack.root))
+            .await
+            .expect("store");
+        EmbeddedIndex::open_store(store, EmbeddedConfig::default())
+            .await
+            .expect("open the sample index in S3")
+    });
+    // Every workload's queries in one batch, over all four partitions.
+    let mut requests = Vec::new();
+    for workload in &file.workloads {
+        requests.extend(workload_requests(workload, &queries, 10));
+    }
+    for request in &mut requests {
+        request.options.min_partitions = Some(4);
+    }
+    let expected: Vec<QueryResponse> = runtime()
+        .block_on(embedded.query_batch(&requests))
+        .expect("embedded answers");
+    let path = format!("/v1/indexes/{SAMPLE_INDEX}/query-batch");
+    // Unsplit (one invocation per slot), then cut into parts by a 1 ms target: the stack caps
+    // a request at 8 invocations, so at most four parts, one per split function. The split
+    // functions start on first use, so the split batch runs twice.
+    let (status, unsplit) = stack.post(
+        &path,
+        &json!({"queries": requests, "require_complete": true, "max_invocations": 1}),
+    );
+    assert_eq!(status, 200, "{unsplit}");
+    assert_eq!(unsplit["stats"]["split_invocations"], json!(0));
+    let split_body =
+        json!({"queries": requests, "require_complete": true, "target_invocation_ms": 1});
+    let (status, first) = stack.post(&path, &split_body);
+    assert_eq!(status, 200, "{first}");
+    let (status, split) = stack.post(&path, &split_body);
+    assert_eq!(status, 200, "{split}");
+    let stats = &split["stats"];
+    let num_split = stats["split_invocations"]
+        .as_u64()
+        .expect("split_invocations");
+    assert!((1..=4).contains(&num_split), "{stats}");
+    assert_eq!(
+        stats["invocations"].as_u64(),
+        Some(4 + num_split),
+        "{stats}"
+    );
+    let functions: Vec<&str> = stats["workers"]
+        .as_array()
+        .expect("workers")
+        .iter()
+        .filter_map(|worker| worker["function"].as_str())
+        .collect();
+    // The parts go to the split functions in turn.
+    for part in 1..=num_split {
+        let name = format!("worker-split-{part}");
+        assert!(
+            functions.contains(&name.as_str()),
+            "{name} not in {functions:?}"
+        );
+    }
+    for answer in [&unsplit, &first, &split] {
+        let results = answer["results"].as_array().expect("results");
+        assert_eq!(results.len(), expected.len());
+        for (position, (result, expected)) in results.iter().zip(&expected).enumerate() {
+            assert_eq!(hits_of(result), expected.hits, "query {position}");
+        }
+    }
+
+    // A part that fails is retried once, then only its own queries are named partial; the
+    // others are whole.
+    stack.set_faults("worker-split-1 fail\n");
+    let mut partial_body = split_body.clone();
+    partial_body["require_complete"] = json!(false);
+    let (status, partial) = stack.post(&path, &partial_body);
+    stack.set_faults("");
+    assert_eq!(status, 200, "{partial}");
+    let stats = &partial["stats"];
+    let num_split = stats["split_invocations"]
+        .as_u64()
+        .expect("split_invocations");
+    assert_eq!(
+        stats["invocations"].as_u64(),
+        Some(4 + num_split + 1),
+        "one retry: {stats}"
+    );
+    let results = partial["results"].as_array().expect("results");
+    let num_partial = results
+        .iter()
+        .filter(|r| r["partial"] == json!(true))
+        .count();
+    assert!(
+        num_partial > 0 && num_partial < results.len(),
+        "{num_partial} partial"
+    );
+    for (position, (result, expected)) in results.iter().zip(&expected).enumerate() {
+        if result["partial"] == json!(true) {
+            assert!(!result["missing_partitions"]
+                .as_array()
+                .expect("missing")
+                .is_empty());
+        } else {
+            assert_eq!(hits_of(result), expected.hits, "query {position}");
+        }
+    }
+}
+
+#[test]
 fn single_queries_use_a_tree_at_least_two_levels_deep() {
     let Some(stack) = Stack::from_env("single_queries_use_a_tree_at_least_two_levels_deep") else {
         return;

@@ -188,8 +188,8 @@ pub fn sample_load_queries(stack: &Stack, index: &str) -> Vec<LoadQuery> {
 }
 
 /// Returns the memory of the stack's function processes: the children of the `cargo lambda
-/// watch` process named in `SQUASH_STACK_WATCH_PID_FILE` running the coordinator or a worker
-/// slot of `SQUASH_STACK_WORKERS`.
+/// watch` process named in `SQUASH_STACK_WATCH_PID_FILE` running the coordinator, a worker
+/// slot of `SQUASH_STACK_WORKERS` or a split function of `SQUASH_STACK_SPLIT_FUNCTIONS`.
 pub fn stack_function_memory() -> Result<Vec<ProcessMemory>, String> {
     let pid_file = std::env::var("SQUASH_STACK_WATCH_PID_FILE")
         .map_err(|_| "SQUASH_STACK_WATCH_PID_FILE is not set (scripts/local-stack.sh env)")?;
@@ -199,8 +199,15 @@ pub fn stack_function_memory() -> Result<Vec<ProcessMemory>, String> {
         .parse()
         .map_err(|_| format!("{pid_file} holds no pid"))?;
     let workers = std::env::var("SQUASH_STACK_WORKERS").unwrap_or_else(|_| "worker".into());
+    let split = std::env::var("SQUASH_STACK_SPLIT_FUNCTIONS").unwrap_or_default();
     let mut functions = vec!["coordinator"];
     functions.extend(workers.split(',').map(str::trim));
+    functions.extend(
+        split
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty()),
+    );
     Ok(function_memory(watch_pid, &functions))
 }
 
