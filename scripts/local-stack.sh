@@ -11,6 +11,9 @@
 #   scripts/local-stack.sh env    print `export ...` lines for clients (eval "$(scripts/local-stack.sh env)")
 #   scripts/local-stack.sh down   stop everything `up` started
 #
+#   SQUASH_STACK_RELEASE=1 runs release builds of the functions (debug by default, as the tests
+#   use); SQUASH_STACK_TIMEOUT_MS sets the request budget (5000 by default; deployments 10000).
+#
 # Once up:
 #   curl -s http://127.0.0.1:9000/lambda-url/coordinator/v1/indexes/glove-20k
 #   curl -s -X POST http://127.0.0.1:9000/lambda-url/coordinator/v1/indexes/glove-20k/query \
@@ -44,7 +47,13 @@ BRANCHING=2
 # most 8 invocations per request: the four slots and one part per split name.
 SPLIT_FUNCTIONS="worker-split-1,worker-split-2,worker-split-3,worker-split-4"
 MAX_INVOCATIONS=8
-TIMEOUT_MS=5000
+TIMEOUT_MS="${SQUASH_STACK_TIMEOUT_MS:-5000}"
+PROFILE=debug
+PROFILE_FLAGS=()
+if [ "${SQUASH_STACK_RELEASE:-0}" = 1 ]; then
+    PROFILE=release
+    PROFILE_FLAGS=(--release)
+fi
 # Each function gets 256 MiB like a small Lambda (cargo lambda watch would say 4096), of which
 # the worker's partition cache may hold 64 MiB; tests check the processes' peak RSS against the
 # function memory.
@@ -125,10 +134,10 @@ up() {
     "$ROOT/scripts/s3-local.sh" start >/dev/null
     eval "$(print_env)"
     # Build the functions and the CLI first: watch then only starts the binaries.
-    echo "local-stack: building the functions and the CLI (debug)" >&2
-    cargo build -q -p squash-functions --bins -p squash-cli --bin squash
+    echo "local-stack: building the functions and the CLI ($PROFILE)" >&2
+    cargo build -q "${PROFILE_FLAGS[@]}" -p squash-functions --bins -p squash-cli --bin squash
     local squash
-    squash="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/squash"
+    squash="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/$PROFILE/squash"
     echo "local-stack: building the sample index into $INDEX_ROOT/glove-20k" >&2
     "$squash" build --vectors "$SAMPLE/base.fvecs" --attributes "$SAMPLE/base_attrs.csv" \
         --metric cosine --partitions 4 --out "$INDEX_ROOT/glove-20k" >"$STATE_DIR/build.log" 2>&1 \
@@ -143,7 +152,7 @@ up() {
         AWS_ENDPOINT_URL_S3="http://$PROXY_ADDRESS" SQUASH_CACHE_BYTES="$CACHE_BYTES" \
         SQUASH_S3_CONNECT_TIMEOUT_MS="$S3_CONNECT_TIMEOUT_MS" \
         SQUASH_S3_READ_TIMEOUT_MS="$S3_READ_TIMEOUT_MS" \
-        setsid cargo lambda watch -A 127.0.0.1 -P "$PORT" --ignore-changes \
+        setsid cargo lambda watch -A 127.0.0.1 -P "$PORT" --ignore-changes "${PROFILE_FLAGS[@]}" \
         --env-var "AWS_LAMBDA_FUNCTION_MEMORY_SIZE=$FUNCTION_MEMORY_MIB" \
         >"$LOG_FILE" 2>&1 </dev/null &
     echo $! >"$PID_FILE"

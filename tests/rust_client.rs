@@ -53,6 +53,7 @@ async fn the_rust_client_answers_like_the_embedded_path_and_maps_errors() {
             branching: None,
             output: Default::default(),
             target_invocation_ms: None,
+            queries_from: None,
             max_invocations: None,
         };
         let answers = client

@@ -134,6 +134,7 @@ async fn run_batch(
         branching: None,
         output: AnswerOutput::Response,
         target_invocation_ms: None,
+        queries_from: None,
         max_invocations: None,
     };
     let started = Instant::now();

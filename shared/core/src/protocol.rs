@@ -591,8 +591,15 @@ pub const MAX_BATCH_QUERIES: usize = 10_000;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
-    /// The queries, at most [`MAX_BATCH_QUERIES`].
+    /// The queries, at most [`MAX_BATCH_QUERIES`]; empty when they come from
+    /// `queries_from`.
+    #[serde(default)]
     pub queries: Vec<QueryRequest>,
+    /// Instead of `queries`: the name of an object under `_batches/{index}/` in the store the
+    /// indexes live in, holding the queries as a JSON array: for batches larger than a request
+    /// body may be (Lambda takes at most 6 MB; 10,000 queries of 50 dimensions take about 7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queries_from: Option<String>,
     /// Fail (HTTP 503) instead of answering with some partitions missing.
     #[serde(default)]
     pub require_complete: bool,

@@ -42,6 +42,11 @@ pub const DEFAULT_MANIFEST_MAX_STALE_MS: u64 = 300_000;
 /// Where answers written to the store go, under the deployment root (index names start with a
 /// letter or digit, so this never collides with an index).
 pub const STORED_ANSWERS_PREFIX: &str = "_answers";
+/// Where batches too large for a request body are put for `queries_from`, under the root.
+pub const STORED_BATCHES_PREFIX: &str = "_batches";
+/// The largest batch object `queries_from` reads: 10,000 queries of 784 dimensions with
+/// filters take about 40 MB of JSON.
+pub const MAX_BATCH_OBJECT_BYTES: usize = 64 << 20;
 
 /// How the coordinator runs queries.
 #[derive(Debug, Clone, PartialEq)]
@@ -349,10 +354,19 @@ impl CoordinatorService {
     pub async fn query_batch(
         &self,
         name: &str,
-        batch: BatchRequest,
+        mut batch: BatchRequest,
         request_id: &str,
         deadline: Instant,
     ) -> Result<BatchResponse> {
+        if let Some(object_name) = batch.queries_from.take() {
+            if !batch.queries.is_empty() {
+                return Err(Error::invalid(
+                    "queries_from",
+                    "set either queries or queries_from, not both",
+                ));
+            }
+            batch.queries = self.stored_batch(name, &object_name).await?;
+        }
         if batch.queries.is_empty() || batch.queries.len() > MAX_BATCH_QUERIES {
             return Err(Error::invalid(
                 "queries",
@@ -419,6 +433,56 @@ impl CoordinatorService {
             AnswerOutput::Response => Ok(response),
             AnswerOutput::Store => self.store_answer(name, request_id, response).await,
         }
+    }
+
+    /// Returns the queries of the batch object `object_name` under
+    /// `_batches/{index}/` (a JSON array of query requests).
+    async fn stored_batch(&self, index: &str, object_name: &str) -> Result<Vec<QueryRequest>> {
+        validate_index_name(index)?;
+        let safe_name = !object_name.is_empty()
+            && object_name.len() <= 200
+            && !object_name.starts_with('.')
+            && object_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !safe_name {
+            return Err(Error::invalid(
+                "queries_from",
+                format!(
+                    "'{}' is not an object name: up to 200 letters, digits, '-', '_' and '.', not starting with '.'",
+                    object_name.escape_debug()
+                ),
+            ));
+        }
+        let key = format!("{STORED_BATCHES_PREFIX}/{index}/{object_name}");
+        let bytes = match self.root.get(&key).await {
+            Ok(bytes) => bytes,
+            Err(Error::NotFound { .. }) => {
+                return Err(Error::invalid(
+                    "queries_from",
+                    format!(
+                        "no object '{key}' in {}; put the batch there first",
+                        self.root.describe()
+                    ),
+                ))
+            }
+            Err(other) => return Err(other),
+        };
+        if bytes.len() > MAX_BATCH_OBJECT_BYTES {
+            return Err(Error::invalid(
+                "queries_from",
+                format!(
+                    "'{key}' holds {} bytes, over the limit of {MAX_BATCH_OBJECT_BYTES}",
+                    bytes.len()
+                ),
+            ));
+        }
+        serde_json::from_slice(&bytes).map_err(|error| {
+            Error::invalid(
+                "queries_from",
+                format!("'{key}' is not a JSON array of queries: {error}"),
+            )
+        })
     }
 
     /// Writes `response` whole to the store and returns it without its results, saying where

@@ -213,6 +213,7 @@ impl EmbeddedIndex {
             branching: None,
             output: AnswerOutput::Response,
             target_invocation_ms: None,
+            queries_from: None,
             max_invocations: None,
         };
         let response = self

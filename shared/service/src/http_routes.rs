@@ -561,7 +561,8 @@ impl<'de> Visitor<'de> for TrackedValue<'_> {
 }
 
 /// Answers a direct (non-HTTP) invocation: the body of a query or batch request with an added
-/// `"index"` field; a body with `"queries"` is a batch. Returns what the HTTP route would.
+/// `"index"` field; a body with `"queries"` or `"queries_from"` is a batch. Returns what the
+/// HTTP route would.
 pub async fn handle_direct(
     service: &CoordinatorService,
     payload: &[u8],
@@ -615,7 +616,7 @@ pub async fn handle_direct_payload(
     if let Err(error) = squash_core::index::validate_index_name(&index) {
         return HttpResponse::from_error(&error);
     }
-    let route = if object.contains_key("queries") {
+    let route = if object.contains_key("queries") || object.contains_key("queries_from") {
         "query-batch"
     } else {
         "query"

@@ -747,6 +747,7 @@ async fn work_past_the_deadline_stops_and_is_named() {
         branching: None,
         output: AnswerOutput::Response,
         target_invocation_ms: None,
+        queries_from: None,
         // Unsplit: each slot's one invocation holds far more than its budget.
         max_invocations: Some(1),
     };
@@ -807,6 +808,7 @@ async fn requests_over_the_limits_are_refused_up_front_and_big_answers_go_to_the
         branching: None,
         output,
         target_invocation_ms: None,
+        queries_from: None,
         max_invocations: None,
     };
     // 1,000 queries of 10,000 hits with attributes: refused before any worker runs.
@@ -1001,6 +1003,7 @@ fn split_batch(
         output: AnswerOutput::Response,
         target_invocation_ms,
         max_invocations,
+        queries_from: None,
     }
 }
 
@@ -1110,6 +1113,65 @@ async fn a_failed_part_leaves_only_its_own_queries_partial() {
             assert!(!got.missing_partitions.is_empty(), "query {position}");
         } else {
             assert_eq!(got.hits, want.hits, "query {position} is whole");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_batch_read_from_the_store_answers_as_the_same_batch_inline() {
+    let fx = fixture(10_000, 60_000).await;
+    let inline = split_batch(&fx.input, 50, None, None);
+    let expected = fx
+        .service
+        .query_batch("films", inline.clone(), "inline", deadline(&fx.service))
+        .await
+        .expect("inline");
+    fx.root
+        .put(
+            "_batches/films/fifty.json",
+            serde_json::to_vec(&inline.queries).expect("encode"),
+        )
+        .await
+        .expect("put");
+    fx.root
+        .put("_batches/films/broken.json", b"[{\"vector\": 1}]".to_vec())
+        .await
+        .expect("put");
+    let from_store = |name: &str, queries: Vec<QueryRequest>| BatchRequest {
+        queries,
+        queries_from: Some(name.to_string()),
+        ..split_batch(&fx.input, 0, None, None)
+    };
+    let answer = fx
+        .service
+        .query_batch(
+            "films",
+            from_store("fifty.json", Vec::new()),
+            "stored",
+            deadline(&fx.service),
+        )
+        .await
+        .expect("from the store");
+    assert_eq!(answer.results.len(), 50);
+    for (got, want) in answer.results.iter().zip(&expected.results) {
+        assert_eq!(got.hits, want.hits);
+    }
+    for (name, queries, words) in [
+        ("fifty.json", inline.queries[..1].to_vec(), "not both"),
+        ("missing.json", Vec::new(), "no object"),
+        ("../films/x", Vec::new(), "not an object name"),
+        ("broken.json", Vec::new(), "not a JSON array of queries"),
+    ] {
+        match fx
+            .service
+            .query_batch("films", from_store(name, queries), "bad", deadline(&fx.service))
+            .await
+        {
+            Err(Error::InvalidInput { field, reason }) => {
+                assert_eq!(field, "queries_from");
+                assert!(reason.contains(words), "{name}: {reason}");
+            }
+            other => panic!("{name}: expected a bad queries_from, got {other:?}"),
         }
     }
 }
