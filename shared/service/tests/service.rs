@@ -1164,7 +1164,12 @@ async fn a_batch_read_from_the_store_answers_as_the_same_batch_inline() {
     ] {
         match fx
             .service
-            .query_batch("films", from_store(name, queries), "bad", deadline(&fx.service))
+            .query_batch(
+                "films",
+                from_store(name, queries),
+                "bad",
+                deadline(&fx.service),
+            )
             .await
         {
             Err(Error::InvalidInput { field, reason }) => {

@@ -2,7 +2,8 @@
 //! `eval "$(scripts/local-stack.sh env)"`), against an index already built into the stack's
 //! S3 (`squash build ... --out $SQUASH_ROOT/NAME`).
 //!
-//! For each batch size, sends one batch of the workloads' queries (cycled to the size) with
+//! For each batch size, puts a batch of the workloads' queries (cycled to the size) under
+//! `_batches/` in the stack's S3 and sends a request naming it (`queries_from`) with
 //! `"output": "store"` to the coordinator's function URL, twice (the first on cold workers for
 //! a fresh index), reads each stored answer back from S3 and compares every query's hits with
 //! the embedded path's over the same index. Reports the status, wall time, invocations, split
@@ -10,27 +11,27 @@
 //!
 //! Usage: `cargo run --release -p squash-tests --bin stack-batch -- --index glove
 //!         --workloads ../shared/data/glove-6b-50-angular/workloads.json
-//!         --sizes 10,100,1000,10000 [--k 10] [--json FILE]`
+//!         --sizes 10,100,1000,10000 [--k 10] [--target-invocation-ms MS] [--json FILE]`
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use serde_json::{json, Value};
 use squash_cli::usage::requests_from_workloads;
-use squash_core::protocol::{
-    AnswerOutput, BatchRequest, BatchResponse, QueryRequest, QueryResponse, SearchOptions,
-};
+use squash_core::protocol::{BatchResponse, QueryRequest, QueryResponse, SearchOptions};
 use squash_service::embedded::{EmbeddedConfig, EmbeddedIndex};
 use squash_storage::store_for_location;
 use squash_tests::Stack;
 
-const USAGE: &str = "usage: stack-batch --index NAME --workloads FILE --sizes 10,100,1000 [--k 10] [--json FILE]";
+const USAGE: &str =
+    "usage: stack-batch --index NAME --workloads FILE --sizes 10,100,1000 [--k 10] [--json FILE]";
 
 struct Args {
     index: String,
     workloads: PathBuf,
     sizes: Vec<usize>,
     k: usize,
+    target_invocation_ms_opt: Option<u64>,
     json_path_opt: Option<String>,
 }
 
@@ -39,6 +40,7 @@ fn parse_args() -> Result<Args, String> {
     let mut workloads = None;
     let mut sizes = Vec::new();
     let mut k = 10;
+    let mut target_invocation_ms_opt = None;
     let mut json_path_opt = None;
     let mut iter = std::env::args().skip(1);
     while let Some(arg) = iter.next() {
@@ -60,6 +62,15 @@ fn parse_args() -> Result<Args, String> {
                     .filter(|&k: &usize| k > 0)
                     .ok_or("--k needs a positive number")?
             }
+            "--target-invocation-ms" => {
+                target_invocation_ms_opt = Some(
+                    value()?
+                        .parse()
+                        .ok()
+                        .filter(|&ms: &u64| ms > 0)
+                        .ok_or("--target-invocation-ms needs a positive number")?,
+                )
+            }
             "--json" => json_path_opt = Some(value()?),
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument '{other}' (see --help)")),
@@ -74,12 +85,17 @@ fn parse_args() -> Result<Args, String> {
             sizes
         },
         k,
+        target_invocation_ms_opt,
         json_path_opt,
     })
 }
 
 /// Reads the answer a batch wrote to the store.
-async fn stored_answer(stack: &Stack, index: &str, answer: &Value) -> Result<BatchResponse, String> {
+async fn stored_answer(
+    stack: &Stack,
+    index: &str,
+    answer: &Value,
+) -> Result<BatchResponse, String> {
     let request_id = answer["stats"]["request_id"]
         .as_str()
         .ok_or("the answer carries no request id")?;
@@ -143,20 +159,24 @@ fn main() {
             .block_on(embedded.query_batch(&queries))
             .expect("embedded answers");
         for attempt in ["first", "second"] {
-            // Encoded as a client sends it: vectors as f32 in their shortest form (a
-            // `json!` value would widen them to f64 and print 17 digits each).
-            let batch = BatchRequest {
-                queries: queries.clone(),
-                require_complete: false,
-                branching: None,
-                output: AnswerOutput::Store,
-                target_invocation_ms: None,
-                queries_from: None,
-                max_invocations: None,
-            };
-            let body: Value =
-                serde_json::from_str(&serde_json::to_string(&batch).expect("batch encodes"))
-                    .expect("batch decodes");
+            // A batch of thousands of queries is larger than a request body may be (6 MB): it
+            // goes to the store first, as a client would put it, and the request names it.
+            let object_name = format!("stack-batch-{size}.json");
+            let queries_json = serde_json::to_vec(&queries).expect("queries encode");
+            runtime
+                .block_on(async {
+                    let root = store_for_location(&stack.root).await?;
+                    root.put(
+                        &format!("_batches/{}/{object_name}", args.index),
+                        queries_json,
+                    )
+                    .await
+                })
+                .expect("batch put in the store");
+            let mut body = json!({"queries_from": object_name, "output": "store"});
+            if let Some(ms) = args.target_invocation_ms_opt {
+                body["target_invocation_ms"] = json!(ms);
+            }
             let started = Instant::now();
             let (status, answer) = stack.post(&path, &body);
             let seconds = started.elapsed().as_secs_f64();
@@ -190,7 +210,12 @@ fn main() {
             points.push(point);
         }
     }
-    let report = json!({ "index": args.index, "k": args.k, "points": points });
+    let report = json!({
+        "index": args.index,
+        "k": args.k,
+        "target_invocation_ms": args.target_invocation_ms_opt,
+        "points": points,
+    });
     println!("{}", serde_json::to_string_pretty(&report).expect("report"));
     if let Some(path) = args.json_path_opt {
         std::fs::write(&path, report.to_string()).expect("json written");

@@ -24,7 +24,7 @@
 //! data's own clusters do: in a mixture of blobs, a neighbourhood is a whole blob.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 
 use crate::error::Result;
 use crate::filter::Filter;
@@ -54,6 +54,39 @@ pub struct QueryPlan {
     pub rows_by_partition: Vec<u64>,
 }
 
+/// Per fine cluster, the rows that may match a filter and the rows certain to: what the
+/// coordinator evaluates on the quantized attributes of every row, once per distinct filter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterCounts {
+    /// Rows that may match (a superset of the matches), per cluster.
+    pub possible: Vec<u64>,
+    /// Rows certain to match (a subset), per cluster.
+    pub certain: Vec<u64>,
+}
+
+impl ClusterCounts {
+    /// Evaluates `filter` on the quantized attributes of every row of `coordinator`.
+    pub fn of(coordinator: &CoordinatorData, filter: &Filter) -> ClusterCounts {
+        let clusters = &coordinator.clusters;
+        if filter.is_match_all() {
+            let sizes: Vec<u64> = (0..clusters.num_clusters())
+                .map(|c| clusters.rows_in(c))
+                .collect();
+            return ClusterCounts {
+                possible: sizes.clone(),
+                certain: sizes,
+            };
+        }
+        let (possible, certain) = filter.count_quantized_bounds(
+            &coordinator.attribute_quantizer,
+            &coordinator.attribute_codes,
+            &coordinator.attribute_postings,
+            &clusters.row_offsets,
+        );
+        ClusterCounts { possible, certain }
+    }
+}
+
 /// Returns the partitions `query` (already normalised for cosine) must visit.
 pub fn plan_query(
     coordinator: &CoordinatorData,
@@ -62,19 +95,26 @@ pub fn plan_query(
     k: usize,
     knobs: &SearchKnobs,
 ) -> QueryPlan {
+    plan_query_counted(
+        coordinator,
+        query,
+        &ClusterCounts::of(coordinator, filter),
+        k,
+        knobs,
+    )
+}
+
+/// As [`plan_query`], with the query's filter already counted per cluster.
+pub fn plan_query_counted(
+    coordinator: &CoordinatorData,
+    query: &[f32],
+    counts: &ClusterCounts,
+    k: usize,
+    knobs: &SearchKnobs,
+) -> QueryPlan {
     let clusters = &coordinator.clusters;
     let num_clusters = clusters.num_clusters();
-    let (possible, certain): (Vec<u64>, Vec<u64>) = if filter.is_match_all() {
-        let sizes: Vec<u64> = (0..num_clusters).map(|c| clusters.rows_in(c)).collect();
-        (sizes.clone(), sizes)
-    } else {
-        filter.count_quantized_bounds(
-            &coordinator.attribute_quantizer,
-            &coordinator.attribute_codes,
-            &coordinator.attribute_postings,
-            &clusters.row_offsets,
-        )
-    };
+    let (possible, certain) = (&counts.possible, &counts.certain);
     let estimated_matches: u64 = possible.iter().sum();
     let dim = coordinator.dim;
     let distances: Vec<f32> = (0..num_clusters)
@@ -224,11 +264,21 @@ pub struct BatchPlan {
     pub task_rows: Vec<Vec<u64>>,
 }
 
-/// Validates and plans one request: the query as workers receive it, and its plan.
-fn plan_one(
-    coordinator: &CoordinatorData,
-    request: &QueryRequest,
-) -> Result<(WorkerQuery, QueryPlan)> {
+/// A request checked and prepared for planning.
+struct Prepared {
+    vector: Vec<f32>,
+    knobs: SearchKnobs,
+    filter: Filter,
+    /// The filter as canonical JSON text: equal filters count their clusters once.
+    filter_key: String,
+}
+
+/// Most distinct repeated filters of one batch whose cluster counts are kept for the batch
+/// (each takes two counts per fine cluster: 64 KiB at 4,000 clusters).
+const SHARED_FILTER_COUNTS: usize = 256;
+
+/// Validates one request and prepares it for planning.
+fn prepare(coordinator: &CoordinatorData, request: &QueryRequest) -> Result<Prepared> {
     request.validate_shape(coordinator.dim)?;
     let knobs = SearchKnobs::resolve(&request.options)?;
     let filter = match &request.filter {
@@ -242,28 +292,29 @@ fn plan_one(
             "is a zero vector, which has no cosine distance",
         ));
     }
-    let plan = plan_query(coordinator, &vector, &filter, request.k, &knobs);
-    let query = WorkerQuery {
-        vector: request.vector.clone(),
-        k: request.k,
-        filter: request.filter.clone(),
-        include_attributes: request.include_attributes,
-        knobs,
-        probe_radius: plan.probe_radius,
+    let filter_key = match &request.filter {
+        Some(json) if !filter.is_match_all() => json.to_string(),
+        _ => String::new(),
     };
-    Ok((query, plan))
+    Ok(Prepared {
+        vector,
+        knobs,
+        filter,
+        filter_key,
+    })
 }
 
 /// Validates and plans a batch of requests. The first invalid request fails the batch, with
-/// its position in the field name. Queries are planned in parallel (rayon): a large batch's
+/// its position in the field name. Queries are planned in parallel (rayon), and a filter that
+/// several queries share is evaluated on the quantized attributes once: a large batch's
 /// planning is the one step of a request no worker shares.
 pub fn plan_batch(coordinator: &CoordinatorData, requests: &[QueryRequest]) -> Result<BatchPlan> {
     use rayon::prelude::*;
-    let planned: Vec<Result<(WorkerQuery, QueryPlan)>> = requests
+    let prepared: Vec<Prepared> = requests
         .par_iter()
         .enumerate()
         .map(|(position, request)| {
-            plan_one(coordinator, request).map_err(|error| match error {
+            prepare(coordinator, request).map_err(|error| match error {
                 crate::Error::InvalidInput { field, reason } if requests.len() > 1 => {
                     crate::Error::InvalidInput {
                         field: format!("queries[{position}].{field}"),
@@ -273,13 +324,59 @@ pub fn plan_batch(coordinator: &CoordinatorData, requests: &[QueryRequest]) -> R
                 other => other,
             })
         })
+        .collect::<Vec<Result<Prepared>>>()
+        .into_iter()
+        .collect::<Result<Vec<Prepared>>>()?;
+    // The filters used more than once (the empty key: no filter), most used first.
+    let mut uses: HashMap<&str, (usize, usize)> = HashMap::new();
+    for (position, query) in prepared.iter().enumerate() {
+        uses.entry(query.filter_key.as_str())
+            .or_insert((0, position))
+            .0 += 1;
+    }
+    let mut repeated: Vec<(&str, usize, usize)> = uses
+        .into_iter()
+        .filter(|(_, (count, _))| *count > 1)
+        .map(|(key, (count, first))| (key, count, first))
+        .collect();
+    repeated.sort_by(|a, b| b.1.cmp(&a.1).then(a.2.cmp(&b.2)));
+    repeated.truncate(SHARED_FILTER_COUNTS);
+    let shared: HashMap<&str, ClusterCounts> = repeated
+        .par_iter()
+        .map(|&(key, _, first)| (key, ClusterCounts::of(coordinator, &prepared[first].filter)))
+        .collect();
+    let planned: Vec<(WorkerQuery, QueryPlan)> = prepared
+        .par_iter()
+        .zip(requests.par_iter())
+        .map(|(query, request)| {
+            let plan = match shared.get(query.filter_key.as_str()) {
+                Some(counts) => {
+                    plan_query_counted(coordinator, &query.vector, counts, request.k, &query.knobs)
+                }
+                None => plan_query(
+                    coordinator,
+                    &query.vector,
+                    &query.filter,
+                    request.k,
+                    &query.knobs,
+                ),
+            };
+            let worker_query = WorkerQuery {
+                vector: request.vector.clone(),
+                k: request.k,
+                filter: request.filter.clone(),
+                include_attributes: request.include_attributes,
+                knobs: query.knobs,
+                probe_radius: plan.probe_radius,
+            };
+            (worker_query, plan)
+        })
         .collect();
     let mut queries = Vec::with_capacity(requests.len());
     let mut plans = Vec::with_capacity(requests.len());
     let mut queries_of_partition: Vec<Vec<u32>> = vec![Vec::new(); coordinator.num_partitions()];
     let mut rows_of_partition: Vec<Vec<u64>> = vec![Vec::new(); coordinator.num_partitions()];
-    for (position, planned) in planned.into_iter().enumerate() {
-        let (query, plan) = planned?;
+    for (position, (query, plan)) in planned.into_iter().enumerate() {
         for (&partition, &rows) in plan.partitions.iter().zip(&plan.rows_by_partition) {
             queries_of_partition[partition as usize].push(position as u32);
             rows_of_partition[partition as usize].push(rows);
