@@ -35,8 +35,8 @@ pub const DEFAULT_TARGET_SHARE: f64 = 0.25;
 /// concurrency is 1,000; a cap well below it leaves room for other requests.
 pub const DEFAULT_MAX_INVOCATIONS: usize = 64;
 
-/// The most a request may raise the target by when its parts exceed the cap, as a factor per
-/// step (each step re-lays the parts).
+/// The factor the target rises by, a step at a time (each step lays the parts out again),
+/// while the parts exceed the cap.
 const TARGET_STEP: f64 = 1.25;
 
 /// How a batch may be split.

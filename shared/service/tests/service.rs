@@ -1078,7 +1078,7 @@ async fn a_failed_part_leaves_only_its_own_queries_partial() {
         )
         .await
         .expect("whole");
-    // Parts go to their own function names, one of which always fails (retried, then named).
+    // Parts go to their own function names, one of which fails or hangs (retried, then named).
     let service = CoordinatorService::new(
         Arc::clone(&fx.root),
         Arc::clone(&fx.invoker) as Arc<dyn WorkerInvoker>,
@@ -1087,32 +1087,47 @@ async fn a_failed_part_leaves_only_its_own_queries_partial() {
             ..fx.service.config().clone()
         },
     );
-    fx.invoker
-        .faults
-        .lock()
-        .expect("faults")
-        .push(("part-b".into(), Fault::Fail));
-    let answer = service
-        .query_batch(
-            "films",
-            split_batch(&fx.input, 400, Some(1), Some(12)),
-            "split",
-            deadline(&service),
-        )
-        .await
-        .expect("a partial answer");
-    assert!(answer.stats.split_invocations >= 2, "{:?}", answer.stats);
-    let partial = answer.results.iter().filter(|r| r.partial).count();
-    assert!(partial > 0, "the failing part's queries are partial");
-    assert!(
-        partial < answer.results.len(),
-        "the other queries are whole"
-    );
-    for (position, (got, want)) in answer.results.iter().zip(&whole.results).enumerate() {
-        if got.partial {
-            assert!(!got.missing_partitions.is_empty(), "query {position}");
-        } else {
-            assert_eq!(got.hits, want.hits, "query {position} is whole");
+    // A part that fails every call, then one that answers long after the deadline.
+    for fault in [Fault::Fail, Fault::Slow(Duration::from_secs(30))] {
+        fx.invoker
+            .faults
+            .lock()
+            .expect("faults")
+            .push(("part-b".into(), fault));
+        let started = Instant::now();
+        let answer = service
+            .query_batch(
+                "films",
+                split_batch(&fx.input, 400, Some(1), Some(12)),
+                "split",
+                deadline(&service),
+            )
+            .await
+            .expect("a partial answer");
+        fx.invoker.faults.lock().expect("faults").clear();
+        assert!(started.elapsed() < Duration::from_secs(3), "{fault:?}");
+        let stats = &answer.stats;
+        assert!(stats.split_invocations >= 2, "{stats:?}");
+        // The failing part was invoked twice (retried once).
+        assert!(
+            stats.invocations > 4 + stats.split_invocations,
+            "{fault:?}: {stats:?}"
+        );
+        let partial = answer.results.iter().filter(|r| r.partial).count();
+        assert!(
+            partial > 0,
+            "{fault:?}: the failing part's queries are partial"
+        );
+        assert!(
+            partial < answer.results.len(),
+            "{fault:?}: the other queries are whole"
+        );
+        for (position, (got, want)) in answer.results.iter().zip(&whole.results).enumerate() {
+            if got.partial {
+                assert!(!got.missing_partitions.is_empty(), "query {position}");
+            } else {
+                assert_eq!(got.hits, want.hits, "{fault:?}: query {position} is whole");
+            }
         }
     }
 }
