@@ -171,9 +171,10 @@ up() {
         fi
         sleep 0.5
     done
-    # Start every worker slot's process now (watch starts them on first use, each through `cargo
-    # run`), so the first real query does not pay for it: one query over all four slots, until
-    # whole. The split functions start on a large batch's first use.
+    # Start every function's process now: watch starts them on first use, each through `cargo
+    # run`, which would wait for the build lock a running `cargo test` holds. The worker slots
+    # through one query over all four, until whole; the split functions by an empty worker
+    # request each, straight through the Invoke API.
     local warm_query
     warm_query="{\"vector\": [$(python3 -c 'print(", ".join(["0.1"] * 50))')], \"k\": 1, \"options\": {\"min_partitions\": 4}}"
     until curl -s --max-time 60 -X POST "$API/v1/indexes/glove-20k/query" \
@@ -184,6 +185,20 @@ up() {
             exit 1
         fi
         sleep 0.5
+    done
+    local split_function
+    for split_function in ${SPLIT_FUNCTIONS//,/ }; do
+        until curl -s --max-time 60 -X POST \
+                "$LAMBDA_ENDPOINT/2015-03-31/functions/$split_function/invocations" \
+                -d '{"protocol_version": 1, "request_id": "warm-up", "index": "glove-20k", "index_version": "warm-up", "queries": [], "tasks": []}' \
+                | grep -q '"protocol_version":1'; do
+            if (( SECONDS - started > 300 )); then
+                echo "local-stack: $split_function did not answer within 300 s; see $LOG_FILE" >&2
+                down
+                exit 1
+            fi
+            sleep 0.5
+        done
     done
     echo "local-stack: up. API $API (watch pid $(cat "$PID_FILE"), log $LOG_FILE)" >&2
     echo "local-stack: try: curl -s $API/v1/indexes/glove-20k" >&2
