@@ -25,6 +25,18 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
+/// The sample index in the stack's S3, opened in this process: the answers to compare with.
+fn sample_embedded(stack: &Stack) -> EmbeddedIndex {
+    runtime().block_on(async {
+        let store = store_for_location(&format!("{}/{SAMPLE_INDEX}", stack.root))
+            .await
+            .expect("store");
+        EmbeddedIndex::open_store(store, EmbeddedConfig::default())
+            .await
+            .expect("open the sample index in S3")
+    })
+}
+
 fn hits_of(value: &Value) -> Vec<Hit> {
     serde_json::from_value(value["hits"].clone()).expect("hits")
 }
@@ -36,14 +48,7 @@ fn http_answers_equal_the_embedded_path_on_every_workload() {
         return;
     };
     let (file, queries) = sample_workloads();
-    let embedded = runtime().block_on(async {
-        let store = store_for_location(&format!("{}/{SAMPLE_INDEX}", stack.root))
-            .await
-            .expect("store");
-        EmbeddedIndex::open_store(store, EmbeddedConfig::default())
-            .await
-            .expect("open the sample index in S3")
-    });
+    let embedded = sample_embedded(&stack);
     let metric = embedded.manifest().metric;
     let k = 10;
     for workload in &file.workloads {
@@ -99,14 +104,7 @@ fn a_batch_split_over_the_split_functions_answers_as_the_embedded_path() {
         return;
     };
     let (file, queries) = sample_workloads();
-    let embedded = runtime().block_on(async {
-        let store = store_for_location(&format!("{}/{SAMPLE_INDEX}", stack.root))
-            .await
-            .expect("store");
-        EmbeddedIndex::open_store(store, EmbeddedConfig::default())
-            .await
-            .expect("open the sample index in S3")
-    });
+    let embedded = sample_embedded(&stack);
     // Every workload's queries in one batch, over all four partitions.
     let mut requests = Vec::new();
     for workload in &file.workloads {

@@ -22,7 +22,7 @@ use crate::cost::{
     cost_per_million_queries, CostPerMillion, FunctionMemory, PriceList, RequestUsage,
 };
 use squash_core::error::{Error, Result};
-use squash_core::protocol::{AnswerOutput, BatchRequest, BatchResponse, QueryRequest};
+use squash_core::protocol::{BatchRequest, BatchResponse, QueryRequest};
 use squash_service::partition_cache::capacity_bytes_for_lambda_memory;
 use squash_service::{CoordinatorService, InProcessInvoker, ServiceConfig, TreeShape};
 use squash_storage::{BlobStore, CountingStore};
@@ -128,15 +128,7 @@ async fn run_batch(
     queries: &[QueryRequest],
     request_id: &str,
 ) -> Result<(BatchResponse, f64)> {
-    let batch = BatchRequest {
-        queries: queries.to_vec(),
-        require_complete: false,
-        branching: None,
-        output: AnswerOutput::Response,
-        target_invocation_ms: None,
-        queries_from: None,
-        max_invocations: None,
-    };
+    let batch = BatchRequest::new(queries.to_vec());
     let started = Instant::now();
     let deadline = Instant::now() + Duration::from_millis(MEASUREMENT_TIMEOUT_MS);
     let response = service
@@ -177,9 +169,7 @@ pub async fn measure_curve(
         // A flat tree: every slot's node is a leaf the coordinator invokes, as the parts are,
         // so invocations may run one at a time without a parent waiting on a child.
         config: ServiceConfig {
-            worker_functions: (0..config.worker_slots)
-                .map(|slot| format!("worker-{slot}"))
-                .collect(),
+            worker_functions: crate::usage::slot_names(config.worker_slots),
             tree: TreeShape::try_new(config.worker_slots.max(2), 1)?,
             target_invocation_ms: Some(config.service.target_invocation_ms()),
             timeout_ms: MEASUREMENT_TIMEOUT_MS,

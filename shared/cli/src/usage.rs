@@ -26,8 +26,7 @@ use crate::cost::{
 use crate::workloads::{Workload, WorkloadSuite};
 use squash_core::error::{Error, Result};
 use squash_core::protocol::{
-    AnswerOutput, BatchRequest, ExecutionStats, IndexSummary, QueryRequest, QueryResponse,
-    SearchOptions,
+    BatchRequest, ExecutionStats, IndexSummary, QueryRequest, QueryResponse, SearchOptions,
 };
 use squash_service::coordinator_service::DEFAULT_MAX_DEPTH;
 use squash_service::partition_cache::{capacity_bytes_for_lambda_memory, PartitionCache};
@@ -184,6 +183,13 @@ impl Harness {
         let invoker = Arc::new(InProcessInvoker::new(Arc::clone(&store), cache));
         CoordinatorService::new(store, invoker, self.config.clone())
     }
+}
+
+/// Returns the names of `num_slots` worker slots as the measurements call them.
+pub fn slot_names(num_slots: usize) -> Vec<String> {
+    (0..num_slots)
+        .map(|slot| format!("worker-{slot}"))
+        .collect()
 }
 
 /// Sums of one phase, turned into a [`PhaseUsage`] at the end.
@@ -353,15 +359,7 @@ async fn run_batch(
     request_id: String,
     tally: &mut PhaseTally,
 ) -> Result<()> {
-    let batch = BatchRequest {
-        queries: requests.to_vec(),
-        require_complete: false,
-        branching: None,
-        output: AnswerOutput::Response,
-        target_invocation_ms: None,
-        queries_from: None,
-        max_invocations: None,
-    };
+    let batch = BatchRequest::new(requests.to_vec());
     let started = Instant::now();
     let response = service
         .query_batch(name, batch, &request_id, service.default_deadline())
@@ -394,9 +392,7 @@ pub async fn measure(
     let harness = Harness {
         counting: Arc::new(CountingStore::new(root)),
         config: ServiceConfig {
-            worker_functions: (0..config.worker_slots)
-                .map(|slot| format!("worker-{slot}"))
-                .collect(),
+            worker_functions: slot_names(config.worker_slots),
             tree: TreeShape::try_new(config.branching, DEFAULT_MAX_DEPTH)?,
             timeout_ms: MEASUREMENT_TIMEOUT_MS,
             ..ServiceConfig::default()

@@ -623,6 +623,21 @@ pub struct BatchRequest {
     pub max_invocations: Option<usize>,
 }
 
+impl BatchRequest {
+    /// Returns a batch of `queries` with every option at its default.
+    pub fn new(queries: Vec<QueryRequest>) -> BatchRequest {
+        BatchRequest {
+            queries,
+            queries_from: None,
+            require_complete: false,
+            branching: None,
+            output: AnswerOutput::Response,
+            target_invocation_ms: None,
+            max_invocations: None,
+        }
+    }
+}
+
 /// Where the answer to a batch goes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
