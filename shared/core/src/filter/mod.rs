@@ -944,6 +944,13 @@ mod tests {
                 &counted,
                 "postings path, filter {}", filter_json
             );
+            prop_assert_eq!(
+                &quantized::count_bounds_within(
+                    &filter.expr, &quantizer, &codes, &postings, &groups, 0
+                ),
+                &counted,
+                "scan path, filter {}", filter_json
+            );
             for row in certain.iter_ones() {
                 prop_assert!(expected[row], "row {} is certain but does not match {}", row, filter_json);
             }
