@@ -794,30 +794,47 @@ pub(super) fn count_bounds_within(
             return (possible, certain);
         }
     }
-    // One column whose admitted and certain codes each form one run (a range, an equality):
-    // count each group's codes in the runs with byte compares the compiler vectorizes, without
-    // building bitmaps.
-    if let Plan::Scan { column, table } = &plan {
-        if let (Some(possible_run), Some(certain_run)) = (
-            code_run(table, |verdict| verdict != Verdict::Never),
-            code_run(table, |verdict| verdict == Verdict::Always),
-        ) {
-            let column_codes = &codes.columns[*column][..codes.num_rows];
-            let count = |run: Option<(u8, u8)>| -> Vec<u64> {
-                group_offsets
-                    .windows(2)
-                    .map(|range| match run {
-                        None => 0,
-                        Some((first, last)) => count_in_run(
-                            &column_codes[range[0] as usize..range[1] as usize],
-                            first,
-                            last,
-                        ),
-                    })
-                    .collect()
-            };
-            return (count(possible_run), count(certain_run));
-        }
+    // One column, or a conjunction of columns, whose admitted and certain codes each form one
+    // run (ranges, equalities): count each group's rows in the runs with byte compares the
+    // compiler vectorizes, without building bitmaps. (Under AND, a row may match when every
+    // column admits it and must when every column is certain.)
+    let leaves: Vec<&Plan> = match &plan {
+        Plan::Scan { .. } => vec![&plan],
+        Plan::And(children) => children.iter().collect(),
+        _ => Vec::new(),
+    };
+    let runs: Option<Vec<ColumnRuns>> = leaves
+        .iter()
+        .map(|leaf| match leaf {
+            Plan::Scan { column, table } => Some(ColumnRuns {
+                column: *column,
+                possible: code_run(table, |verdict| verdict != Verdict::Never)?,
+                certain: code_run(table, |verdict| verdict == Verdict::Always)?,
+            }),
+            _ => None,
+        })
+        .collect();
+    if let Some(runs) = runs.filter(|runs| !runs.is_empty()) {
+        let count = |certain: bool| -> Vec<u64> {
+            let column_runs: Option<Vec<(&[u8], u8, u8)>> = runs
+                .iter()
+                .map(|runs| {
+                    let (first, last) = if certain { runs.certain } else { runs.possible }?;
+                    Some((&codes.columns[runs.column][..codes.num_rows], first, last))
+                })
+                .collect();
+            group_offsets
+                .windows(2)
+                .map(|range| match &column_runs {
+                    // A column that admits no code: no row of any group.
+                    None => 0,
+                    Some(column_runs) => {
+                        count_in_runs(column_runs, range[0] as usize..range[1] as usize)
+                    }
+                })
+                .collect()
+        };
+        return (count(false), count(true));
     }
     let (possible_rows, certain_rows) = bounds_of_plan(&plan, codes);
     let count = |bitmap: &Bitmap| -> Vec<u64> {
@@ -847,22 +864,35 @@ fn code_run(
         .then_some(Some((first as u8, last as u8)))
 }
 
-/// Returns how many of `codes` lie in `first..=last`.
-fn count_in_run(codes: &[u8], first: u8, last: u8) -> u64 {
-    let span = last.wrapping_sub(first);
-    // In blocks of 255 so each block's count fits a byte lane: the compiler then compares and
-    // sums 32 codes per instruction.
-    codes
-        .chunks(255)
-        .map(|block| {
-            u64::from(
-                block
-                    .iter()
-                    .map(|&code| u8::from(code.wrapping_sub(first) <= span))
-                    .fold(0u8, u8::wrapping_add),
-            )
-        })
-        .sum()
+/// One column's codes a filter admits and is certain of, each as one run (`None`: no code).
+struct ColumnRuns {
+    column: usize,
+    possible: Option<(u8, u8)>,
+    certain: Option<(u8, u8)>,
+}
+
+/// Returns how many rows of `rows` have, in every column of `column_runs`, a code inside the
+/// column's run `first..=last`.
+fn count_in_runs(column_runs: &[(&[u8], u8, u8)], rows: std::ops::Range<usize>) -> u64 {
+    // Blocks of 255 rows: each block's count fits a byte, and each pass over a block is a
+    // compare (or compare-and) the compiler does 16-32 rows per instruction.
+    const BLOCK: usize = 255;
+    let mut total = 0u64;
+    let mut start = rows.start;
+    while start < rows.end {
+        let end = (start + BLOCK).min(rows.end);
+        let mut inside = [1u8; BLOCK];
+        let inside = &mut inside[..end - start];
+        for &(codes, first, last) in column_runs {
+            let span = last.wrapping_sub(first);
+            for (flag, &code) in inside.iter_mut().zip(&codes[start..end]) {
+                *flag &= u8::from(code.wrapping_sub(first) <= span);
+            }
+        }
+        total += u64::from(inside.iter().fold(0u8, |sum, &flag| sum.wrapping_add(flag)));
+        start = end;
+    }
+    total
 }
 
 #[cfg(test)]
@@ -896,16 +926,22 @@ mod tests {
         );
         // Past a block of 255 and over the whole byte range.
         let codes: Vec<u8> = (0..2_000u32).map(|i| (i * 37 % 256) as u8).collect();
+        let other: Vec<u8> = (0..2_000u32).map(|i| (i * 11 % 7) as u8).collect();
         for (first, last) in [(0u8, 255u8), (3, 9), (200, 255), (0, 0), (17, 17)] {
-            let expected = codes
-                .iter()
-                .filter(|&&c| (first..=last).contains(&c))
-                .count();
-            assert_eq!(
-                count_in_run(&codes, first, last),
-                expected as u64,
-                "{first}..={last}"
-            );
+            for rows in [0..2_000, 0..255, 300..301, 700..1_500, 5..5] {
+                let expected = rows
+                    .clone()
+                    .filter(|&row| (first..=last).contains(&codes[row]))
+                    .count();
+                let one = count_in_runs(&[(&codes, first, last)], rows.clone());
+                assert_eq!(one, expected as u64, "{first}..={last} {rows:?}");
+                let both_expected = rows
+                    .clone()
+                    .filter(|&row| (first..=last).contains(&codes[row]) && other[row] <= 2)
+                    .count();
+                let both = count_in_runs(&[(&codes, first, last), (&other, 0, 2)], rows.clone());
+                assert_eq!(both, both_expected as u64, "{first}..={last} {rows:?} and");
+            }
         }
     }
 
