@@ -146,12 +146,27 @@ pub fn plan_invocations(
             .or_default()
             .push(index);
     }
+    // Past the largest slot's work, a higher target splits nothing more.
+    let largest_slot_ms = tasks_of_slot
+        .values()
+        .map(|tasks| {
+            tasks
+                .iter()
+                .map(|&task| work[task].query_ms.iter().sum::<f64>())
+                .sum::<f64>()
+        })
+        .fold(0.0, f64::max);
     let mut target = settings.target_ms.max(0.001);
     let layout = loop {
         let layout = lay_out(&tasks_of_slot, &work, target, settings.max_rows);
         let fits = layout.slots.len() + layout.parts.len() <= settings.max_invocations;
         if fits || layout.parts.is_empty() {
             break layout;
+        }
+        if target > largest_slot_ms {
+            // Only the row limit still makes parts, more than the cap allows: keep within the
+            // cap and let the work limit refuse what one invocation cannot do.
+            break lay_out(&tasks_of_slot, &work, target, u64::MAX);
         }
         target *= TARGET_STEP;
     };
@@ -472,6 +487,28 @@ mod tests {
         assert!(invocations.num_split > 0);
         assert!(
             invocations.heaviest_rows.0 <= 100_000,
+            "{:?}",
+            invocations.heaviest_rows
+        );
+        assert_each_query_once(&plan, &invocations.nodes);
+    }
+
+    #[test]
+    fn rows_beyond_what_the_cap_allows_stay_within_the_cap_and_are_reported() {
+        // 1,000 queries x 4 partitions x 50,000 rows under a limit of 100,000 rows per
+        // invocation would need about 2,000 parts; the cap is 16.
+        let plan = batch(1_000, 4, 50_000);
+        let shape = TreeShape::try_new(2, 3).expect("shape");
+        let mut limited = settings(1.0, 16);
+        limited.max_rows = 100_000;
+        let invocations = plan_invocations(&plan, 16, &slots(4), shape, &limited).expect("plan");
+        assert!(
+            invocations.num_invocations <= 16,
+            "{}",
+            invocations.num_invocations
+        );
+        assert!(
+            invocations.heaviest_rows.0 > 100_000,
             "{:?}",
             invocations.heaviest_rows
         );
