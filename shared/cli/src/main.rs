@@ -814,65 +814,7 @@ async fn run_cost(args: CostArgs) -> Result<()> {
     )?;
     let (root, name) = split_index_location(&args.index)?;
     if !args.batch_sizes.is_empty() {
-        if args.timeout_ms == 0 || args.max_invocations == 0 || args.target_invocation_ms == Some(0)
-        {
-            return Err(Error::invalid(
-                "timeout-ms, target-invocation-ms, max-invocations",
-                "must be positive",
-            ));
-        }
-        let config = squash_cli::batch_curve::CurveConfig {
-            worker_slots: args.slots,
-            batch_sizes: args.batch_sizes.clone(),
-            service: squash_service::ServiceConfig {
-                timeout_ms: args.timeout_ms,
-                target_invocation_ms: Some(args.target_invocation_ms.unwrap_or(
-                    (args.timeout_ms as f64 * squash_service::batch_split::DEFAULT_TARGET_SHARE)
-                        as u64,
-                )),
-                max_invocations: args.max_invocations,
-                // Large batches' answers exceed a response; a deployment has them written to
-                // the store (`"output": "store"`), under this limit. Here they stay in memory.
-                limits: {
-                    let limits = squash_core::search::RequestLimits::for_timeout(args.timeout_ms);
-                    squash_core::search::RequestLimits {
-                        max_answer_bytes: limits.max_stored_answer_bytes,
-                        ..limits
-                    }
-                },
-                ..squash_service::ServiceConfig::default()
-            },
-            memory: squash_cli::cost::TEMPLATE_MEMORY,
-            prices: squash_cli::cost::AWS_US_EAST_1,
-        };
-        let running = spinner(&format!(
-            "running batches of {:?} queries, cold and warm, timed alone and all at once",
-            args.batch_sizes
-        ));
-        let report = squash_cli::batch_curve::measure_curve(
-            store_for_location(&root).await?,
-            &name,
-            &requests,
-            &config,
-        )
-        .await;
-        running.finish_and_clear();
-        let report = report?;
-        if args.json {
-            let mut value = serde_json::to_value(&report)
-                .map_err(|e| Error::invalid("report", e.to_string()))?;
-            value["workloads"] = json!(workload_names);
-            println!("{value}");
-        } else {
-            println!(
-                "workloads {} ({} distinct queries, k = {})",
-                workload_names.join(", "),
-                requests.len(),
-                args.k
-            );
-            print!("{}", squash_cli::batch_curve::render_curve(&report));
-        }
-        return Ok(());
+        return run_cost_curve(&args, &workload_names, &requests, &root, &name).await;
     }
     let config = squash_cli::usage::UsageConfig {
         worker_slots: args.slots,
@@ -906,5 +848,70 @@ async fn run_cost(args: CostArgs) -> Result<()> {
         args.k
     );
     print!("{}", squash_cli::usage::render_text(&report));
+    Ok(())
+}
+
+/// `squash cost --batch-sizes`: batch time, invocations and cost against batch size.
+async fn run_cost_curve(
+    args: &CostArgs,
+    workload_names: &[String],
+    requests: &[squash_core::protocol::QueryRequest],
+    root: &str,
+    name: &str,
+) -> Result<()> {
+    if args.timeout_ms == 0 || args.max_invocations == 0 || args.target_invocation_ms == Some(0) {
+        return Err(Error::invalid(
+            "timeout-ms, target-invocation-ms, max-invocations",
+            "must be positive",
+        ));
+    }
+    let config = squash_cli::batch_curve::CurveConfig {
+        worker_slots: args.slots,
+        batch_sizes: args.batch_sizes.clone(),
+        service: squash_service::ServiceConfig {
+            timeout_ms: args.timeout_ms,
+            target_invocation_ms: args.target_invocation_ms,
+            max_invocations: args.max_invocations,
+            // Large batches' answers exceed a response; a deployment has them written to
+            // the store (`"output": "store"`), under this limit. Here they stay in memory.
+            limits: {
+                let limits = squash_core::search::RequestLimits::for_timeout(args.timeout_ms);
+                squash_core::search::RequestLimits {
+                    max_answer_bytes: limits.max_stored_answer_bytes,
+                    ..limits
+                }
+            },
+            ..squash_service::ServiceConfig::default()
+        },
+        memory: squash_cli::cost::TEMPLATE_MEMORY,
+        prices: squash_cli::cost::AWS_US_EAST_1,
+    };
+    let running = spinner(&format!(
+        "running batches of {:?} queries, cold and warm, timed alone and all at once",
+        args.batch_sizes
+    ));
+    let report = squash_cli::batch_curve::measure_curve(
+        store_for_location(root).await?,
+        name,
+        requests,
+        &config,
+    )
+    .await;
+    running.finish_and_clear();
+    let report = report?;
+    if args.json {
+        let mut value =
+            serde_json::to_value(&report).map_err(|e| Error::invalid("report", e.to_string()))?;
+        value["workloads"] = json!(workload_names);
+        println!("{value}");
+    } else {
+        println!(
+            "workloads {} ({} distinct queries, k = {})",
+            workload_names.join(", "),
+            requests.len(),
+            args.k
+        );
+        print!("{}", squash_cli::batch_curve::render_curve(&report));
+    }
     Ok(())
 }

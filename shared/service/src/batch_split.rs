@@ -24,7 +24,7 @@ use squash_core::error::Result;
 use squash_core::protocol::{PartitionTask, TreeNode};
 use squash_core::search::{weighted_rows, BatchPlan, WorkModel};
 
-use crate::invocation_tree::{slot_of, tree_of_slots, TreeShape};
+use crate::invocation_tree::{tasks_by_slot, tree_of_slots, TreeShape};
 
 /// Default share of the request's time budget one invocation is aimed at: the first attempt
 /// of a child gets 60 % of the time left, so a part estimated at a quarter of it finishes
@@ -139,13 +139,7 @@ pub fn plan_invocations(
             }
         })
         .collect();
-    let mut tasks_of_slot: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for (index, task) in plan.tasks.iter().enumerate() {
-        tasks_of_slot
-            .entry(slot_of(task.partition, functions.len()))
-            .or_default()
-            .push(index);
-    }
+    let tasks_of_slot = tasks_by_slot(&plan.tasks, functions.len());
     // Past the largest slot's work, a higher target splits nothing more.
     let largest_slot_ms = tasks_of_slot
         .values()

@@ -127,12 +127,29 @@ impl InProcessInvoker {
     /// Returns a worker of this process as slot `function` would run it, invoking its children
     /// through `children`.
     pub fn worker(&self, function: &str, children: Arc<dyn WorkerInvoker>) -> WorkerService {
+        self.worker_in(
+            function,
+            children,
+            Arc::clone(&self.cache),
+            Arc::clone(&self.num_served),
+        )
+    }
+
+    /// Returns a worker of slot `function` over `cache`, counting its requests in
+    /// `num_served`: the shared container, or one of [`InProcessInvoker::with_containers`].
+    fn worker_in(
+        &self,
+        function: &str,
+        children: Arc<dyn WorkerInvoker>,
+        cache: Arc<PartitionCache>,
+        num_served: Arc<AtomicU64>,
+    ) -> WorkerService {
         let worker = WorkerService::with_counter(
             function,
             Arc::clone(&self.root),
-            Arc::clone(&self.cache),
+            cache,
             children,
-            Arc::clone(&self.num_served),
+            num_served,
         );
         if self.scan_inline {
             worker.with_inline_scans()
@@ -167,18 +184,7 @@ impl InProcessInvoker {
                     None => None,
                 };
                 let container = containers.take(function, &request.request_id);
-                let worker = WorkerService::with_counter(
-                    function,
-                    Arc::clone(&self.root),
-                    container.cache,
-                    children,
-                    container.num_served,
-                );
-                if self.scan_inline {
-                    worker.with_inline_scans()
-                } else {
-                    worker
-                }
+                self.worker_in(function, children, container.cache, container.num_served)
             }
         };
         if !self.round_trip_payloads {

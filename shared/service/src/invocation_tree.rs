@@ -76,24 +76,17 @@ pub fn slot_of(partition: u32, num_slots: usize) -> usize {
     partition as usize % num_slots.max(1)
 }
 
-/// Returns the nodes the coordinator invokes for `tasks`, with the rest of the tree below them:
-/// one node per slot with its partitions' whole tasks (no split; `batch_split.rs` splits).
-pub fn plan_tree(
-    tasks: &[PartitionTask],
-    functions: &[String],
-    shape: TreeShape,
-) -> Result<Vec<TreeNode>> {
-    if functions.is_empty() {
-        return Err(no_functions());
-    }
-    let mut tasks_of_slot: BTreeMap<usize, Vec<PartitionTask>> = BTreeMap::new();
-    for task in tasks {
-        tasks_of_slot
-            .entry(slot_of(task.partition, functions.len()))
+/// Returns, per worker slot with work (ascending), the positions in `tasks` of the tasks its
+/// partitions give it.
+pub fn tasks_by_slot(tasks: &[PartitionTask], num_slots: usize) -> BTreeMap<usize, Vec<usize>> {
+    let mut by_slot: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (position, task) in tasks.iter().enumerate() {
+        by_slot
+            .entry(slot_of(task.partition, num_slots))
             .or_default()
-            .push(task.clone());
+            .push(position);
     }
-    tree_of_slots(tasks_of_slot.into_iter().collect(), functions, shape)
+    by_slot
 }
 
 fn no_functions() -> Error {
@@ -221,6 +214,19 @@ mod tests {
 
     fn slots(n: usize) -> Vec<String> {
         (0..n).map(|i| format!("w{i}")).collect()
+    }
+
+    /// The unsplit tree of `tasks`: each slot's node runs its partitions' whole tasks.
+    fn plan_tree(
+        tasks: &[PartitionTask],
+        functions: &[String],
+        shape: TreeShape,
+    ) -> Result<Vec<TreeNode>> {
+        let nodes = tasks_by_slot(tasks, functions.len())
+            .into_iter()
+            .map(|(slot, positions)| (slot, positions.iter().map(|&p| tasks[p].clone()).collect()))
+            .collect();
+        tree_of_slots(nodes, functions, shape)
     }
 
     fn nodes_in(tree: &[TreeNode]) -> Vec<String> {

@@ -41,7 +41,7 @@ pub use http_routes::{
     handle_direct, handle_direct_payload, handle_http, HttpResponse, JsonPayload,
 };
 pub use in_process::InProcessInvoker;
-pub use invocation_tree::{plan_tree, slot_of, tree_of_slots, TreeShape};
+pub use invocation_tree::{slot_of, tasks_by_slot, tree_of_slots, TreeShape};
 pub use invoker::WorkerInvoker;
 pub use partition_cache::{default_capacity_bytes, PartitionCache};
 pub use publish::write_index;

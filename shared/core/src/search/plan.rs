@@ -57,16 +57,16 @@ pub struct QueryPlan {
 /// Per fine cluster, the rows that may match a filter and the rows certain to: what the
 /// coordinator evaluates on the quantized attributes of every row, once per distinct filter.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ClusterCounts {
+struct ClusterCounts {
     /// Rows that may match (a superset of the matches), per cluster.
-    pub possible: Vec<u64>,
+    possible: Vec<u64>,
     /// Rows certain to match (a subset), per cluster.
-    pub certain: Vec<u64>,
+    certain: Vec<u64>,
 }
 
 impl ClusterCounts {
     /// Evaluates `filter` on the quantized attributes of every row of `coordinator`.
-    pub fn of(coordinator: &CoordinatorData, filter: &Filter) -> ClusterCounts {
+    fn of(coordinator: &CoordinatorData, filter: &Filter) -> ClusterCounts {
         let clusters = &coordinator.clusters;
         if filter.is_match_all() {
             let sizes: Vec<u64> = (0..clusters.num_clusters())
@@ -105,7 +105,7 @@ pub fn plan_query(
 }
 
 /// As [`plan_query`], with the query's filter already counted per cluster.
-pub fn plan_query_counted(
+fn plan_query_counted(
     coordinator: &CoordinatorData,
     query: &[f32],
     counts: &ClusterCounts,
@@ -324,6 +324,7 @@ pub fn plan_batch(coordinator: &CoordinatorData, requests: &[QueryRequest]) -> R
                 other => other,
             })
         })
+        // Collected in request order first, so the error is the first bad query's.
         .collect::<Vec<Result<Prepared>>>()
         .into_iter()
         .collect::<Result<Vec<Prepared>>>()?;

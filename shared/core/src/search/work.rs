@@ -3,8 +3,9 @@
 //! dimension, and, for a container that must first read the partition, the object's size.
 //!
 //! The coordinator uses these estimates to split a slot's share of a large batch over
-//! concurrent invocations (`squash_service::batch_split`) and to refuse a request no split
-//! could finish. They are deliberately simple and on the slow side: a scan's own cost model
+//! concurrent invocations (`squash_service::batch_split`); the work limit (`limits.rs`) counts
+//! the same weighted rows. The estimates are deliberately simple and on the slow side: a
+//! scan's own cost model
 //! (`scan.rs`) picks between methods per partition with the partition in hand, which the
 //! coordinator does not have.
 
