@@ -20,11 +20,10 @@ use serde_json::{json, Value};
 use squash_cli::usage::requests_from_workloads;
 use squash_core::protocol::{BatchResponse, QueryRequest, QueryResponse, SearchOptions};
 use squash_service::embedded::{EmbeddedConfig, EmbeddedIndex};
-use squash_storage::store_for_location;
+use squash_storage::{store_for_location, BlobStore};
 use squash_tests::Stack;
 
-const USAGE: &str =
-    "usage: stack-batch --index NAME --workloads FILE --sizes 10,100,1000 [--k 10] [--json FILE]";
+const USAGE: &str = "usage: stack-batch --index NAME --workloads FILE --sizes 10,100,1000 [--k 10] [--target-invocation-ms MS] [--json FILE]";
 
 struct Args {
     index: String,
@@ -92,16 +91,13 @@ fn parse_args() -> Result<Args, String> {
 
 /// Reads the answer a batch wrote to the store.
 async fn stored_answer(
-    stack: &Stack,
+    root: &dyn BlobStore,
     index: &str,
     answer: &Value,
 ) -> Result<BatchResponse, String> {
     let request_id = answer["stats"]["request_id"]
         .as_str()
         .ok_or("the answer carries no request id")?;
-    let root = store_for_location(&stack.root)
-        .await
-        .map_err(|e| e.to_string())?;
     let bytes = root
         .get(&format!("_answers/{index}/{request_id}.json"))
         .await
@@ -151,6 +147,10 @@ fn main() {
             .await
             .expect("open the index in the stack's S3")
     });
+    // The stack's root, where batches are put and answers read back.
+    let root = runtime
+        .block_on(store_for_location(&stack.root))
+        .expect("the stack's root store");
     let path = format!("/v1/indexes/{}/query-batch", args.index);
     let mut points = Vec::new();
     for &size in &args.sizes {
@@ -164,14 +164,10 @@ fn main() {
             let object_name = format!("stack-batch-{size}.json");
             let queries_json = serde_json::to_vec(&queries).expect("queries encode");
             runtime
-                .block_on(async {
-                    let root = store_for_location(&stack.root).await?;
-                    root.put(
-                        &format!("_batches/{}/{object_name}", args.index),
-                        queries_json,
-                    )
-                    .await
-                })
+                .block_on(root.put(
+                    &format!("_batches/{}/{object_name}", args.index),
+                    queries_json,
+                ))
                 .expect("batch put in the store");
             let mut body = json!({"queries_from": object_name, "output": "store"});
             if let Some(ms) = args.target_invocation_ms_opt {
@@ -181,7 +177,7 @@ fn main() {
             let (status, answer) = stack.post(&path, &body);
             let seconds = started.elapsed().as_secs_f64();
             let (partial, wrong, error) = if status == 200 {
-                match runtime.block_on(stored_answer(&stack, &args.index, &answer)) {
+                match runtime.block_on(stored_answer(&*root, &args.index, &answer)) {
                     Ok(stored) => {
                         let (partial, wrong) = compare(&stored, &expected);
                         (partial, wrong, Value::Null)
