@@ -35,5 +35,6 @@ pub mod linalg;
 pub mod metric;
 pub mod protocol;
 pub mod search;
+pub mod writes;
 
 pub use error::{Error, Result};

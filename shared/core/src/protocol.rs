@@ -304,6 +304,10 @@ pub struct PartitionTask {
     /// can read the probed clusters by byte range instead of the whole object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object_bytes: Option<u64>,
+    /// Ids of this partition's rows that writes not yet folded in deleted or replaced,
+    /// sorted: the scan never admits them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded_ids: Vec<u64>,
 }
 
 /// One node of the invocation tree below a worker: the function (worker slot) to invoke, the
@@ -742,6 +746,7 @@ mod tests {
                 partition: 4,
                 queries: vec![0],
                 object_bytes: None,
+                excluded_ids: Vec::new(),
             }],
             children: vec![TreeNode {
                 function: "worker-1".into(),
@@ -749,6 +754,7 @@ mod tests {
                     partition: 2,
                     queries: vec![0],
                     object_bytes: None,
+                    excluded_ids: Vec::new(),
                 }],
                 children: vec![],
             }],

@@ -171,6 +171,7 @@ pub fn plan_invocations(
             partition: task.partition,
             queries: task.queries[piece.queries.clone()].to_vec(),
             object_bytes: task.object_bytes,
+            excluded_ids: task.excluded_ids.clone(),
         }
     };
     let mut slowest_ms = 0f64;
@@ -349,6 +350,7 @@ mod tests {
                 partition,
                 queries: (0..num_queries as u32).collect(),
                 object_bytes: Some(10 << 20),
+                excluded_ids: Vec::new(),
             })
             .collect();
         BatchPlan {

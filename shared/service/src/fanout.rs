@@ -417,6 +417,7 @@ mod tests {
                     partition: 7,
                     queries: vec![0],
                     object_bytes: None,
+                    excluded_ids: Vec::new(),
                 }],
                 children: Vec::new(),
             }],

@@ -175,6 +175,7 @@ pub fn child_request(
                         .map(|&q| new_position[q as usize])
                         .collect(),
                     object_bytes: task.object_bytes,
+                    excluded_ids: task.excluded_ids.clone(),
                 })
                 .collect(),
             children: node
@@ -209,6 +210,7 @@ mod tests {
             partition,
             queries: queries.to_vec(),
             object_bytes: None,
+            excluded_ids: Vec::new(),
         }
     }
 

@@ -124,6 +124,10 @@ pub enum ObjectKind {
     Coordinator,
     /// One partition's segment, read by workers.
     Segment,
+    /// One committed write: an entry of an index's write log (`crate::writes`).
+    LogEntry,
+    /// The ids of an index's rows in the coordinator's row order (`crate::writes::BaseIds`).
+    RowIds,
 }
 
 impl ObjectKind {
@@ -134,6 +138,8 @@ impl ObjectKind {
             ObjectKind::Manifest => 1,
             ObjectKind::Coordinator => 2,
             ObjectKind::Segment => 3,
+            ObjectKind::LogEntry => 4,
+            ObjectKind::RowIds => 5,
         }
     }
 
@@ -143,6 +149,8 @@ impl ObjectKind {
             1 => Some(ObjectKind::Manifest),
             2 => Some(ObjectKind::Coordinator),
             3 => Some(ObjectKind::Segment),
+            4 => Some(ObjectKind::LogEntry),
+            5 => Some(ObjectKind::RowIds),
             _ => None,
         }
     }
@@ -153,6 +161,8 @@ impl ObjectKind {
             ObjectKind::Manifest => "manifest",
             ObjectKind::Coordinator => "coordinator",
             ObjectKind::Segment => "segment",
+            ObjectKind::LogEntry => "log entry",
+            ObjectKind::RowIds => "row ids",
         }
     }
 }

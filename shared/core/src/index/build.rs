@@ -57,6 +57,9 @@ pub struct BuildParams {
     pub index_version: String,
     /// Build time, seconds since the Unix epoch (recorded in the manifest).
     pub created_unix_s: u64,
+    /// The write-log position the input holds (recorded in the manifest): later log entries
+    /// are applied over the build.
+    pub folded_through: u64,
 }
 
 impl BuildParams {
@@ -71,6 +74,7 @@ impl BuildParams {
             seed: 0,
             index_version: index_version.into(),
             created_unix_s: 0,
+            folded_through: 0,
         }
     }
 }
@@ -133,6 +137,11 @@ pub fn partition_key(version: &str, id: u32) -> String {
 /// Returns the coordinator object key of version `version`.
 pub fn coordinator_key(version: &str) -> String {
     format!("v{version}/coordinator.sqsh")
+}
+
+/// Returns the row-ids object key of version `version`.
+pub fn row_ids_key(version: &str) -> String {
+    format!("v{version}/row-ids.sqsh")
 }
 
 fn validate(input: &BuildInput, params: &BuildParams) -> Result<usize> {
@@ -379,8 +388,10 @@ pub fn build_index(
     let mut cluster_centroids = Vec::new();
     let mut clusters_per_partition = Vec::with_capacity(num_partitions);
     let mut cluster_sizes = Vec::new();
+    let mut ids_in_row_order = Vec::with_capacity(num_vectors);
     for (partition, rows) in members.iter_mut().enumerate() {
         let data = build_partition(&input, &vectors, partition as u32, rows, params)?;
+        ids_in_row_order.extend_from_slice(&data.ids);
         cluster_centroids.extend_from_slice(&data.clusters.centroids);
         clusters_per_partition.push(data.clusters.num_clusters() as u64);
         cluster_sizes.extend_from_slice(&data.clusters.sizes);
@@ -447,6 +458,10 @@ pub fn build_index(
     total_bytes += coordinator_bytes.len() as u64;
     let coordinator_key = coordinator_key(&params.index_version);
     emit(&coordinator_key, coordinator_bytes)?;
+    let row_ids_bytes = crate::writes::RowIds::encode(&ids_in_row_order)?;
+    total_bytes += row_ids_bytes.len() as u64;
+    let row_ids_key = row_ids_key(&params.index_version);
+    emit(&row_ids_key, row_ids_bytes)?;
     phase_seconds.push((
         "attributes and coordinator".to_string(),
         started.elapsed().as_secs_f64(),
@@ -466,6 +481,8 @@ pub fn build_index(
         attribute_bits: params.attribute_bits,
         seed: params.seed,
         total_bytes,
+        folded_through: params.folded_through,
+        row_ids_key: Some(row_ids_key),
     };
     Ok(BuildSummary {
         manifest,

@@ -74,6 +74,18 @@ pub struct Manifest {
     pub seed: u64,
     /// Total bytes of all objects (excluding the manifest).
     pub total_bytes: u64,
+    /// The write-log positions this version holds: log entries up to here are in its
+    /// partitions, later ones are applied over them (`crate::writes`). 0 before any write.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub folded_through: u64,
+    /// The row-ids object (`crate::writes::RowIds`), relative to the index prefix; absent in
+    /// versions written before it existed, which take no writes until compacted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_ids_key: Option<String>,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 impl Manifest {

@@ -13,6 +13,6 @@ pub mod work;
 
 pub use limits::{weighted_rows, RequestLimits};
 pub use merge::merge_hits;
-pub use plan::{plan_batch, plan_query, BatchPlan, QueryPlan};
+pub use plan::{plan_batch, plan_batch_with_dead_rows, plan_query, BatchPlan, QueryPlan};
 pub use scan::{search_partition, search_partition_using, search_tasks, PreparedQuery, ScanMethod};
 pub use work::{WorkModel, DEFAULT_WORK_MODEL};

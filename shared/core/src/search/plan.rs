@@ -66,23 +66,31 @@ struct ClusterCounts {
 
 impl ClusterCounts {
     /// Evaluates `filter` on the quantized attributes of every row of `coordinator`.
-    fn of(coordinator: &CoordinatorData, filter: &Filter) -> ClusterCounts {
+    /// `dead_per_cluster` (empty, or one count per cluster) are rows deleted or replaced by
+    /// writes not yet folded in: they may have counted as certain matches, so they are taken
+    /// off the certain counts (not off the possible ones, which stay a superset).
+    fn of(
+        coordinator: &CoordinatorData,
+        filter: &Filter,
+        dead_per_cluster: &[u64],
+    ) -> ClusterCounts {
         let clusters = &coordinator.clusters;
-        if filter.is_match_all() {
+        let (possible, mut certain) = if filter.is_match_all() {
             let sizes: Vec<u64> = (0..clusters.num_clusters())
                 .map(|c| clusters.rows_in(c))
                 .collect();
-            return ClusterCounts {
-                possible: sizes.clone(),
-                certain: sizes,
-            };
+            (sizes.clone(), sizes)
+        } else {
+            filter.count_quantized_bounds(
+                &coordinator.attribute_quantizer,
+                &coordinator.attribute_codes,
+                &coordinator.attribute_postings,
+                &clusters.row_offsets,
+            )
+        };
+        for (count, &dead) in certain.iter_mut().zip(dead_per_cluster) {
+            *count = count.saturating_sub(dead);
         }
-        let (possible, certain) = filter.count_quantized_bounds(
-            &coordinator.attribute_quantizer,
-            &coordinator.attribute_codes,
-            &coordinator.attribute_postings,
-            &clusters.row_offsets,
-        );
         ClusterCounts { possible, certain }
     }
 }
@@ -98,7 +106,7 @@ pub fn plan_query(
     plan_query_counted(
         coordinator,
         query,
-        &ClusterCounts::of(coordinator, filter),
+        &ClusterCounts::of(coordinator, filter, &[]),
         k,
         knobs,
     )
@@ -309,6 +317,16 @@ fn prepare(coordinator: &CoordinatorData, request: &QueryRequest) -> Result<Prep
 /// several queries share is evaluated on the quantized attributes once: a large batch's
 /// planning is the one step of a request no worker shares.
 pub fn plan_batch(coordinator: &CoordinatorData, requests: &[QueryRequest]) -> Result<BatchPlan> {
+    plan_batch_with_dead_rows(coordinator, requests, &[])
+}
+
+/// As [`plan_batch`] over partitions in which unfolded writes hide `dead_per_cluster` rows of
+/// each fine cluster (empty: none): the one-pass guarantee counts only live certain matches.
+pub fn plan_batch_with_dead_rows(
+    coordinator: &CoordinatorData,
+    requests: &[QueryRequest],
+    dead_per_cluster: &[u64],
+) -> Result<BatchPlan> {
     use rayon::prelude::*;
     let prepared: Vec<Prepared> = requests
         .par_iter()
@@ -344,7 +362,10 @@ pub fn plan_batch(coordinator: &CoordinatorData, requests: &[QueryRequest]) -> R
     repeated.truncate(SHARED_FILTER_COUNTS);
     let shared: HashMap<&str, ClusterCounts> = repeated
         .par_iter()
-        .map(|&(key, _, first)| (key, ClusterCounts::of(coordinator, &prepared[first].filter)))
+        .map(|&(key, _, first)| {
+            let counts = ClusterCounts::of(coordinator, &prepared[first].filter, dead_per_cluster);
+            (key, counts)
+        })
         .collect();
     let planned: Vec<(WorkerQuery, QueryPlan)> = prepared
         .par_iter()
@@ -354,10 +375,10 @@ pub fn plan_batch(coordinator: &CoordinatorData, requests: &[QueryRequest]) -> R
                 Some(counts) => {
                     plan_query_counted(coordinator, &query.vector, counts, request.k, &query.knobs)
                 }
-                None => plan_query(
+                None => plan_query_counted(
                     coordinator,
                     &query.vector,
-                    &query.filter,
+                    &ClusterCounts::of(coordinator, &query.filter, dead_per_cluster),
                     request.k,
                     &query.knobs,
                 ),
@@ -395,6 +416,7 @@ pub fn plan_batch(coordinator: &CoordinatorData, requests: &[QueryRequest]) -> R
                 partition: partition as u32,
                 queries,
                 object_bytes: None,
+                excluded_ids: Vec::new(),
             };
             (task, rows)
         })

@@ -60,6 +60,8 @@ pub struct PreparedQuery {
     pub include_attributes: bool,
     /// Fine clusters within this distance are scanned; `None`: every row.
     pub probe_radius: Option<f32>,
+    /// Ids never admitted (rows deleted or replaced by writes not yet folded in), sorted.
+    pub excluded_ids: std::sync::Arc<[u64]>,
 }
 
 impl PreparedQuery {
@@ -93,6 +95,7 @@ impl PreparedQuery {
             knobs: query.knobs,
             include_attributes: query.include_attributes,
             probe_radius: query.probe_radius,
+            excluded_ids: std::sync::Arc::from(Vec::new()),
         })
     }
 }
@@ -288,10 +291,20 @@ pub fn search_partition_using(
         .clusters
         .rows_to_probe(&query.vector, query.probe_radius);
     stats.probed_rows = probed.iter().map(|rows| rows.len() as u64).sum();
-    let candidates =
+    let mut candidates =
         query
             .filter
             .matching_rows(&partition.attributes, &partition.sorted_attributes, &probed);
+    // Tombstones are checked while admitting candidates, before any ranking, so a deleted row
+    // never takes the place of a live one in the top k.
+    if !query.excluded_ids.is_empty() {
+        candidates.retain(|&row| {
+            query
+                .excluded_ids
+                .binary_search(&partition.ids[row as usize])
+                .is_err()
+        });
+    }
     stats.passed_filter = candidates.len() as u64;
     if candidates.is_empty() || query.k == 0 {
         return (Vec::new(), stats);
@@ -708,6 +721,11 @@ pub fn search_tasks(
         .map(|task| {
             let outcome = (|| -> Result<Vec<QueryHits>> {
                 let partition = partition_of(task.partition)?;
+                let mut excluded_ids = task.excluded_ids.clone();
+                if !excluded_ids.is_sorted() {
+                    excluded_ids.sort_unstable();
+                }
+                let excluded_ids: std::sync::Arc<[u64]> = excluded_ids.into();
                 let mut results = Vec::with_capacity(task.queries.len());
                 for (done, &position) in task.queries.iter().enumerate() {
                     let hits_so_far = hits_produced.load(AtomicOrdering::Relaxed);
@@ -729,7 +747,8 @@ pub fn search_tasks(
                             format!("query position {position} is out of range"),
                         )
                     })?;
-                    let prepared = PreparedQuery::try_new(query, &partition)?;
+                    let mut prepared = PreparedQuery::try_new(query, &partition)?;
+                    prepared.excluded_ids = std::sync::Arc::clone(&excluded_ids);
                     let (hits, stats) = search_partition(&partition, &prepared);
                     hits_produced.fetch_add(hits.len() as u64, AtomicOrdering::Relaxed);
                     results.push(QueryHits {
