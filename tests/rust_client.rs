@@ -51,6 +51,7 @@ async fn the_rust_client_answers_like_the_embedded_path_and_maps_errors() {
             queries: requests.clone(),
             require_complete: true,
             branching: None,
+            min_token: None,
             output: Default::default(),
             target_invocation_ms: None,
             queries_from: None,

@@ -15,6 +15,7 @@
 //! | `SQUASH_MAX_INVOCATIONS` | most worker invocations of one request: a large batch is split over concurrent invocations up to this many | 64 |
 //! | `SQUASH_TARGET_INVOCATION_MS` | estimated time one worker invocation is aimed at; a slot's share of a batch that would take longer is split | `SQUASH_TIMEOUT_MS` / 4 |
 //! | `SQUASH_SPLIT_FUNCTIONS` | comma-separated functions the extra parts of a split batch go to, in turn (the local stack's extra names) | each part to its slot's own function |
+//! | `SQUASH_MAX_UNFOLDED_ROWS` | most rows written since the last compaction an index takes before writes are refused (503) until it is compacted | 200000 |
 //! | `SQUASH_CORS_ALLOW_ORIGIN` | the `Access-Control-Allow-Origin` of HTTP answers; `none` sends no CORS headers | `*` |
 //! | `SQUASH_CACHE_BYTES` | worker partition cache budget | half of the function memory |
 //! | `SQUASH_S3_CONNECT_TIMEOUT_MS`, `SQUASH_S3_READ_TIMEOUT_MS` | S3 read timeouts (read by `squash_storage::S3ReadTimeouts` when the store opens) | 1000, 2000 |
@@ -24,6 +25,7 @@ use squash_core::search::{RequestLimits, DEFAULT_WORK_MODEL};
 use squash_service::batch_split::DEFAULT_MAX_INVOCATIONS;
 use squash_service::coordinator_service::{
     DEFAULT_BRANCHING, DEFAULT_MANIFEST_MAX_STALE_MS, DEFAULT_MANIFEST_TTL_MS, DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_UNFOLDED_ROWS,
 };
 use squash_service::partition_cache::default_capacity_bytes;
 use squash_service::{ServiceConfig, TreeShape};
@@ -183,6 +185,11 @@ impl FunctionConfig {
                 },
                 split_functions,
                 work_model: DEFAULT_WORK_MODEL,
+                max_unfolded_rows: positive(
+                    lookup,
+                    "SQUASH_MAX_UNFOLDED_ROWS",
+                    DEFAULT_MAX_UNFOLDED_ROWS as u64,
+                )? as usize,
             },
             cache_bytes: number(lookup, "SQUASH_CACHE_BYTES", default_capacity_bytes())?,
             cors_allow_origin,

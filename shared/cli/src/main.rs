@@ -500,6 +500,7 @@ async fn run_query(args: QueryArgs) -> Result<()> {
         options: args.knobs.options(),
         require_complete: true,
         branching: None,
+        min_token: None,
     };
     let started = Instant::now();
     let response = index.query(request).await?;

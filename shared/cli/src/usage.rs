@@ -531,6 +531,7 @@ pub fn requests_from_workloads(
                 options: options.clone(),
                 require_complete: false,
                 branching: None,
+                min_token: None,
             });
         }
     }

@@ -240,6 +240,7 @@ impl LoadedWorkload {
             .map(|(vector, filter)| QueryRequest {
                 require_complete: true,
                 branching: None,
+                min_token: None,
                 vector: vector.clone(),
                 k: self.k,
                 filter: filter.clone(),

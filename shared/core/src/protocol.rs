@@ -168,6 +168,11 @@ pub struct QueryRequest {
     /// setting (for tuning and measurement).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub branching: Option<usize>,
+    /// Read at least this write's token (the answer to an upsert or delete): the answer then
+    /// reflects that write. Every query reads the newest committed writes anyway; a token the
+    /// log has not reached is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_token: Option<u64>,
 }
 
 impl QueryRequest {
@@ -181,6 +186,7 @@ impl QueryRequest {
             options: SearchOptions::default(),
             require_complete: false,
             branching: None,
+            min_token: None,
         }
     }
 
@@ -515,7 +521,14 @@ pub struct ExecutionStats {
     /// deployment's stale limit). A rebuild made meanwhile is not seen yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stale_manifest_ms: Option<u64>,
-    /// GET requests the coordinator sent to the store (manifest, coordinator object).
+    /// The write-log position the answer reflects: every write whose token is at most this
+    /// is in it.
+    #[serde(default)]
+    pub token: u64,
+    /// Rows written since the last compaction, searched exactly beside the partitions.
+    #[serde(default)]
+    pub unfolded_rows: u64,
+    /// GET requests the coordinator sent to the store (manifest, coordinator object, log).
     pub coordinator_store_get_requests: u32,
     /// Bytes those requests returned.
     pub coordinator_store_bytes_fetched: u64,
@@ -625,6 +638,9 @@ pub struct BatchRequest {
     /// bound on its cost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_invocations: Option<usize>,
+    /// Read at least this write's token (as [`QueryRequest::min_token`], for every query).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_token: Option<u64>,
 }
 
 impl BatchRequest {
@@ -638,6 +654,7 @@ impl BatchRequest {
             output: AnswerOutput::Response,
             target_invocation_ms: None,
             max_invocations: None,
+            min_token: None,
         }
     }
 }

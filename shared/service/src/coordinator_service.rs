@@ -6,7 +6,7 @@
 //! answer never mixes versions. When a rebuild has removed the version being served (workers
 //! report its partitions missing), the manifest is read again and the batch runs once more.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,16 +17,24 @@ use crate::batch_split::{
 use crate::fanout::{collect_children, spawn_children, SubtreeAnswer};
 use crate::invocation_tree::TreeShape;
 use crate::invoker::WorkerInvoker;
+use crate::write_log;
 use squash_core::attributes::{AttributeKind, AttributeSchema};
 use squash_core::error::{Error, Result};
 use squash_core::index::validate_index_name;
-use squash_core::index::{CoordinatorData, Manifest, MANIFEST_KEY};
+use squash_core::index::{CoordinatorData, Manifest, PartitionData, MANIFEST_KEY};
 use squash_core::protocol::{
     AnswerOutput, BatchRequest, BatchResponse, ColumnSummary, ExecutionStats, FailedPartition,
-    FailureKind, IndexSummary, InvocationStats, QueryHits, QueryRequest, QueryResponse, QueryStats,
-    StoredAnswer, TreeNode, WorkerRequest, DEFAULT_TIMEOUT_MS, MAX_BATCH_QUERIES, PROTOCOL_VERSION,
+    FailureKind, Hit, IndexSummary, InvocationStats, QueryHits, QueryRequest, QueryResponse,
+    QueryStats, StoredAnswer, TreeNode, WorkerRequest, DEFAULT_TIMEOUT_MS, MAX_BATCH_QUERIES,
+    PROTOCOL_VERSION,
 };
-use squash_core::search::{plan_batch, QueryPlan, RequestLimits, WorkModel, DEFAULT_WORK_MODEL};
+use squash_core::search::{
+    plan_batch_with_dead_rows, QueryPlan, RequestLimits, WorkModel, DEFAULT_WORK_MODEL,
+};
+use squash_core::writes::{
+    check_fetch, DeadRows, DeleteRequest, Delta, DeltaLookup, FetchRequest, FetchResponse,
+    FetchedRow, RowIds, UpsertRequest, WriteBatch, WriteResponse,
+};
 use squash_storage::BlobStore;
 
 /// Default children per tree node.
@@ -47,6 +55,10 @@ pub const STORED_BATCHES_PREFIX: &str = "_batches";
 /// The largest batch object `queries_from` reads: 10,000 queries of 784 dimensions with
 /// filters take about 40 MB of JSON.
 pub const MAX_BATCH_OBJECT_BYTES: usize = 64 << 20;
+
+/// Default most rows written since the last compaction an index takes (see
+/// [`ServiceConfig::max_unfolded_rows`]).
+pub const DEFAULT_MAX_UNFOLDED_ROWS: usize = 200_000;
 
 /// How the coordinator runs queries.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,6 +87,10 @@ pub struct ServiceConfig {
     pub split_functions: Vec<String>,
     /// The work estimates the split is planned with.
     pub work_model: WorkModel,
+    /// Most rows written since the last compaction (upserted, or partition rows deleted or
+    /// replaced) an index takes: past it, writes are refused until a compaction folds them in.
+    /// Queries scan the unfolded rows exactly.
+    pub max_unfolded_rows: usize,
 }
 
 impl ServiceConfig {
@@ -102,6 +118,7 @@ impl Default for ServiceConfig {
             target_invocation_ms: None,
             split_functions: Vec::new(),
             work_model: DEFAULT_WORK_MODEL,
+            max_unfolded_rows: DEFAULT_MAX_UNFOLDED_ROWS,
         }
     }
 }
@@ -141,6 +158,16 @@ struct OpenIndex {
     manifest: Manifest,
     coordinator: Arc<CoordinatorData>,
     checked_at: Instant,
+    /// The writes after the version's snapshot, through the newest entry read.
+    delta: Arc<Delta>,
+    /// Whether the log was listed for this version (a new version lists it once; after that,
+    /// the next slots are read one by one).
+    log_listed: bool,
+    /// Where each id lives in the partitions, read when writes first hide a partition row or
+    /// a fetch asks for one.
+    row_ids: Option<Arc<RowIds>>,
+    /// The partition rows the delta hides.
+    dead: Arc<DeadRows>,
 }
 
 /// Store reads made while opening an index, for the execution statistics.
@@ -282,20 +309,343 @@ impl CoordinatorService {
                 Arc::new(coordinator)
             }
         };
-        let opened = Arc::new(OpenIndex {
-            manifest,
-            coordinator,
-            checked_at: Instant::now(),
-        });
+        let opened = match &cached_opt {
+            Some(cached) if cached.manifest.index_version == manifest.index_version => {
+                Arc::new(OpenIndex {
+                    manifest,
+                    coordinator,
+                    checked_at: Instant::now(),
+                    delta: Arc::clone(&cached.delta),
+                    log_listed: cached.log_listed,
+                    row_ids: cached.row_ids.clone(),
+                    dead: Arc::clone(&cached.dead),
+                })
+            }
+            _ => Arc::new(OpenIndex {
+                delta: Arc::new(Delta::new(
+                    manifest.dim,
+                    manifest.metric,
+                    manifest.schema.clone(),
+                    manifest.folded_through,
+                )),
+                manifest,
+                coordinator,
+                checked_at: Instant::now(),
+                log_listed: false,
+                row_ids: None,
+                dead: Arc::new(DeadRows::default()),
+            }),
+        };
         if let Ok(mut indexes) = self.indexes.lock() {
             indexes.insert(name.to_string(), Arc::clone(&opened));
         }
         Ok(opened)
     }
 
+    /// Returns `opened` with every write committed to the log applied: the state a query,
+    /// fetch or write is answered against. Costs one GET of the next free slot when nothing was
+    /// written since (a LIST, the first time a version is read).
+    async fn caught_up(
+        &self,
+        name: &str,
+        opened: Arc<OpenIndex>,
+        reads: &mut OpenReads,
+    ) -> Result<Arc<OpenIndex>> {
+        let list_first = !opened.log_listed;
+        let entries = write_log::read_after(
+            self.root.as_ref(),
+            &format!("{name}/"),
+            opened.delta.head(),
+            list_first,
+        )
+        .await?;
+        reads.num_get_requests += entries.len() as u32 + 1;
+        if entries.is_empty() && !list_first {
+            return Ok(opened);
+        }
+        let mut delta = (*opened.delta).clone();
+        for entry in &entries {
+            reads.bytes_fetched += (entry.batch.vectors.len() * 4) as u64;
+            delta.apply(entry)?;
+        }
+        let hidden = delta.hidden_base_ids();
+        let (row_ids, dead) = if hidden.is_empty() {
+            (opened.row_ids.clone(), Arc::new(DeadRows::default()))
+        } else {
+            let row_ids = self.row_ids(name, &opened, reads).await?;
+            let dead = Arc::new(row_ids.dead_rows(&opened.coordinator, &hidden));
+            (Some(row_ids), dead)
+        };
+        let updated = Arc::new(OpenIndex {
+            manifest: opened.manifest.clone(),
+            coordinator: Arc::clone(&opened.coordinator),
+            checked_at: opened.checked_at,
+            delta: Arc::new(delta),
+            log_listed: true,
+            row_ids,
+            dead,
+        });
+        if let Ok(mut indexes) = self.indexes.lock() {
+            // Concurrent requests may catch up at once: keep the newest state of the version.
+            let newer = match indexes.get(name) {
+                Some(current) => {
+                    current.manifest.index_version != updated.manifest.index_version
+                        && current.checked_at <= updated.checked_at
+                        || current.manifest.index_version == updated.manifest.index_version
+                            && (current.delta.head() < updated.delta.head() || !current.log_listed)
+                }
+                None => true,
+            };
+            if newer {
+                indexes.insert(name.to_string(), Arc::clone(&updated));
+            }
+        }
+        Ok(updated)
+    }
+
+    /// Returns the row ids of the open version, reading them on first use.
+    async fn row_ids(
+        &self,
+        name: &str,
+        opened: &OpenIndex,
+        reads: &mut OpenReads,
+    ) -> Result<Arc<RowIds>> {
+        if let Some(row_ids) = &opened.row_ids {
+            return Ok(Arc::clone(row_ids));
+        }
+        let Some(relative_key) = &opened.manifest.row_ids_key else {
+            return Err(Error::internal(format!(
+                "index '{name}' version {} has writes but no row-ids object; compact it",
+                opened.manifest.index_version
+            )));
+        };
+        let key = format!("{name}/{relative_key}");
+        let bytes = self.root.get(&key).await?;
+        reads.num_get_requests += 1;
+        reads.bytes_fetched += bytes.len() as u64;
+        let num_rows = opened.manifest.num_vectors;
+        let row_ids = tokio::task::spawn_blocking(move || RowIds::decode(&key, bytes, num_rows))
+            .await
+            .map_err(|e| Error::internal(format!("decode task failed: {e}")))??;
+        Ok(Arc::new(row_ids))
+    }
+
+    /// Returns index `name` with every committed write applied, checking that it reaches
+    /// `min_token_opt`.
+    async fn open_current(
+        &self,
+        name: &str,
+        min_token_opt: Option<u64>,
+        reads: &mut OpenReads,
+    ) -> Result<Arc<OpenIndex>> {
+        self.open_current_refreshed(name, min_token_opt, false, reads)
+            .await
+    }
+
+    /// As [`Self::open_current`], reading the manifest again first when `refresh` is set.
+    async fn open_current_refreshed(
+        &self,
+        name: &str,
+        min_token_opt: Option<u64>,
+        refresh: bool,
+        reads: &mut OpenReads,
+    ) -> Result<Arc<OpenIndex>> {
+        let opened = self.open(name, refresh, reads).await?;
+        let opened = self.caught_up(name, opened, reads).await?;
+        if let Some(min_token) = min_token_opt {
+            if min_token > opened.delta.head() {
+                return Err(Error::invalid(
+                    "min_token",
+                    format!(
+                        "{min_token} is past the newest write of index '{name}' ({}); a token comes from a write's answer",
+                        opened.delta.head()
+                    ),
+                ));
+            }
+        }
+        Ok(opened)
+    }
+
+    /// Upserts rows into index `name`; answers once the write is committed to the log.
+    pub async fn upsert(
+        &self,
+        name: &str,
+        request: UpsertRequest,
+        request_id: &str,
+    ) -> Result<WriteResponse> {
+        let mut reads = OpenReads::default();
+        let opened = self.open_current(name, None, &mut reads).await?;
+        let manifest = &opened.manifest;
+        let batch = WriteBatch::upsert(request, manifest.dim, manifest.metric, &manifest.schema)?;
+        self.commit(name, &opened, batch, request_id).await
+    }
+
+    /// Deletes rows of index `name` by id or filter; answers once the write is committed.
+    pub async fn delete(
+        &self,
+        name: &str,
+        request: DeleteRequest,
+        request_id: &str,
+    ) -> Result<WriteResponse> {
+        let mut reads = OpenReads::default();
+        let opened = self.open_current(name, None, &mut reads).await?;
+        let batch = WriteBatch::delete(request, &opened.manifest.schema)?;
+        self.commit(name, &opened, batch, request_id).await
+    }
+
+    /// Commits a checked write to the log of `name`.
+    async fn commit(
+        &self,
+        name: &str,
+        opened: &OpenIndex,
+        batch: WriteBatch,
+        request_id: &str,
+    ) -> Result<WriteResponse> {
+        if opened.manifest.row_ids_key.is_none() {
+            return Err(Error::invalid(
+                "index",
+                format!(
+                    "'{name}' was built before squash took writes (its version has no row-ids object); run `squash compact` on it once, then write"
+                ),
+            ));
+        }
+        let unfolded = opened.delta.num_live_rows() + opened.dead.total as usize;
+        if unfolded + batch.num_upserts() > self.config.max_unfolded_rows {
+            return Err(Error::Throttled {
+                message: format!(
+                    "index '{name}' has {unfolded} rows written since its last compaction; it takes at most {} before `squash compact` (or the scheduled compaction) folds them in",
+                    self.config.max_unfolded_rows
+                ),
+                retry_after_ms: Some(60_000),
+            });
+        }
+        let response = WriteResponse {
+            token: 0,
+            upserted: batch.num_upserts(),
+            deleted_ids: batch.delete_ids.len(),
+            deleted_by_filter: batch.delete_filter.is_some(),
+        };
+        let unique_id = format!(
+            "{request_id}-{:x}-{:x}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+            self.num_served.fetch_add(1, Ordering::Relaxed)
+        );
+        let token = write_log::append(
+            self.root.as_ref(),
+            &format!("{name}/"),
+            batch,
+            opened.manifest.dim,
+            &unique_id,
+            opened.delta.head(),
+        )
+        .await?;
+        tracing::info!(request_id, index = name, token, "write committed");
+        Ok(WriteResponse { token, ..response })
+    }
+
+    /// Returns the live rows of index `name` with the ids asked for.
+    pub async fn fetch(&self, name: &str, request: FetchRequest) -> Result<FetchResponse> {
+        check_fetch(&request)?;
+        let mut reads = OpenReads::default();
+        let opened = self
+            .open_current(name, request.min_token, &mut reads)
+            .await?;
+        let manifest = &opened.manifest;
+        let mut found: HashMap<u64, FetchedRow> = HashMap::new();
+        // Partition rows to read: partition -> (segment row, id).
+        let mut wanted: BTreeMap<u32, Vec<(usize, u64)>> = BTreeMap::new();
+        let mut row_ids_opt: Option<Arc<RowIds>> = None;
+        for &id in &request.ids {
+            match opened.delta.lookup(id) {
+                DeltaLookup::Live(row) => {
+                    found.insert(
+                        id,
+                        FetchedRow {
+                            id,
+                            vector: request.include_vectors.then(|| row.vector.clone()),
+                            attributes: row.attributes.clone(),
+                        },
+                    );
+                }
+                DeltaLookup::Deleted => {}
+                DeltaLookup::Untouched => {
+                    if row_ids_opt.is_none() {
+                        row_ids_opt = Some(self.row_ids(name, &opened, &mut reads).await?);
+                    }
+                    let row_ids = row_ids_opt.as_ref().expect("set above");
+                    if let Some(row) = row_ids.row_of(id) {
+                        let offsets = &opened.coordinator.partition_row_offsets;
+                        let partition = offsets.partition_point(|&first| first <= row) - 1;
+                        wanted
+                            .entry(partition as u32)
+                            .or_default()
+                            .push(((row - offsets[partition]) as usize, id));
+                    }
+                }
+            }
+        }
+        for (partition, rows) in wanted {
+            let entry = manifest
+                .partitions
+                .iter()
+                .find(|entry| entry.id == partition)
+                .ok_or_else(|| {
+                    Error::internal(format!("partition {partition} is not in the manifest"))
+                })?;
+            let key = format!("{name}/{}", entry.key);
+            let bytes = self.root.get(&key).await?;
+            let data = tokio::task::spawn_blocking(move || PartitionData::decode(&key, bytes))
+                .await
+                .map_err(|e| Error::internal(format!("decode task failed: {e}")))??;
+            for (row, id) in rows {
+                if data.ids.get(row) != Some(&id) {
+                    return Err(Error::internal(format!(
+                        "index '{name}': the row-ids object places id {id} at row {row} of partition {partition}, which holds another id"
+                    )));
+                }
+                if opened.delta.deletes_base_row(&data.attributes, row)? {
+                    continue;
+                }
+                found.insert(
+                    id,
+                    FetchedRow {
+                        id,
+                        vector: request
+                            .include_vectors
+                            .then(|| data.vectors[row * data.dim..(row + 1) * data.dim].to_vec()),
+                        attributes: data.attributes.row_json(&data.schema, row),
+                    },
+                );
+            }
+        }
+        let mut rows = Vec::with_capacity(found.len());
+        let mut missing = Vec::new();
+        for id in &request.ids {
+            match found.remove(id) {
+                Some(row) => rows.push(row),
+                None => missing.push(*id),
+            }
+        }
+        Ok(FetchResponse {
+            rows,
+            missing,
+            token: opened.delta.head(),
+        })
+    }
+
     /// Returns the manifest of the version of index `name` being served.
     pub async fn manifest(&self, name: &str) -> Result<Manifest> {
         let opened = self.open(name, false, &mut OpenReads::default()).await?;
+        Ok(opened.manifest.clone())
+    }
+
+    /// Reads the manifest of index `name` again now (after a build or compaction made in this
+    /// process) and returns it.
+    pub async fn manifest_refreshed(&self, name: &str) -> Result<Manifest> {
+        let opened = self.open(name, true, &mut OpenReads::default()).await?;
         Ok(opened.manifest.clone())
     }
 
@@ -338,6 +688,7 @@ impl CoordinatorService {
                     single: true,
                     target_invocation_ms: None,
                     max_invocations: None,
+                    min_token: request.min_token,
                 },
                 request_id,
                 deadline,
@@ -404,6 +755,12 @@ impl CoordinatorService {
                     single: false,
                     target_invocation_ms: batch.target_invocation_ms,
                     max_invocations: batch.max_invocations,
+                    min_token: batch
+                        .queries
+                        .iter()
+                        .filter_map(|query| query.min_token)
+                        .chain(batch.min_token)
+                        .max(),
                 },
                 request_id,
                 deadline,
@@ -545,6 +902,7 @@ impl CoordinatorService {
             single,
             target_invocation_ms,
             max_invocations,
+            min_token,
         } = options;
         let split = SplitSettings {
             target_ms: target_invocation_ms.unwrap_or_else(|| self.config.target_invocation_ms())
@@ -561,8 +919,32 @@ impl CoordinatorService {
         let mut reads = OpenReads::default();
         let mut refresh = false;
         loop {
-            let opened = self.open(name, refresh, &mut reads).await?;
-            let mut plan = plan_batch(&opened.coordinator, requests)?;
+            let opened = self
+                .open_current_refreshed(name, min_token, refresh, &mut reads)
+                .await?;
+            let delta = &opened.delta;
+            // Delete filters of unfolded writes hide partition rows: the partitions' share of
+            // each query carries them (after the query's own filter is checked as sent, so its
+            // errors name its own fields).
+            let base_requests: Option<Vec<QueryRequest>> = if delta.delete_filters().is_empty() {
+                None
+            } else {
+                check_filters(&opened.coordinator.schema, requests)?;
+                Some(
+                    requests
+                        .iter()
+                        .map(|request| QueryRequest {
+                            filter: delta.base_filter(request.filter.as_ref()),
+                            ..request.clone()
+                        })
+                        .collect(),
+                )
+            };
+            let mut plan = plan_batch_with_dead_rows(
+                &opened.coordinator,
+                base_requests.as_deref().unwrap_or(requests),
+                &opened.dead.per_cluster,
+            )?;
             for task in &mut plan.tasks {
                 task.object_bytes = opened
                     .manifest
@@ -570,6 +952,9 @@ impl CoordinatorService {
                     .iter()
                     .find(|entry| entry.id == task.partition)
                     .map(|entry| entry.size_bytes);
+                if let Some(ids) = opened.dead.ids_by_partition.get(&task.partition) {
+                    task.excluded_ids = ids.clone();
+                }
             }
             self.config
                 .limits
@@ -616,7 +1001,7 @@ impl CoordinatorService {
                 refresh = true;
                 continue;
             }
-            let responses = query_responses(
+            let mut responses = query_responses(
                 results,
                 &plan.plans,
                 requests,
@@ -624,7 +1009,12 @@ impl CoordinatorService {
                 opened.manifest.partitions.len(),
                 require_complete,
             )?;
+            if delta.num_live_rows() > 0 {
+                add_unfolded_hits(delta, opened.manifest.metric, requests, &mut responses)?;
+            }
             let mut execution = ExecutionStats {
+                token: delta.head(),
+                unfolded_rows: delta.num_live_rows() as u64,
                 request_id: request_id.to_string(),
                 index_version: opened.manifest.index_version.clone(),
                 coordinator_cold_start: cold_start,
@@ -681,6 +1071,63 @@ struct RunOptions {
     target_invocation_ms: Option<u64>,
     /// The batch's own cap on invocations, if it sets one.
     max_invocations: Option<usize>,
+    /// The newest write token the answer must reflect, if the request names one.
+    min_token: Option<u64>,
+}
+
+/// Parses each request's filter against `schema`; the first bad one fails with its field
+/// named as planning names it.
+fn check_filters(schema: &AttributeSchema, requests: &[QueryRequest]) -> Result<()> {
+    for (position, request) in requests.iter().enumerate() {
+        if let Some(filter) = &request.filter {
+            squash_core::filter::Filter::parse(filter, schema).map_err(|error| match error {
+                Error::InvalidInput { field, reason } if requests.len() > 1 => {
+                    Error::InvalidInput {
+                        field: format!("queries[{position}].{field}"),
+                        reason,
+                    }
+                }
+                other => other,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Merges into each response the exact nearest unfolded rows that match its query's filter.
+fn add_unfolded_hits(
+    delta: &Delta,
+    metric: squash_core::metric::Metric,
+    requests: &[QueryRequest],
+    responses: &mut [QueryResponse],
+) -> Result<()> {
+    use rayon::prelude::*;
+    let unfolded: Vec<Vec<Hit>> = requests
+        .par_iter()
+        .map(|request| {
+            let mut vector = request.vector.clone();
+            if metric.normalizes() {
+                squash_core::metric::normalize_in_place(&mut vector);
+            }
+            delta.search(
+                &vector,
+                request.filter.as_ref(),
+                request.k,
+                request.include_attributes,
+            )
+        })
+        .collect::<Result<Vec<Vec<Hit>>>>()?;
+    for ((response, request), hits) in responses.iter_mut().zip(requests).zip(unfolded) {
+        if hits.is_empty() {
+            continue;
+        }
+        response.hits.extend(hits);
+        response
+            .hits
+            .sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
+        response.hits.truncate(request.k);
+    }
+    Ok(())
 }
 
 /// Returns one response per query, in order: its merged hits, the partitions of its plan that

@@ -15,13 +15,18 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use squash_core::error::{Error, Result};
+use squash_core::index::build::BuildProgress;
 use squash_core::index::{Manifest, PartitionData};
 use squash_core::protocol::{
-    AnswerOutput, BatchRequest, FailedPartition, FailureKind, InvocationStats, QueryRequest,
-    QueryResponse,
+    BatchRequest, FailedPartition, FailureKind, InvocationStats, QueryRequest, QueryResponse,
 };
 use squash_core::search::RequestLimits;
-use squash_storage::{split_index_location, store_for_location, BlobStore};
+use squash_core::writes::{
+    DeleteRequest, FetchRequest, FetchResponse, UpsertRequest, WriteResponse,
+};
+use squash_storage::{split_index_location, store_for_location, BlobStore, PrefixedStore};
+
+use crate::compaction::{compact_index, CompactionSummary};
 
 use crate::coordinator_service::{CoordinatorService, ServiceConfig};
 use crate::in_process::InProcessInvoker;
@@ -75,6 +80,7 @@ impl Default for EmbeddedConfig {
 /// An opened index, answered in-process by the coordinator and worker services.
 #[derive(Debug)]
 pub struct EmbeddedIndex {
+    root: Arc<dyn BlobStore>,
     name: String,
     manifest: Manifest,
     coordinator: CoordinatorService,
@@ -137,6 +143,7 @@ impl EmbeddedIndex {
         // object now, so a wrong name or a damaged index fails here.
         let manifest = coordinator.manifest(name).await?;
         Ok(EmbeddedIndex {
+            root,
             name: name.to_string(),
             manifest,
             coordinator,
@@ -208,19 +215,47 @@ impl EmbeddedIndex {
     /// Answers a batch of queries, one response per query in order; complete or an error.
     pub async fn query_batch(&self, requests: &[QueryRequest]) -> Result<Vec<QueryResponse>> {
         let batch = BatchRequest {
-            queries: requests.to_vec(),
             require_complete: true,
-            branching: None,
-            output: AnswerOutput::Response,
-            target_invocation_ms: None,
-            queries_from: None,
-            max_invocations: None,
+            ..BatchRequest::new(requests.to_vec())
         };
         let response = self
             .coordinator
             .query_batch(&self.name, batch, "embedded", self.deadline())
             .await?;
         Ok(response.results)
+    }
+
+    /// Upserts rows; answers with the write's token once it is committed to the log.
+    pub async fn upsert(&self, request: UpsertRequest) -> Result<WriteResponse> {
+        self.coordinator
+            .upsert(&self.name, request, "embedded")
+            .await
+    }
+
+    /// Deletes rows by id or filter; answers with the write's token once it is committed.
+    pub async fn delete(&self, request: DeleteRequest) -> Result<WriteResponse> {
+        self.coordinator
+            .delete(&self.name, request, "embedded")
+            .await
+    }
+
+    /// Returns the live rows with the ids asked for.
+    pub async fn fetch(&self, request: FetchRequest) -> Result<FetchResponse> {
+        self.coordinator.fetch(&self.name, request).await
+    }
+
+    /// Folds the writes into a new version of the partitions ([`crate::compaction`]); later
+    /// queries answer from it.
+    pub async fn compact(
+        &self,
+        progress: Arc<dyn BuildProgress + Send>,
+    ) -> Result<CompactionSummary> {
+        let index_store: Arc<dyn BlobStore> =
+            Arc::new(PrefixedStore::try_new(Arc::clone(&self.root), &self.name)?);
+        let summary = compact_index(index_store, false, progress).await?;
+        // Serve the new version from now on (the manifest is otherwise read once).
+        self.coordinator.manifest_refreshed(&self.name).await?;
+        Ok(summary)
     }
 }
 

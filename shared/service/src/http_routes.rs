@@ -8,11 +8,19 @@
 //! - `GET /v1/indexes/{index}`
 //! - `POST /v1/indexes/{index}/query` with a [`QueryRequest`]
 //! - `POST /v1/indexes/{index}/query-batch` with a [`BatchRequest`]
+//! - `POST /v1/indexes/{index}/upsert` with an [`UpsertRequest`]
+//! - `POST /v1/indexes/{index}/delete` with a [`DeleteRequest`]
+//! - `POST /v1/indexes/{index}/fetch` with a [`FetchRequest`]
+//!
+//! A direct invocation carries `"index"` and, for anything but a query or batch,
+//! `"operation"` (`upsert`, `delete`, `fetch`) beside the body's fields.
 //!
 //! Errors are `{"error": {"code", "message", "field"?, "missing_partitions"?}}`: 400 for a bad
 //! request (the field named), 404 for an unknown index or route, 405 (with the accepted methods
 //! in [`HttpResponse::allow_opt`]), 413 for a body over
-//! [`MAX_BODY_BYTES`], 503 (retry later) when workers could not answer in time, 500 only for
+//! [`MAX_BODY_BYTES`], 503 (retry later) when workers could not answer in time or an index has
+//! more unfolded writes than it takes (compact it), 409 when a write lost to a concurrent
+//! build, 500 only for
 //! faults of the service itself (corrupt index objects, store failures).
 
 use std::time::Instant;
@@ -24,6 +32,7 @@ use serde_json::{json, Map, Value};
 use crate::coordinator_service::CoordinatorService;
 use squash_core::error::Error;
 use squash_core::protocol::{BatchRequest, QueryRequest, RETRY_AFTER_S};
+use squash_core::writes::{DeleteRequest, FetchRequest, UpsertRequest};
 
 /// The largest request body accepted: the synchronous Lambda payload limit.
 pub const MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
@@ -102,6 +111,9 @@ impl HttpResponse {
                     .map(|ms| ms.div_ceil(1000).max(1))
                     .unwrap_or(RETRY_AFTER_S),
             ),
+            Error::Conflict { message } => {
+                HttpResponse::error(409, "conflict", message.clone(), None)
+            }
             Error::Timeout { message } => {
                 HttpResponse::unavailable(format!("{message}; retry later"), RETRY_AFTER_S)
             }
@@ -421,6 +433,45 @@ pub async fn handle_http(
                 .await
                 .map(|response| serde_json::to_value(response).unwrap_or(Value::Null))
         }
+        ["v1", "indexes", name, "upsert"] => {
+            if let Some(refused) = expect("POST") {
+                return refused;
+            }
+            let request: UpsertRequest = match parse_body(body, BodyShape::Object) {
+                Ok(request) => request,
+                Err(response) => return response,
+            };
+            service
+                .upsert(name, request, request_id)
+                .await
+                .map(|response| serde_json::to_value(response).unwrap_or(Value::Null))
+        }
+        ["v1", "indexes", name, "delete"] => {
+            if let Some(refused) = expect("POST") {
+                return refused;
+            }
+            let request: DeleteRequest = match parse_body(body, BodyShape::Object) {
+                Ok(request) => request,
+                Err(response) => return response,
+            };
+            service
+                .delete(name, request, request_id)
+                .await
+                .map(|response| serde_json::to_value(response).unwrap_or(Value::Null))
+        }
+        ["v1", "indexes", name, "fetch"] => {
+            if let Some(refused) = expect("POST") {
+                return refused;
+            }
+            let request: FetchRequest = match parse_body(body, BodyShape::Object) {
+                Ok(request) => request,
+                Err(response) => return response,
+            };
+            service
+                .fetch(name, request)
+                .await
+                .map(|response| serde_json::to_value(response).unwrap_or(Value::Null))
+        }
         _ => {
             return HttpResponse::error(
                 404,
@@ -575,6 +626,9 @@ pub async fn handle_direct(
     }
 }
 
+/// What a direct invocation's `"operation"` may name: the last segment of an index route.
+const DIRECT_OPERATIONS: [&str; 5] = ["query", "query-batch", "upsert", "delete", "fetch"];
+
 /// Answers a direct invocation whose payload the Lambda runtime has already parsed.
 pub async fn handle_direct_payload(
     service: &CoordinatorService,
@@ -616,10 +670,27 @@ pub async fn handle_direct_payload(
     if let Err(error) = squash_core::index::validate_index_name(&index) {
         return HttpResponse::from_error(&error);
     }
-    let route = if object.contains_key("queries") || object.contains_key("queries_from") {
-        "query-batch"
-    } else {
-        "query"
+    let route = match object.remove("operation") {
+        None if object.contains_key("queries") || object.contains_key("queries_from") => {
+            "query-batch".to_string()
+        }
+        None => "query".to_string(),
+        Some(Value::String(operation))
+            if DIRECT_OPERATIONS.contains(&operation.as_str()) =>
+        {
+            operation
+        }
+        Some(other) => {
+            return HttpResponse::error(
+                400,
+                "invalid_request",
+                format!(
+                    "operation: must be one of {} (absent: query, or query-batch when the payload has queries), got {other}",
+                    DIRECT_OPERATIONS.join(", ")
+                ),
+                Some("operation"),
+            )
+        }
     };
     let body = serde_json::to_vec(&object).unwrap_or_default();
     let path = format!("/v1/indexes/{index}/{route}");

@@ -14,6 +14,8 @@
 //! - [`http_routes`]: the HTTP API (API Gateway and function URL events) over plain types.
 //! - [`embedded`]: the embedded mode, which runs both services in this process.
 //! - [`publish`]: writing a built index to a store (objects first, manifest last).
+//! - [`write_log`]: committing upserts and deletes to an index's write log, and reading it.
+//! - [`compaction`]: folding the log's writes into a new version of the partitions.
 //!
 //! The Lambda functions wrap these services in thin `main.rs` files; the embedded mode, `squash
 //! eval`, `squash bench` and the tests run the same services in-process through
@@ -23,6 +25,7 @@
 #![warn(missing_docs)]
 
 pub mod batch_split;
+pub mod compaction;
 pub mod coordinator_service;
 pub mod embedded;
 pub mod fanout;
@@ -33,8 +36,10 @@ pub mod invoker;
 pub mod partition_cache;
 pub mod publish;
 pub mod worker_service;
+pub mod write_log;
 
 pub use batch_split::{plan_invocations, InvocationPlan, SplitSettings};
+pub use compaction::{compact_index, CompactionSummary};
 pub use coordinator_service::{CoordinatorService, ServiceConfig};
 pub use embedded::EmbeddedIndex;
 pub use http_routes::{

@@ -16,7 +16,10 @@ use squash_core::index::build::{
     build_index, BuildInput, BuildParams, BuildProgress, BuildSummary,
 };
 use squash_core::index::{Manifest, MANIFEST_KEY};
-use squash_storage::{BlobStore, PutCondition};
+use squash_core::writes::{parse_log_key, LOG_PREFIX};
+use squash_storage::{BlobStore, ObjectTag, PutCondition};
+
+use crate::write_log;
 
 /// Objects in flight between the build thread and the writer: bounds the memory a build
 /// holds beyond its input to a couple of segments.
@@ -32,19 +35,52 @@ const WRITE_QUEUE_DEPTH: usize = 2;
 pub async fn write_index(
     store: Arc<dyn BlobStore>,
     input: BuildInput,
-    params: BuildParams,
+    mut params: BuildParams,
     progress: Arc<dyn BuildProgress + Send>,
 ) -> Result<BuildSummary> {
-    let (previous_version_opt, switch_condition) = match store.get_tagged(MANIFEST_KEY).await {
-        Ok((bytes, tag)) => (
-            Manifest::decode(MANIFEST_KEY, bytes)
-                .ok()
-                .map(|m| m.index_version),
-            PutCondition::Matches(tag),
-        ),
-        Err(Error::NotFound { .. }) => (None, PutCondition::Absent),
-        Err(other) => return Err(other),
+    let previous_opt = read_manifest_tagged(store.as_ref()).await?;
+    // The build replaces what the log holds so far; writes committed after this point are
+    // applied over it.
+    if params.folded_through == 0 {
+        let listed = write_log::list_after(store.as_ref(), "", 0).await?;
+        let previous_folded = previous_opt
+            .as_ref()
+            .and_then(|(manifest, _)| manifest.as_ref().map(|m| m.folded_through))
+            .unwrap_or(0);
+        params.folded_through = listed.last().copied().unwrap_or(0).max(previous_folded);
+    }
+    write_version(store, input, params, progress, previous_opt).await
+}
+
+/// The manifest of an index read with its tag: `None` when there is none; an inner `None`
+/// when it exists but cannot be decoded (a build still replaces it).
+pub type TaggedManifest = (Option<Manifest>, ObjectTag);
+
+/// Reads the manifest of the index in `store` with its tag, for a later conditional switch.
+pub async fn read_manifest_tagged(store: &dyn BlobStore) -> Result<Option<TaggedManifest>> {
+    match store.get_tagged(MANIFEST_KEY).await {
+        Ok((bytes, tag)) => Ok(Some((Manifest::decode(MANIFEST_KEY, bytes).ok(), tag))),
+        Err(Error::NotFound { .. }) => Ok(None),
+        Err(other) => Err(other),
+    }
+}
+
+/// Builds a version from `input` and switches the manifest to it on the condition that the
+/// manifest is still `previous_opt` (absent: that there is none). See [`write_index`].
+pub async fn write_version(
+    store: Arc<dyn BlobStore>,
+    input: BuildInput,
+    params: BuildParams,
+    progress: Arc<dyn BuildProgress + Send>,
+    previous_opt: Option<TaggedManifest>,
+) -> Result<BuildSummary> {
+    let (previous_manifest_opt, switch_condition) = match previous_opt {
+        Some((manifest_opt, tag)) => (manifest_opt, PutCondition::Matches(tag)),
+        None => (None, PutCondition::Absent),
     };
+    let previous_version_opt = previous_manifest_opt
+        .as_ref()
+        .map(|m| m.index_version.clone());
     let version = params.index_version.clone();
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<(String, Vec<u8>)>(WRITE_QUEUE_DEPTH);
     let build = tokio::task::spawn_blocking(move || {
@@ -94,6 +130,9 @@ pub async fn write_index(
         Ok(summary) => {
             remove_stale_versions(store.as_ref(), &version, previous_version_opt.as_deref())
                 .await?;
+            if let Some(previous) = &previous_manifest_opt {
+                remove_folded_log_entries(store.as_ref(), previous.folded_through).await?;
+            }
             Ok(summary)
         }
         Err(error) => {
@@ -103,6 +142,19 @@ pub async fn write_index(
             Err(error)
         }
     }
+}
+
+/// Deletes the log entries through `folded_through`: the previous version already held them,
+/// so no reader of the current or the previous version reads them again. Entries after it stay
+/// (readers of the previous version apply them), and the newest folded entry with them, so a
+/// listing always finds the log's head.
+async fn remove_folded_log_entries(store: &dyn BlobStore, folded_through: u64) -> Result<()> {
+    for key in store.list(LOG_PREFIX).await? {
+        if parse_log_key(&key).is_some_and(|seq| seq <= folded_through) {
+            store.delete(&key).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Deletes the objects of versions older than `current`, except `previous` (readers that

@@ -446,6 +446,7 @@ async fn glove_sample_recall_per_workload() {
                 requests.push(QueryRequest {
                     require_complete: false,
                     branching: None,
+                    min_token: None,
                     vector: queries.data[query_id * queries.dim..][..queries.dim].to_vec(),
                     k,
                     filter: (!filter.is_null()).then_some(filter),
@@ -503,8 +504,8 @@ async fn same_input_and_seed_give_the_same_index_bytes() {
     }
     assert_eq!(
         objects[0].len(),
-        5,
-        "manifest, coordinator and three segments"
+        6,
+        "manifest, coordinator, row ids and three segments"
     );
     assert!(
         objects[0] == objects[1],

@@ -97,6 +97,7 @@ async fn version_1_index_still_opens_and_answers() {
         include_attributes: true,
         require_complete: false,
         branching: None,
+        min_token: None,
         options: SearchOptions {
             exact: true,
             ..SearchOptions::default()

@@ -194,7 +194,7 @@ impl Delta {
     }
 
     /// Returns the live rows, in log order.
-    pub fn live_rows(&self) -> impl Iterator<Item = &DeltaRow> {
+    pub fn live_rows(&self) -> impl Iterator<Item = &DeltaRow> + Clone {
         self.view().rows.iter().map(|&row| &self.rows[row])
     }
 
