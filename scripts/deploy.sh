@@ -163,7 +163,7 @@ else
 fi
 
 if [ "$SKIP_BUILD" = 0 ]; then
-    echo "deploy: building the coordinator and worker binaries ($ARCH, release) with cargo-lambda"
+    echo "deploy: building the coordinator, worker and compactor binaries ($ARCH, release) with cargo-lambda"
     run sam build --beta-features --template "$TEMPLATE" --build-dir "$BUILD_DIR" \
         --parameter-overrides "Architecture=$ARCH"
 elif [ "$DRY_RUN" = 0 ] && [ ! -f "$BUILD_DIR/template.yaml" ]; then

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the deployable Lambda packages with cargo-lambda (release, zig as the linker):
-#   target/lambda/coordinator/bootstrap.zip and target/lambda/worker/bootstrap.zip
+#   target/lambda/coordinator/bootstrap.zip, target/lambda/worker/bootstrap.zip and
+#   target/lambda/compactor/bootstrap.zip
 # (under CARGO_TARGET_DIR's parent layout: cargo-lambda writes to <target dir>/lambda/).
 #
 #   scripts/package.sh [--arch arm64|x86_64|auto]
@@ -17,7 +18,7 @@ ARCH="auto"
 while [ $# -gt 0 ]; do
     case "$1" in
         --arch) ARCH="${2:-}"; shift 2 ;;
-        -h | --help) sed -n 2,10p "$0"; exit 0 ;;
+        -h | --help) sed -n 2,11p "$0"; exit 0 ;;
         *) echo "package: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -53,11 +54,11 @@ esac
 TARGET_DIR="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 LAMBDA_DIR="$TARGET_DIR/lambda"
 started=$SECONDS
-echo "package: cargo lambda build --release $ARCH_FLAG (coordinator, worker) into $LAMBDA_DIR" >&2
+echo "package: cargo lambda build --release $ARCH_FLAG (coordinator, worker, compactor) into $LAMBDA_DIR" >&2
 cargo lambda build --release "$ARCH_FLAG" --output-format zip --lambda-dir "$LAMBDA_DIR" \
-    -p squash-functions --bin coordinator --bin worker
+    -p squash-functions --bin coordinator --bin worker --bin compactor
 
-for function in coordinator worker; do
+for function in coordinator worker compactor; do
     python3 - "$LAMBDA_DIR/$function/bootstrap.zip" "$ELF_MACHINE" <<'PY'
 import struct, sys, zipfile
 path, machine = sys.argv[1], int(sys.argv[2])

@@ -1,11 +1,12 @@
 //! The AWS Lambda side of squash: configuration from the environment, the Lambda adapter of
-//! the `WorkerInvoker` port, the event handlers of the coordinator and worker functions, and
-//! the fault hook local tests use.
+//! the `WorkerInvoker` port, the event handlers of the coordinator, worker and compactor
+//! functions, and the fault hook local tests use.
 //!
 //! The search logic lives in `squash_service`; this crate only translates between Lambda
 //! events and those services, so each `main.rs` is a single call.
 #![forbid(unsafe_code)]
 
+pub mod compactor_handler;
 pub mod config;
 pub mod coordinator_handler;
 pub mod envelope;
