@@ -13,6 +13,9 @@ import unittest
 from squash_client import (
     BatchResult,
     Client,
+    Conflict,
+    FetchedRow,
+    FetchResult,
     Hit,
     IndexSummary,
     InvalidRequest,
@@ -23,6 +26,7 @@ from squash_client import (
     SquashError,
     TransportError,
     Unavailable,
+    WriteResult,
 )
 
 from support import FakeService
@@ -63,6 +67,18 @@ QUERY_ANSWER = {
         "scan": {"partition_vectors": 750},
         "execution": {"request_id": "req-1", "invocations": 2},
     },
+}
+
+
+WRITE_ANSWER = {"token": 4, "upserted": 2, "deleted_ids": 0, "deleted_by_filter": False}
+
+FETCH_ANSWER = {
+    "rows": [
+        {"id": 7, "vector": [0.5, 1.5, -2.0], "attributes": {"year": 2021, "genre": "drama"}},
+        {"id": 3, "attributes": {"year": 1999, "genre": "comedy"}},
+    ],
+    "missing": [8],
+    "token": 4,
 }
 
 
@@ -179,6 +195,16 @@ class QueryTest(ClientTestCase):
             },
         )
 
+    def test_min_token_is_sent_when_given(self) -> None:
+        self.fake.reset((200, QUERY_ANSWER, {}))
+        self.client.query("films", [1, 2, 3], min_token=4)
+        self.assertEqual(self.fake.last.json, {"vector": [1.0, 2.0, 3.0], "k": 10, "min_token": 4})
+        with self.assertRaises(ValueError):
+            self.client.query("films", [1.0], min_token=-1)
+        with self.assertRaises(TypeError):
+            self.client.query("films", [1.0], min_token="4")
+        self.assertEqual(len(self.fake.requests), 1)
+
     def test_options_may_be_a_mapping(self) -> None:
         self.fake.reset((200, QUERY_ANSWER, {}))
         self.client.query("films", [1, 2, 3], options={"centroid_factor": 2.0})
@@ -271,6 +297,13 @@ class BatchTest(ClientTestCase):
         self.assertNotIn("filter", queries[2])
         self.assertNotIn("require_complete", self.fake.last.json)
 
+    def test_batch_min_token_applies_to_the_batch(self) -> None:
+        self.fake.reset((200, batch_answer(2), {}))
+        self.client.query_batch("films", [[1.0], [2.0]], min_token=7)
+        body = self.fake.last.json
+        self.assertEqual(body["min_token"], 7)
+        self.assertNotIn("min_token", body["queries"][0])
+
     def test_batch_result_is_parsed(self) -> None:
         self.fake.reset((200, batch_answer(3), {}))
         result = self.client.query_batch("films", [[1.0], [2.0], [3.0]], k=1)
@@ -300,6 +333,143 @@ class BatchTest(ClientTestCase):
         self.assertEqual(self.fake.requests, [])
 
 
+class WriteTest(ClientTestCase):
+    def test_upsert_body_and_result(self) -> None:
+        self.fake.reset((200, WRITE_ANSWER, {}))
+        result = self.client.upsert(
+            "films",
+            [
+                {"id": 7, "vector": (1, 2.5, -3), "attributes": {"year": 2021, "genre": "drama"}},
+                (9, FakeArray([0.0, 1.0, 0.0]), {"year": 1999, "genre": "comedy"}),
+                (11, [1.0, 1.0, 1.0]),
+            ],
+        )
+        request = self.fake.last
+        self.assertEqual(
+            (request.method, request.path), ("POST", "/prefix/v1/indexes/films/upsert")
+        )
+        self.assertEqual(
+            request.json,
+            {
+                "rows": [
+                    {
+                        "id": 7,
+                        "vector": [1.0, 2.5, -3.0],
+                        "attributes": {"year": 2021, "genre": "drama"},
+                    },
+                    {
+                        "id": 9,
+                        "vector": [0.0, 1.0, 0.0],
+                        "attributes": {"year": 1999, "genre": "comedy"},
+                    },
+                    {"id": 11, "vector": [1.0, 1.0, 1.0]},
+                ]
+            },
+        )
+        self.assertEqual(
+            result, WriteResult(token=4, upserted=2, deleted_ids=0, deleted_by_filter=False)
+        )
+
+    def test_bad_upserts_are_refused_before_sending(self) -> None:
+        good = {"id": 1, "vector": [1.0], "attributes": {"year": 2000}}
+        cases = [
+            (ValueError, "rows must hold between 1", dict(rows=[])),
+            (TypeError, "rows must be a sequence", dict(rows={"id": 1})),
+            (ValueError, "rows[1].vector[0]", dict(rows=[good, (2, [math.nan])])),
+            (ValueError, "rows[1].id: id 1 appears twice", dict(rows=[good, good])),
+            (TypeError, "rows[0].id", dict(rows=[(True, [1.0])])),
+            (TypeError, "rows[0].id", dict(rows=[("1", [1.0])])),
+            (ValueError, "rows[0].id", dict(rows=[(-1, [1.0])])),
+            (ValueError, "rows[0] has no 'vector'", dict(rows=[{"id": 1}])),
+            (ValueError, "unknown key 'attrs'", dict(rows=[dict(good, attrs={})])),
+            (TypeError, "rows[0].attributes", dict(rows=[(1, [1.0], [2000])])),
+            (TypeError, "rows[0] must be a mapping", dict(rows=[(1,)])),
+            (
+                ValueError,
+                "rows must hold between 1 and 10000",
+                dict(rows=[(i, [1.0]) for i in range(10_001)]),
+            ),
+        ]
+        for error_type, text, kwargs in cases:
+            with self.subTest(text=text):
+                with self.assertRaises(error_type) as caught:
+                    self.client.upsert("films", **kwargs)
+                self.assertIn(text, str(caught.exception))
+        self.assertEqual(self.fake.requests, [])
+
+    def test_delete_bodies(self) -> None:
+        answer = {"token": 5, "upserted": 0, "deleted_ids": 2, "deleted_by_filter": True}
+        self.fake.reset(default=(200, answer, {}))
+        result = self.client.delete("films", ids=[3, 7], filter={"year": {"$lt": 2000}})
+        request = self.fake.last
+        self.assertEqual(request.path, "/prefix/v1/indexes/films/delete")
+        self.assertEqual(request.json, {"ids": [3, 7], "filter": {"year": {"$lt": 2000}}})
+        self.assertEqual((result.token, result.deleted_ids, result.deleted_by_filter), (5, 2, True))
+        self.client.delete("films", ids=(i for i in (4,)))
+        self.assertEqual(self.fake.last.json, {"ids": [4]})
+        self.client.delete("films", filter={"genre": "drama"})
+        self.assertEqual(self.fake.last.json, {"filter": {"genre": "drama"}})
+
+    def test_bad_deletes_are_refused_before_sending(self) -> None:
+        self.fake.reset()
+        cases = [
+            (ValueError, "name ids to delete, a filter, or both", dict()),
+            (ValueError, "name ids to delete, a filter, or both", dict(ids=[])),
+            (ValueError, "ids[2]: id 3 appears twice", dict(ids=[3, 4, 3])),
+            (TypeError, "ids[0]", dict(ids=[1.5])),
+            (TypeError, "ids must be a sequence", dict(ids=3)),
+            (TypeError, "filter", dict(ids=[1], filter="year < 2000")),
+        ]
+        for error_type, text, kwargs in cases:
+            with self.subTest(kwargs=kwargs):
+                with self.assertRaises(error_type) as caught:
+                    self.client.delete("films", **kwargs)
+                self.assertIn(text, str(caught.exception))
+        self.assertEqual(self.fake.requests, [])
+
+    def test_fetch_body_and_result(self) -> None:
+        self.fake.reset((200, FETCH_ANSWER, {}), (200, FETCH_ANSWER, {}))
+        result = self.client.fetch("films", [7, 3, 8])
+        request = self.fake.last
+        self.assertEqual(request.path, "/prefix/v1/indexes/films/fetch")
+        self.assertEqual(request.json, {"ids": [7, 3, 8]})
+        self.assertIsInstance(result, FetchResult)
+        self.assertEqual(result.ids, [7, 3])
+        self.assertEqual(len(result), 2)
+        self.assertEqual(
+            result[0],
+            FetchedRow(id=7, attributes={"year": 2021, "genre": "drama"}, vector=[0.5, 1.5, -2.0]),
+        )
+        self.assertIsNone(result[1].vector)
+        self.assertEqual((result.missing, result.token), ([8], 4))
+        self.client.fetch("films", [7], include_vectors=False, min_token=4)
+        self.assertEqual(
+            self.fake.last.json, {"ids": [7], "include_vectors": False, "min_token": 4}
+        )
+
+    def test_bad_fetches_are_refused_before_sending(self) -> None:
+        self.fake.reset()
+        cases = [
+            (ValueError, "ids must hold between 1", dict(ids=[])),
+            (ValueError, "ids[1]: id 7 appears twice", dict(ids=[7, 7])),
+            (ValueError, "min_token must be >= 0", dict(ids=[7], min_token=-2)),
+            (TypeError, "ids must be a sequence", dict(ids="7")),
+        ]
+        for error_type, text, kwargs in cases:
+            with self.subTest(kwargs=kwargs):
+                with self.assertRaises(error_type) as caught:
+                    self.client.fetch("films", **kwargs)
+                self.assertIn(text, str(caught.exception))
+        self.assertEqual(self.fake.requests, [])
+
+    def test_a_malformed_write_answer_is_a_server_error(self) -> None:
+        self.fake.reset((200, {"upserted": 1}, {}), (200, {"rows": "nope"}, {}))
+        with self.assertRaises(ServerError):
+            self.client.upsert("films", [(1, [1.0])])
+        with self.assertRaises(ServerError):
+            self.client.fetch("films", [1])
+
+
 def error_body(code: str, message: str, **extra) -> dict:
     return {"error": dict({"code": code, "message": message}, **extra)}
 
@@ -325,6 +495,7 @@ class ErrorMappingTest(ClientTestCase):
             (405, "method_not_allowed", InvalidRequest),
             (413, "payload_too_large", InvalidRequest),
             (404, "not_found", NotFound),
+            (409, "conflict", Conflict),
             (500, "internal", ServerError),
             (418, "teapot", ServerError),
         ]
@@ -389,6 +560,14 @@ class RetryTest(ClientTestCase):
         self.assertEqual(len(self.fake.requests), 3)
         bodies = {request.raw for request in self.fake.requests}
         self.assertEqual(len(bodies), 1)
+
+    def test_a_write_is_retried_with_the_same_body(self) -> None:
+        throttled = (503, error_body("unavailable", "compact it", retry_after_s=0), {})
+        self.fake.reset(throttled, (200, WRITE_ANSWER, {}))
+        client = Client(self.fake.url, retries=1)
+        self.assertEqual(client.upsert("films", [(1, [1.0])]).token, 4)
+        self.assertEqual(len(self.fake.requests), 2)
+        self.assertEqual(self.fake.requests[0].raw, self.fake.requests[1].raw)
 
     def test_retries_give_up_with_the_last_error(self) -> None:
         self.fake.reset(default=self.UNAVAILABLE)

@@ -1,10 +1,12 @@
 //! A Rust client of the HTTP API: the same routes and JSON as `openapi.yaml`, typed with the
-//! request and response types of [`squash_core::protocol`], errors mapped back onto [`Error`].
+//! request and response types of [`squash_core::protocol`] and [`squash_core::writes`], errors
+//! mapped back onto [`Error`].
 //!
 //! It talks to an API Gateway URL (signing requests with SigV4 for the `execute-api` service
 //! when the API uses IAM authorization, which is the deployed default) or to a function URL or
 //! the local emulator without authentication. A 503 (workers or storage briefly unavailable) is
-//! retried after the server's `retry_after_s`, a bounded number of times.
+//! retried after the server's `retry_after_s`, a bounded number of times; writes too, since an
+//! upsert or delete applied twice leaves the same rows.
 #![forbid(unsafe_code)]
 
 use std::time::{Duration, SystemTime};
@@ -22,6 +24,9 @@ use squash_core::error::{Error, Result};
 use squash_core::index::validate_index_name;
 use squash_core::protocol::IndexSummary;
 use squash_core::protocol::{BatchRequest, BatchResponse, QueryRequest, QueryResponse};
+use squash_core::writes::{
+    DeleteRequest, FetchRequest, FetchResponse, UpsertRequest, WriteResponse,
+};
 
 /// Default time allowed for one HTTP exchange.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -190,6 +195,33 @@ impl Client {
         .await
     }
 
+    /// Inserts or replaces rows (at most [`squash_core::writes::MAX_WRITE_ROWS`] per call) and
+    /// answers once the write is committed, with its token: a query or fetch that carries it
+    /// as `min_token` sees the write.
+    pub async fn upsert(&self, index: &str, request: &UpsertRequest) -> Result<WriteResponse> {
+        validate_index_name(index)?;
+        let body = to_body(request)?;
+        self.call("POST", &format!("/v1/indexes/{index}/upsert"), Some(body))
+            .await
+    }
+
+    /// Deletes rows by id, by filter, or both, and answers once the write is committed, with
+    /// its token.
+    pub async fn delete(&self, index: &str, request: &DeleteRequest) -> Result<WriteResponse> {
+        validate_index_name(index)?;
+        let body = to_body(request)?;
+        self.call("POST", &format!("/v1/indexes/{index}/delete"), Some(body))
+            .await
+    }
+
+    /// Returns the live rows with the ids asked for, and the ids of none.
+    pub async fn fetch(&self, index: &str, request: &FetchRequest) -> Result<FetchResponse> {
+        validate_index_name(index)?;
+        let body = to_body(request)?;
+        self.call("POST", &format!("/v1/indexes/{index}/fetch"), Some(body))
+            .await
+    }
+
     /// Sends one request, retrying 503s and connection failures, and parses the answer.
     async fn call<T: DeserializeOwned>(
         &self,
@@ -355,6 +387,7 @@ fn error_of_answer(status: u16, body: &[u8]) -> Error {
             Error::InvalidInput { field, reason }
         }
         (404, "not_found") => Error::NotFound { what: message },
+        (409, "conflict") => Error::Conflict { message },
         (503, "incomplete") => Error::Incomplete {
             message,
             missing_partitions: error["missing_partitions"]
@@ -424,6 +457,10 @@ mod tests {
             } => assert_eq!(missing_partitions, vec![3, 5]),
             other => panic!("{other:?}"),
         }
+        assert!(matches!(
+            answer(409, json!({"error": {"code": "conflict", "message": "raced"}})),
+            Error::Conflict { message } if message == "raced"
+        ));
         assert!(matches!(
             answer(
                 503,

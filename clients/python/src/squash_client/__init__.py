@@ -6,6 +6,9 @@
     result = client.query("glove-20k", vector, k=5, filter={"freq_rank": {"$lt": 5000}})
     print(result.ids, result.distances)
 
+    written = client.upsert("glove-20k", [{"id": 20000, "vector": vector, "attributes": attrs}])
+    client.fetch("glove-20k", [20000], min_token=written.token).rows
+
 No dependencies: requests go through ``urllib.request``. NumPy arrays are accepted as vectors
 but NumPy is not required.
 """
@@ -14,6 +17,7 @@ __version__ = "0.1.0"
 
 from .client import Client  # noqa: E402
 from .errors import (  # noqa: E402
+    Conflict,
     InvalidRequest,
     NotFound,
     ServerError,
@@ -24,16 +28,22 @@ from .errors import (  # noqa: E402
 from .models import (  # noqa: E402
     AttributeColumn,
     BatchResult,
+    FetchedRow,
+    FetchResult,
     Hit,
     IndexSummary,
     QueryResult,
     SearchOptions,
+    WriteResult,
 )
 
 __all__ = [
     "AttributeColumn",
     "BatchResult",
     "Client",
+    "Conflict",
+    "FetchResult",
+    "FetchedRow",
     "Hit",
     "IndexSummary",
     "InvalidRequest",
@@ -44,5 +54,6 @@ __all__ = [
     "SquashError",
     "TransportError",
     "Unavailable",
+    "WriteResult",
     "__version__",
 ]

@@ -20,12 +20,15 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 from . import __version__
 from .errors import ServerError, TransportError, Unavailable, error_from_response
-from .models import BatchResult, IndexSummary, QueryResult, SearchOptions
+from .models import BatchResult, FetchResult, IndexSummary, QueryResult, SearchOptions, WriteResult
 
 Filter = Mapping[str, Any]
 # What parsing a body of the wrong shape raises (a missing key, a string where a list belongs).
 _SHAPE_ERRORS = (KeyError, TypeError, ValueError, AttributeError)
 Options = Union[SearchOptions, Mapping[str, Any]]
+# The most rows one upsert may carry, and ids one delete or fetch may name (the service's limit).
+MAX_WRITE_ROWS = 10_000
+_ROW_KEYS = ("id", "vector", "attributes")
 
 
 def _vector_to_list(vector: Any, where: str) -> List[float]:
@@ -66,6 +69,105 @@ def _check_k(k: Any) -> int:
     if k < 1:
         raise ValueError(f"k must be a positive integer, got {k}")
     return k
+
+
+def _check_id(value: Any, where: str) -> int:
+    """Returns ``value`` as an id (an unsigned 64-bit integer), or raises naming ``where``."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        number = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{where} must be an integer id, got {value!r}") from None
+    if not 0 <= number < 2**64:
+        raise ValueError(f"{where} must be between 0 and 2^64 - 1, got {number}")
+    return number
+
+
+def _check_ids(ids: Any, where: str, may_be_empty: bool) -> List[int]:
+    """Returns ``ids`` as a list of distinct ids, at most :data:`MAX_WRITE_ROWS` of them."""
+    if hasattr(ids, "tolist"):
+        ids = ids.tolist()
+    if isinstance(ids, (str, bytes, Mapping)) or not isinstance(ids, Iterable):
+        raise TypeError(f"{where} must be a sequence of integer ids, got {type(ids).__name__}")
+    checked = [_check_id(value, f"{where}[{position}]") for position, value in enumerate(ids)]
+    _check_count(where, len(checked), may_be_empty)
+    first_of: Dict[int, int] = {}
+    for position, value in enumerate(checked):
+        first = first_of.setdefault(value, position)
+        if first != position:
+            raise ValueError(
+                f"{where}[{position}]: id {value} appears twice (positions {first} and {position})"
+            )
+    return checked
+
+
+def _check_count(where: str, count: int, may_be_empty: bool) -> None:
+    if (count == 0 and not may_be_empty) or count > MAX_WRITE_ROWS:
+        raise ValueError(
+            f"{where} must hold between {0 if may_be_empty else 1} and {MAX_WRITE_ROWS} entries"
+            f" per call, got {count}; split larger loads into several calls"
+        )
+
+
+def _check_min_token(min_token: Any) -> Optional[int]:
+    if min_token is None:
+        return None
+    try:
+        if isinstance(min_token, bool):
+            raise TypeError
+        token = operator.index(min_token)
+    except TypeError:
+        raise TypeError(f"min_token must be an integer, got {min_token!r}") from None
+    if token < 0:
+        raise ValueError(f"min_token must be >= 0, got {token}")
+    return token
+
+
+def _plain_value(value: Any) -> Any:
+    """Returns an attribute value JSON can encode: NumPy scalars become Python numbers."""
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        return value.item()
+    return value
+
+
+def _row_to_json(row: Any, where: str) -> Dict[str, Any]:
+    """Returns one upsert row as the request body carries it.
+
+    A row is a mapping with ``id``, ``vector`` and ``attributes`` (which may be left out when
+    the index has no attribute columns), or a tuple ``(id, vector)`` or
+    ``(id, vector, attributes)``.
+    """
+    if isinstance(row, Mapping):
+        unknown = [key for key in row if key not in _ROW_KEYS]
+        if unknown:
+            raise ValueError(
+                f"{where} has the unknown key {unknown[0]!r} (a row has id, vector, attributes)"
+            )
+        for key in ("id", "vector"):
+            if key not in row:
+                raise ValueError(f"{where} has no {key!r}")
+        row_id, vector, attributes = row["id"], row["vector"], row.get("attributes")
+    elif isinstance(row, (tuple, list)) and len(row) in (2, 3):
+        row_id, vector = row[0], row[1]
+        attributes = row[2] if len(row) == 3 else None
+    else:
+        raise TypeError(
+            f"{where} must be a mapping with id, vector and attributes, or a tuple"
+            f" (id, vector[, attributes]), got {type(row).__name__}"
+        )
+    body: Dict[str, Any] = {
+        "id": _check_id(row_id, f"{where}.id"),
+        "vector": _vector_to_list(vector, f"{where}.vector"),
+    }
+    if attributes is not None:
+        if not isinstance(attributes, Mapping):
+            raise TypeError(
+                f"{where}.attributes must be a mapping of column names to values, got"
+                f" {type(attributes).__name__}"
+            )
+        body["attributes"] = {str(name): _plain_value(v) for name, v in attributes.items()}
+    return body
 
 
 def _options_to_json(options: Optional[Options]) -> Optional[Dict[str, Any]]:
@@ -155,6 +257,7 @@ class Client:
         options: Optional[Options] = None,
         require_complete: bool = False,
         branching: Optional[int] = None,
+        min_token: Optional[int] = None,
     ) -> QueryResult:
         """Returns the ``k`` nearest neighbours of ``vector`` in ``index``.
 
@@ -168,7 +271,11 @@ class Client:
             require_complete: raise :class:`Unavailable` rather than answer with partitions
                 missing.
             branching: children per node of the worker tree for this request (tuning only).
+            min_token: read at least this write's token (:attr:`WriteResult.token`): the
+                answer then reflects that write. A token the index's write log has not
+                reached raises :class:`InvalidRequest` with ``field == "min_token"``.
         """
+        token = _check_min_token(min_token)
         body = self._query_body(
             _vector_to_list(vector, "vector"),
             _check_k(k),
@@ -180,6 +287,8 @@ class Client:
             body["require_complete"] = True
         if branching is not None:
             body["branching"] = branching
+        if token is not None:
+            body["min_token"] = token
         answer = self._request("POST", f"/v1/indexes/{self._quote(index)}/query", body)
         try:
             return QueryResult.from_json(answer)
@@ -196,6 +305,7 @@ class Client:
         options: Optional[Options] = None,
         require_complete: bool = False,
         branching: Optional[int] = None,
+        min_token: Optional[int] = None,
     ) -> BatchResult:
         """Runs several queries in one request (the workers load each partition once).
 
@@ -204,9 +314,10 @@ class Client:
             k: hits wanted per query.
             filters: ``None``; one mapping applied to every query; or a sequence with one
                 filter (or ``None``) per vector.
-            include_attributes, options, require_complete, branching: as for :meth:`query`,
-                applied to every query.
+            include_attributes, options, require_complete, branching, min_token: as for
+                :meth:`query`, applied to every query.
         """
+        token = _check_min_token(min_token)
         rows = vectors.tolist() if hasattr(vectors, "tolist") else vectors
         if isinstance(rows, (str, bytes, Mapping)) or not isinstance(rows, Iterable):
             kind = type(vectors).__name__
@@ -254,13 +365,107 @@ class Client:
             body["require_complete"] = True
         if branching is not None:
             body["branching"] = branching
+        if token is not None:
+            body["min_token"] = token
         answer = self._request("POST", f"/v1/indexes/{self._quote(index)}/query-batch", body)
         try:
             return BatchResult.from_json(answer)
         except _SHAPE_ERRORS as error:
             raise self._bad_response(answer, error) from None
 
+    def upsert(self, index: str, rows: Iterable[Any]) -> WriteResult:
+        """Inserts rows into ``index``, or replaces the rows with their ids.
+
+        Returns once the write is committed to the index's write log; from then on every query
+        and fetch sees it, and one that passes ``min_token=result.token`` is sure to. Sending
+        the same upsert again (as ``retries`` does after a 503) is safe: it leaves the same
+        rows.
+
+        Args:
+            rows: 1 to 10,000 rows, each id at most once. A row is a mapping
+                ``{"id": int, "vector": [...], "attributes": {"column": value, ...}}`` with a
+                value for every attribute column of the index (``attributes`` may be left out
+                when it has none), or a tuple ``(id, vector)`` or ``(id, vector, attributes)``.
+                Vectors are as for :meth:`query`.
+        """
+        if isinstance(rows, (str, bytes, Mapping)) or not isinstance(rows, Iterable):
+            raise TypeError(f"rows must be a sequence of rows, got {type(rows).__name__}")
+        body_rows = [_row_to_json(row, f"rows[{position}]") for position, row in enumerate(rows)]
+        _check_count("rows", len(body_rows), may_be_empty=False)
+        first_of: Dict[int, int] = {}
+        for position, row in enumerate(body_rows):
+            first = first_of.setdefault(row["id"], position)
+            if first != position:
+                raise ValueError(
+                    f"rows[{position}].id: id {row['id']} appears twice (rows {first} and"
+                    f" {position}); send each id once"
+                )
+        return self._write(index, "upsert", {"rows": body_rows})
+
+    def delete(
+        self,
+        index: str,
+        ids: Optional[Iterable[int]] = None,
+        filter: Optional[Filter] = None,
+    ) -> WriteResult:
+        """Deletes rows of ``index`` by id, by filter, or both.
+
+        Returns once the write is committed, as :meth:`upsert` does.
+
+        Args:
+            ids: ids to delete, at most 10,000 (ids no row has are no error).
+            filter: delete every row that matches this filter (as for :meth:`query`) when the
+                delete commits; rows written later are not affected. A filter that matches
+                every row (``{}``) is refused: to empty an index, build it again.
+        """
+        body: Dict[str, Any] = {}
+        if ids is not None:
+            checked = _check_ids(ids, "ids", may_be_empty=True)
+            if checked:
+                body["ids"] = checked
+        checked_filter = _check_filter(filter, "filter")
+        if checked_filter is not None:
+            body["filter"] = checked_filter
+        if not body:
+            raise ValueError("name ids to delete, a filter, or both")
+        return self._write(index, "delete", body)
+
+    def fetch(
+        self,
+        index: str,
+        ids: Iterable[int],
+        include_vectors: bool = True,
+        min_token: Optional[int] = None,
+    ) -> FetchResult:
+        """Returns the live rows of ``index`` with these ids, in the order asked for.
+
+        Ids no live row has (never written, or deleted) are listed in ``missing``.
+
+        Args:
+            ids: 1 to 10,000 ids, each at most once.
+            include_vectors: return each row's vector.
+            min_token: read at least this write's token, as for :meth:`query`.
+        """
+        body: Dict[str, Any] = {"ids": _check_ids(ids, "ids", may_be_empty=False)}
+        if not include_vectors:
+            body["include_vectors"] = False
+        token = _check_min_token(min_token)
+        if token is not None:
+            body["min_token"] = token
+        answer = self._request("POST", f"/v1/indexes/{self._quote(index)}/fetch", body)
+        try:
+            return FetchResult.from_json(answer)
+        except _SHAPE_ERRORS as error:
+            raise self._bad_response(answer, error) from None
+
     # Plumbing.
+
+    def _write(self, index: str, operation: str, body: Dict[str, Any]) -> WriteResult:
+        answer = self._request("POST", f"/v1/indexes/{self._quote(index)}/{operation}", body)
+        try:
+            return WriteResult.from_json(answer)
+        except _SHAPE_ERRORS as error:
+            raise self._bad_response(answer, error) from None
 
     @staticmethod
     def _query_body(

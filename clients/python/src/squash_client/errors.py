@@ -17,10 +17,11 @@ class SquashError(Exception):
     Attributes:
         status: HTTP status code, or ``None`` when no response arrived.
         code: machine-readable code from the error body (``invalid_request``, ``not_found``,
-            ``incomplete``, ...), or one made up by the client when the body had none.
+            ``conflict``, ``incomplete``, ...), or one made up by the client when the body had
+            none.
         message: human-readable explanation.
-        field: the request field at fault (``vector``, ``k``, ``queries[2].filter``, ...),
-            when the service named one.
+        field: the request field at fault (``vector``, ``k``, ``queries[2].filter``,
+            ``rows[1].id``, ``min_token``, ...), when the service named one.
         request_id: the ``x-request-id`` response header, for matching server logs.
         body: the decoded error body (``None`` when it was not JSON).
     """
@@ -54,6 +55,11 @@ class InvalidRequest(SquashError):
 
 class NotFound(SquashError):
     """The index (or route) does not exist (HTTP 404)."""
+
+
+class Conflict(SquashError):
+    """A write lost to a concurrent change of the index, such as a build or compaction switching
+    its manifest (HTTP 409); nothing was written, and sending the write again may succeed."""
 
 
 class Unavailable(SquashError):
@@ -127,6 +133,8 @@ def error_from_response(
         return InvalidRequest(message, **common)
     if status == 404:
         return NotFound(message, **common)
+    if status == 409:
+        return Conflict(message, **common)
     if status == 503:
         retry_after_s = _number_or_none(error.get("retry_after_s"))
         if retry_after_s is None:

@@ -83,7 +83,8 @@ class QueryResult:
         missing_partitions: those partitions.
         stats: the service's statistics as a dictionary (``partitions_probed``,
             ``partitions_total``, ``estimated_matches``, ``scan`` and, for a single query,
-            ``execution`` with timings and invocation counts).
+            ``execution`` with timings, invocation counts and the write-log position the
+            answer reflects, ``token``).
     """
 
     hits: List[Hit]
@@ -120,7 +121,7 @@ class BatchResult:
         results: one :class:`QueryResult` per query, in request order.
         partial: true when any query's answer is partial.
         stats: how the batch was executed, as a dictionary (``request_id``, ``invocations``,
-            ``total_ms``, ``workers``, ...).
+            ``total_ms``, ``token``, ``workers``, ...).
     """
 
     results: List[QueryResult]
@@ -206,4 +207,88 @@ class IndexSummary:
                 for column in body.get("attributes") or []
             ],
             raw=dict(body),
+        )
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """The answer to an upsert or delete: where in the index's write log the write landed.
+
+    Attributes:
+        token: the write's position in the log. A query or fetch that passes
+            ``min_token=token`` sees the write; later writes have larger tokens.
+        upserted: rows inserted or replaced.
+        deleted_ids: ids named for deletion.
+        deleted_by_filter: whether the write deletes by filter.
+    """
+
+    token: int
+    upserted: int = 0
+    deleted_ids: int = 0
+    deleted_by_filter: bool = False
+
+    @classmethod
+    def from_json(cls, body: Dict[str, Any]) -> "WriteResult":
+        """Returns the result described by an upsert or delete response body."""
+        return cls(
+            token=int(body["token"]),
+            upserted=int(body.get("upserted", 0)),
+            deleted_ids=int(body.get("deleted_ids", 0)),
+            deleted_by_filter=bool(body.get("deleted_by_filter", False)),
+        )
+
+
+@dataclass(frozen=True)
+class FetchedRow:
+    """One fetched row: its id, its attribute values by column name (categorical values as
+    strings) and, when asked for, its vector as stored (unit length for cosine indexes)."""
+
+    id: int
+    attributes: Dict[str, Any]
+    vector: Optional[List[float]] = None
+
+    @classmethod
+    def from_json(cls, body: Dict[str, Any]) -> "FetchedRow":
+        """Returns the row described by one element of a fetch response's ``rows``."""
+        vector = body.get("vector")
+        attributes = body.get("attributes")
+        return cls(
+            id=int(body["id"]),
+            attributes=dict(attributes) if isinstance(attributes, dict) else {},
+            vector=[float(v) for v in vector] if vector is not None else None,
+        )
+
+
+@dataclass
+class FetchResult:
+    """The answer to a fetch.
+
+    Attributes:
+        rows: the rows found, in the order their ids were asked for.
+        missing: the ids that name no live row (never written, or deleted).
+        token: the write-log position the answer reflects.
+    """
+
+    rows: List[FetchedRow]
+    missing: List[int] = field(default_factory=list)
+    token: int = 0
+
+    @property
+    def ids(self) -> List[int]:
+        """The ids of the rows found, in request order."""
+        return [row.id for row in self.rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, position: int) -> FetchedRow:
+        return self.rows[position]
+
+    @classmethod
+    def from_json(cls, body: Dict[str, Any]) -> "FetchResult":
+        """Returns the result described by a fetch response body."""
+        return cls(
+            rows=[FetchedRow.from_json(row) for row in body["rows"]],
+            missing=[int(i) for i in body.get("missing") or []],
+            token=int(body.get("token", 0)),
         )
