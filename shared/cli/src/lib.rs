@@ -19,3 +19,5 @@ pub mod input_files;
 pub mod synth;
 pub mod usage;
 pub mod workloads;
+pub mod write_eval;
+pub mod writes;

@@ -13,6 +13,7 @@ use squash_cli::bench::run::{default_quick_data_dir, run_bench, BenchConfig, SAM
 use squash_cli::bench::{format_bytes, summary_lines, SQUASH_ENGINE};
 use squash_cli::input_files;
 use squash_cli::workloads::{single_thread_pool, WorkloadSuite};
+use squash_cli::writes::{CompactArgs, DeleteArgs, FetchArgs, UpsertArgs};
 use squash_core::attributes::AttributeSchema;
 use squash_core::error::{Error, Result};
 use squash_core::index::{BuildParams, BuildProgress, PartitionData};
@@ -67,6 +68,30 @@ enum Command {
     ///
     /// Example: squash cost --index ./idx --workloads ./synth-1m/workloads.json --max-queries 200
     Cost(CostArgs),
+    /// Insert or replace rows of a built index from a vector file and an attribute CSV (with an
+    /// `id` column, or --first-id); each write is committed to the index's log and searchable
+    /// at once.
+    ///
+    /// Example: squash upsert --index ./idx --vectors new.fvecs --attributes new_attrs.csv
+    Upsert(UpsertArgs),
+    /// Delete rows by ids or by filter.
+    ///
+    /// Example: squash delete --index ./idx --ids 17,42 --filter '{"year": {"$lt": 2000}}'
+    Delete(DeleteArgs),
+    /// Print rows (vector and attributes) by id, as JSON.
+    ///
+    /// Example: squash fetch --index ./idx --ids 17,42
+    Fetch(FetchArgs),
+    /// Fold the writes made since the last build or compaction into a new version of the
+    /// partitions (queries then scan no unfolded rows).
+    ///
+    /// Example: squash compact --index ./idx
+    Compact(CompactArgs),
+    /// Recall and QPS after writes (new, overwritten and deleted rows) against ground truth
+    /// recomputed on the new state, before and after compaction.
+    ///
+    /// Example: squash write-eval --workloads ../shared/data/glove-6b-50-angular/workloads.json --out /tmp/we
+    WriteEval(squash_cli::write_eval::WriteEvalArgs),
 }
 
 #[derive(Args)]
@@ -320,6 +345,16 @@ fn main() -> ExitCode {
             Command::Inspect(args) => run_inspect(args).await,
             Command::Synth(args) => run_synth(args),
             Command::Cost(args) => run_cost(args).await,
+            Command::WriteEval(args) => squash_cli::write_eval::run_write_eval(args).await,
+            Command::Upsert(args) => squash_cli::writes::run_upsert(args).await,
+            Command::Delete(args) => squash_cli::writes::run_delete(args).await,
+            Command::Fetch(args) => squash_cli::writes::run_fetch(args).await,
+            Command::Compact(args) => {
+                let progress = Arc::new(BarProgress {
+                    bar: Mutex::new(None),
+                });
+                squash_cli::writes::run_compact(args, progress).await
+            }
         }
     });
     match outcome {
@@ -728,7 +763,7 @@ async fn run_inspect(args: InspectArgs) -> Result<()> {
     if args.json {
         println!(
             "{}",
-            json!({ "manifest": manifest, "partitions": partitions })
+            json!({ "manifest": &*manifest, "partitions": partitions })
         );
         return Ok(());
     }

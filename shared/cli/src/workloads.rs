@@ -215,6 +215,32 @@ impl WorkloadRun {
 }
 
 impl LoadedWorkload {
+    /// Returns query `position`'s vector and filter.
+    pub fn query(&self, position: usize) -> (&[f32], Option<&serde_json::Value>) {
+        (&self.vectors[position], self.filters[position].as_ref())
+    }
+
+    /// Returns the workload scored against other ground truth: per query, its `k` nearest
+    /// matching distances (under the index metric, best first, fewer when fewer match) and its
+    /// number of matches. For an index whose rows changed after the shipped truth was made.
+    pub fn with_truth(&self, nearest: &[Vec<f32>], match_counts: Vec<usize>) -> LoadedWorkload {
+        let mut data = Vec::with_capacity(nearest.len() * self.k);
+        for distances in nearest {
+            let last = distances.last().copied().unwrap_or(f32::INFINITY);
+            data.extend((0..self.k).map(|i| distances.get(i).copied().unwrap_or(last)));
+        }
+        LoadedWorkload {
+            ground_truth: VectorSet {
+                num_vectors: nearest.len(),
+                dim: self.k,
+                data,
+            },
+            ground_truth_is_ip: false,
+            match_counts,
+            ..self.clone()
+        }
+    }
+
     /// Returns the number of queries.
     pub fn num_queries(&self) -> usize {
         self.vectors.len()

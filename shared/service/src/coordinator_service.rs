@@ -767,6 +767,24 @@ impl CoordinatorService {
             )
             .await
             .map_err(|error| match error {
+                // The newest token asked for is the one refused: name where it was set.
+                Error::InvalidInput { field, reason } if field == "min_token" => {
+                    let newest = batch
+                        .queries
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(position, query)| query.min_token.map(|t| (t, position)))
+                        .max_by_key(|&(token, position)| (token, std::cmp::Reverse(position)));
+                    let field = match (newest, batch.min_token) {
+                        (Some((token, position)), batch_token)
+                            if batch_token.is_none_or(|b| token > b) =>
+                        {
+                            format!("queries[{position}].min_token")
+                        }
+                        _ => field,
+                    };
+                    Error::InvalidInput { field, reason }
+                }
                 // A batch names the query even when it holds only one.
                 Error::InvalidInput { field, reason }
                     if batch.queries.len() == 1

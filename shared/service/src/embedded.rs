@@ -82,7 +82,7 @@ impl Default for EmbeddedConfig {
 pub struct EmbeddedIndex {
     root: Arc<dyn BlobStore>,
     name: String,
-    manifest: Manifest,
+    manifest: std::sync::RwLock<Arc<Manifest>>,
     coordinator: CoordinatorService,
     invoker: Arc<InProcessInvoker>,
 }
@@ -145,20 +145,25 @@ impl EmbeddedIndex {
         Ok(EmbeddedIndex {
             root,
             name: name.to_string(),
-            manifest,
+            manifest: std::sync::RwLock::new(Arc::new(manifest)),
             coordinator,
             invoker,
         })
     }
 
-    /// Returns the manifest read at open.
-    pub fn manifest(&self) -> &Manifest {
-        &self.manifest
+    /// Returns the manifest of the version served: the one read at open, or the one a
+    /// [`EmbeddedIndex::compact`] of this index switched to.
+    pub fn manifest(&self) -> Arc<Manifest> {
+        self.manifest
+            .read()
+            .map(|manifest| Arc::clone(&manifest))
+            .unwrap_or_else(|poisoned| Arc::clone(&poisoned.into_inner()))
     }
 
     /// Loads `partition_ids` as a worker does (through the partition cache); the first
     /// partition that cannot be loaded fails the call.
     async fn load(&self, partition_ids: &[u32]) -> Result<HashMap<u32, Arc<PartitionData>>> {
+        let manifest = self.manifest();
         // The loader never invokes children: the invoker it is given is only a placeholder.
         let loader = self
             .invoker
@@ -167,7 +172,7 @@ impl EmbeddedIndex {
         let (loaded, failed) = loader
             .load_partitions(
                 &self.name,
-                &self.manifest.index_version,
+                &manifest.index_version,
                 partition_ids,
                 &HashMap::new(),
                 &mut stats,
@@ -181,7 +186,7 @@ impl EmbeddedIndex {
 
     /// Returns partition `partition` as a worker loads it (through the partition cache).
     pub async fn partition(&self, partition: u32) -> Result<Arc<PartitionData>> {
-        if partition as usize >= self.manifest.partitions.len() {
+        if partition as usize >= self.manifest().partitions.len() {
             return Err(Error::NotFound {
                 what: format!("partition {partition}"),
             });
@@ -195,7 +200,7 @@ impl EmbeddedIndex {
     /// Loads every partition into the cache, so that later queries do no I/O (when the cache
     /// holds them all).
     pub async fn load_all(&self) -> Result<()> {
-        let ids: Vec<u32> = (0..self.manifest.partitions.len() as u32).collect();
+        let ids: Vec<u32> = (0..self.manifest().partitions.len() as u32).collect();
         self.load(&ids).await.map(|_| ())
     }
 
@@ -254,7 +259,10 @@ impl EmbeddedIndex {
             Arc::new(PrefixedStore::try_new(Arc::clone(&self.root), &self.name)?);
         let summary = compact_index(index_store, false, progress).await?;
         // Serve the new version from now on (the manifest is otherwise read once).
-        self.coordinator.manifest_refreshed(&self.name).await?;
+        let manifest = self.coordinator.manifest_refreshed(&self.name).await?;
+        if let Ok(mut served) = self.manifest.write() {
+            *served = Arc::new(manifest);
+        }
         Ok(summary)
     }
 }
