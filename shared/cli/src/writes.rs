@@ -35,6 +35,10 @@ pub struct UpsertArgs {
     /// Rows per write (each write is one log entry and one token).
     #[arg(long, default_value_t = 1000)]
     pub batch_rows: usize,
+    /// Print each write's token and rows as it is acknowledged (`token 7 rows 1000..2000`),
+    /// instead of a progress bar.
+    #[arg(long)]
+    pub print_tokens: bool,
 }
 
 /// `squash delete`.
@@ -118,7 +122,11 @@ pub async fn run_upsert(args: UpsertArgs) -> Result<()> {
     let total = ids.len();
     let started = Instant::now();
     let mut last_token = 0;
-    let bar = indicatif::ProgressBar::new(total as u64);
+    let bar = if args.print_tokens {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(total as u64)
+    };
     for start in (0..total).step_by(args.batch_rows) {
         let end = (start + args.batch_rows).min(total);
         let rows: Vec<UpsertRow> = (start..end)
@@ -141,7 +149,13 @@ pub async fn run_upsert(args: UpsertArgs) -> Result<()> {
                 other => other,
             })?;
         last_token = answer.token;
-        bar.inc((end - start) as u64);
+        if args.print_tokens {
+            use std::io::Write;
+            println!("token {} rows {start}..{end}", answer.token);
+            let _ = std::io::stdout().flush();
+        } else {
+            bar.inc((end - start) as u64);
+        }
     }
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();

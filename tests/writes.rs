@@ -1,0 +1,335 @@
+//! Writes through the local stack: HTTP (`cargo lambda watch`) to the coordinator, the log and
+//! the index in SeaweedFS. Read-your-writes with tokens, eight concurrent writers, two
+//! concurrent compactions, and writers and compactions killed with `kill -9`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use squash_cli::input_files;
+use squash_core::input::{write_fvecs, VectorSet};
+use squash_tests::stack_faults::build_sample_subset;
+use squash_tests::{sample_dir, squash_cli, Stack};
+
+/// Rows of the built index (sample vectors 0..BUILT, ids equal to the row).
+const BUILT: usize = 4000;
+
+fn sample_vectors() -> VectorSet {
+    input_files::read_vectors(&sample_dir().join("base.fvecs")).expect("sample vectors")
+}
+
+/// Upserts `rows` (id, vector) over HTTP; returns the token.
+fn upsert(stack: &Stack, index: &str, rows: &[(u64, Vec<f32>)]) -> u64 {
+    let body = json!({
+        "rows": rows.iter().map(|(id, vector)| json!({"id": id, "vector": vector})).collect::<Vec<_>>()
+    });
+    let (status, answer) = stack.post(&format!("/v1/indexes/{index}/upsert"), &body);
+    assert_eq!(status, 200, "upsert: {answer}");
+    answer["token"].as_u64().expect("token")
+}
+
+fn delete(stack: &Stack, index: &str, ids: &[u64]) -> u64 {
+    let (status, answer) = stack.post(
+        &format!("/v1/indexes/{index}/delete"),
+        &json!({ "ids": ids }),
+    );
+    assert_eq!(status, 200, "delete: {answer}");
+    answer["token"].as_u64().expect("token")
+}
+
+/// Fetches `ids` at least at `token`: id -> vector of the live ones.
+fn fetch(stack: &Stack, index: &str, ids: &[u64], token: u64) -> HashMap<u64, Vec<f32>> {
+    let mut live = HashMap::new();
+    for chunk in ids.chunks(1000) {
+        let (status, answer) = stack.post(
+            &format!("/v1/indexes/{index}/fetch"),
+            &json!({ "ids": chunk, "min_token": token }),
+        );
+        assert_eq!(status, 200, "fetch: {answer}");
+        for row in answer["rows"].as_array().expect("rows") {
+            let vector: Vec<f32> = serde_json::from_value(row["vector"].clone()).expect("vector");
+            live.insert(row["id"].as_u64().expect("id"), vector);
+        }
+    }
+    live
+}
+
+fn normalized(vector: &[f32]) -> Vec<f32> {
+    let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt();
+    vector.iter().map(|v| v / norm).collect()
+}
+
+fn assert_same_vector(got: &[f32], want: &[f32], id: u64) {
+    let want = normalized(want);
+    assert!(
+        got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-5),
+        "id {id}: the stored vector is not the one written"
+    );
+}
+
+#[test]
+fn writes_are_read_with_their_token_and_concurrent_writers_lose_nothing() {
+    let Some(stack) =
+        Stack::from_env("writes_are_read_with_their_token_and_concurrent_writers_lose_nothing")
+    else {
+        return;
+    };
+    let index = "writes-http";
+    build_sample_subset(&stack, index, BUILT, 0, "w1");
+    let vectors = sample_vectors();
+    let dim = vectors.dim;
+    // Read-your-writes: each new row is the nearest hit of its own vector at its token.
+    for i in 0..20u64 {
+        let id = 1_000_000 + i;
+        let vector = vectors.row(BUILT + i as usize).to_vec();
+        let token = upsert(&stack, index, &[(id, vector.clone())]);
+        let (status, answer) = stack.post(
+            &format!("/v1/indexes/{index}/query"),
+            &json!({"vector": vector, "k": 1, "min_token": token}),
+        );
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["hits"][0]["id"].as_u64(), Some(id), "write {id} not visible at its token");
+        assert!(answer["stats"]["execution"]["token"].as_u64().unwrap() >= token);
+    }
+    // A token past the log's head is a 400 naming the field.
+    let (status, answer) = stack.post(
+        &format!("/v1/indexes/{index}/query"),
+        &json!({"vector": vectors.row(0), "k": 1, "min_token": 1_000_000}),
+    );
+    assert_eq!((status, answer["error"]["field"].as_str()), (400, Some("min_token")), "{answer}");
+    // A bad write is a 400 naming the field and changes nothing.
+    let (status, answer) = stack.post(
+        &format!("/v1/indexes/{index}/upsert"),
+        &json!({"rows": [{"id": 5, "vector": vec![0.5; dim - 1]}]}),
+    );
+    assert_eq!((status, answer["error"]["field"].as_str()), (400, Some("rows[0].vector")), "{answer}");
+
+    // Eight writers at once, each its own client thread, upserts and deletes of shared ids.
+    let writers: Vec<_> = (0..8u64)
+        .map(|writer| {
+            let stack = stack.clone();
+            let vectors = vectors.clone();
+            std::thread::spawn(move || {
+                let mut rng = StdRng::seed_from_u64(writer);
+                let mut acknowledged: Vec<(u64, Vec<(u64, Option<Vec<f32>>)>)> = Vec::new();
+                for call in 0..5u64 {
+                    let rows: BTreeMap<u64, Vec<f32>> = (0..40u64)
+                        .map(|i| {
+                            let id = 2_000_000 + (i * 7 + call * 11 + writer) % 300;
+                            (id, vectors.row(rng.random_range(0..vectors.num_vectors)).to_vec())
+                        })
+                        .collect();
+                    let rows: Vec<(u64, Vec<f32>)> = rows.into_iter().collect();
+                    let token = upsert(&stack, index, &rows);
+                    acknowledged.push((token, rows.into_iter().map(|(id, v)| (id, Some(v))).collect()));
+                    let ids: Vec<u64> = (0..10u64)
+                        .map(|i| 2_000_000 + (i * 29 + call * 3 + writer * 5) % 300)
+                        .chain([writer * 400 + call])
+                        .collect::<std::collections::BTreeSet<u64>>()
+                        .into_iter()
+                        .collect();
+                    let token = delete(&stack, index, &ids);
+                    acknowledged.push((token, ids.into_iter().map(|id| (id, None)).collect()));
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    let mut acknowledged = Vec::new();
+    for writer in writers {
+        acknowledged.extend(writer.join().expect("writer"));
+    }
+    acknowledged.sort_by_key(|(token, _)| *token);
+    let tokens: Vec<u64> = acknowledged.iter().map(|(t, _)| *t).collect();
+    assert_eq!(tokens, (21..=100).collect::<Vec<u64>>(), "one log slot per write, no gaps");
+    let mut model: HashMap<u64, Vec<f32>> = (0..BUILT as u64)
+        .map(|id| (id, vectors.row(id as usize).to_vec()))
+        .collect();
+    for i in 0..20u64 {
+        model.insert(1_000_000 + i, vectors.row(BUILT + i as usize).to_vec());
+    }
+    for (_, changes) in &acknowledged {
+        for (id, vector_opt) in changes {
+            match vector_opt {
+                Some(vector) => model.insert(*id, vector.clone()),
+                None => model.remove(id),
+            };
+        }
+    }
+    let mut ids: Vec<u64> = (2_000_000..2_000_300).collect();
+    ids.extend(0..BUILT as u64);
+    let check = |stage: &str| {
+        let live = fetch(&stack, index, &ids, 100);
+        for id in &ids {
+            match (live.get(id), model.get(id)) {
+                (Some(got), Some(want)) => assert_same_vector(got, want, *id),
+                (None, None) => {}
+                (got, want) => panic!(
+                    "{stage}: id {id}: fetched {} but the serial application of the acknowledged writes has it {}",
+                    if got.is_some() { "live" } else { "missing" },
+                    if want.is_some() { "live" } else { "deleted" }
+                ),
+            }
+        }
+    };
+    check("before compaction");
+
+    // Two compactions of the index at once: one switches the manifest, the other fails
+    // with a conflict and changes nothing.
+    let location = format!("{}/{index}", stack.root);
+    let compactions: Vec<Child> = (0..2)
+        .map(|_| {
+            Command::new(squash_cli())
+                .args(["compact", "--index", &location])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("squash compact starts")
+        })
+        .collect();
+    let outcomes: Vec<(bool, String)> = compactions
+        .into_iter()
+        .map(|child| {
+            let output = child.wait_with_output().expect("compaction ends");
+            (output.status.success(), String::from_utf8_lossy(&output.stderr).to_string())
+        })
+        .collect();
+    let winners = outcomes.iter().filter(|(ok, _)| *ok).count();
+    assert_eq!(winners, 1, "one compaction wins: {outcomes:?}");
+    let loser = &outcomes.iter().find(|(ok, _)| !ok).expect("a loser").1;
+    assert!(loser.contains("conflict"), "the other fails with a clear conflict: {loser}");
+    check("after compaction");
+    // The log goes on after the compaction.
+    let token = upsert(&stack, index, &[(3_000_000, vectors.row(5).to_vec())]);
+    assert_eq!(token, 101);
+}
+
+/// Starts `squash upsert` of `rows` sample vectors (ids from `first_id`) in writes of 25 rows,
+/// printing each acknowledged token.
+fn start_upsert(stack: &Stack, index: &str, file: &std::path::Path, first_id: u64) -> Child {
+    Command::new(squash_cli())
+        .args(["upsert", "--index", &format!("{}/{index}", stack.root)])
+        .arg("--vectors")
+        .arg(file)
+        .args(["--first-id", &first_id.to_string(), "--batch-rows", "25", "--print-tokens"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("squash upsert starts")
+}
+
+#[test]
+fn writers_and_compactions_killed_with_sigkill_lose_no_acknowledged_write() {
+    let Some(stack) = Stack::from_env(
+        "writers_and_compactions_killed_with_sigkill_lose_no_acknowledged_write",
+    ) else {
+        return;
+    };
+    let index = "writes-kill";
+    build_sample_subset(&stack, index, BUILT, 0, "k1");
+    let vectors = sample_vectors();
+    let dim = vectors.dim;
+    let folder = tempfile::tempdir().expect("temp dir");
+    let file = folder.path().join("new.fvecs");
+    let new_rows = 2000;
+    std::fs::write(
+        &file,
+        write_fvecs(&VectorSet {
+            num_vectors: new_rows,
+            dim,
+            data: vectors.data[BUILT * dim..(BUILT + new_rows) * dim].to_vec(),
+        }),
+    )
+    .expect("write fvecs");
+    let mut rng = StdRng::seed_from_u64(99);
+    // Acknowledged rows: id -> sample row.
+    let mut acknowledged: HashMap<u64, usize> = HashMap::new();
+    let mut newest_token = 0;
+    for round in 0..3u64 {
+        let first_id = 5_000_000 + round * 10_000;
+        let mut writer = start_upsert(&stack, index, &file, first_id);
+        let stdout = writer.stdout.take().expect("stdout");
+        let kill_after = Duration::from_millis(rng.random_range(300..2500));
+        let started = Instant::now();
+        let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = lines_tx.send(line);
+            }
+        });
+        while started.elapsed() < kill_after {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        writer.kill().expect("kill -9 the writer");
+        let _ = writer.wait();
+        let _ = reader.join();
+        let mut acked_now = 0;
+        for line in lines_rx.try_iter() {
+            // "token 7 rows 1000..1025"
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            let token: u64 = parts[1].parse().expect("token");
+            let (from, to) = parts[3].split_once("..").expect("rows");
+            for row in from.parse::<usize>().unwrap()..to.parse::<usize>().unwrap() {
+                acknowledged.insert(first_id + row as u64, BUILT + row);
+            }
+            newest_token = newest_token.max(token);
+            acked_now += 1;
+        }
+        eprintln!("round {round}: writer killed after {kill_after:?}, {acked_now} writes acknowledged");
+        // Every acknowledged write is there, and the index serves.
+        let ids: Vec<u64> = acknowledged.keys().copied().collect();
+        let live = fetch(&stack, index, &ids, newest_token);
+        for (id, row) in &acknowledged {
+            let got = live.get(id).unwrap_or_else(|| panic!("acknowledged id {id} lost"));
+            assert_same_vector(got, vectors.row(*row), *id);
+        }
+        let (status, answer) = stack.post(
+            &format!("/v1/indexes/{index}/query"),
+            &json!({"vector": vectors.row(1), "k": 10}),
+        );
+        assert_eq!(status, 200, "the index serves after a killed writer: {answer}");
+
+        // A compaction killed at a random point leaves the index serving the same rows.
+        let kill_after = Duration::from_millis(rng.random_range(100..3000));
+        let mut compaction = Command::new(squash_cli())
+            .args(["compact", "--index", &format!("{}/{index}", stack.root)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("squash compact starts");
+        std::thread::sleep(kill_after);
+        let finished = compaction.try_wait().expect("status").is_some();
+        let _ = compaction.kill();
+        let _ = compaction.wait();
+        eprintln!("round {round}: compaction killed after {kill_after:?} (finished first: {finished})");
+        let live = fetch(&stack, index, &ids, newest_token);
+        for (id, row) in &acknowledged {
+            let got = live.get(id).unwrap_or_else(|| panic!("acknowledged id {id} lost after a killed compaction"));
+            assert_same_vector(got, vectors.row(*row), *id);
+        }
+        let built: Vec<u64> = (0..BUILT as u64).step_by(97).collect();
+        assert_eq!(fetch(&stack, index, &built, newest_token).len(), built.len(), "built rows kept");
+        let (status, answer) = stack.post(
+            &format!("/v1/indexes/{index}/query"),
+            &json!({"vector": vectors.row(2), "k": 10}),
+        );
+        assert_eq!(status, 200, "the index serves after a killed compaction: {answer}");
+        assert_eq!(answer["hits"].as_array().map(Vec::len), Some(10));
+    }
+    // A compaction run to the end afterwards folds everything.
+    let output = Command::new(squash_cli())
+        .args(["compact", "--index", &format!("{}/{index}", stack.root)])
+        .output()
+        .expect("compaction runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() || stderr.contains("nothing to fold"),
+        "compaction after the kills: {stderr}"
+    );
+    let ids: Vec<u64> = acknowledged.keys().copied().collect();
+    assert_eq!(fetch(&stack, index, &ids, newest_token).len(), ids.len());
+}
