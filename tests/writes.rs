@@ -92,7 +92,11 @@ fn writes_are_read_with_their_token_and_concurrent_writers_lose_nothing() {
             &json!({"vector": vector, "k": 1, "min_token": token}),
         );
         assert_eq!(status, 200, "{answer}");
-        assert_eq!(answer["hits"][0]["id"].as_u64(), Some(id), "write {id} not visible at its token");
+        assert_eq!(
+            answer["hits"][0]["id"].as_u64(),
+            Some(id),
+            "write {id} not visible at its token"
+        );
         assert!(answer["stats"]["execution"]["token"].as_u64().unwrap() >= token);
     }
     // A token past the log's head is a 400 naming the field.
@@ -100,13 +104,21 @@ fn writes_are_read_with_their_token_and_concurrent_writers_lose_nothing() {
         &format!("/v1/indexes/{index}/query"),
         &json!({"vector": vectors.row(0), "k": 1, "min_token": 1_000_000}),
     );
-    assert_eq!((status, answer["error"]["field"].as_str()), (400, Some("min_token")), "{answer}");
+    assert_eq!(
+        (status, answer["error"]["field"].as_str()),
+        (400, Some("min_token")),
+        "{answer}"
+    );
     // A bad write is a 400 naming the field and changes nothing.
     let (status, answer) = stack.post(
         &format!("/v1/indexes/{index}/upsert"),
         &json!({"rows": [{"id": 5, "vector": vec![0.5; dim - 1]}]}),
     );
-    assert_eq!((status, answer["error"]["field"].as_str()), (400, Some("rows[0].vector")), "{answer}");
+    assert_eq!(
+        (status, answer["error"]["field"].as_str()),
+        (400, Some("rows[0].vector")),
+        "{answer}"
+    );
 
     // Eight writers at once, each its own client thread, upserts and deletes of shared ids.
     let writers: Vec<_> = (0..8u64)
@@ -120,12 +132,20 @@ fn writes_are_read_with_their_token_and_concurrent_writers_lose_nothing() {
                     let rows: BTreeMap<u64, Vec<f32>> = (0..40u64)
                         .map(|i| {
                             let id = 2_000_000 + (i * 7 + call * 11 + writer) % 300;
-                            (id, vectors.row(rng.random_range(0..vectors.num_vectors)).to_vec())
+                            (
+                                id,
+                                vectors
+                                    .row(rng.random_range(0..vectors.num_vectors))
+                                    .to_vec(),
+                            )
                         })
                         .collect();
                     let rows: Vec<(u64, Vec<f32>)> = rows.into_iter().collect();
                     let token = upsert(&stack, index, &rows);
-                    acknowledged.push((token, rows.into_iter().map(|(id, v)| (id, Some(v))).collect()));
+                    acknowledged.push((
+                        token,
+                        rows.into_iter().map(|(id, v)| (id, Some(v))).collect(),
+                    ));
                     let ids: Vec<u64> = (0..10u64)
                         .map(|i| 2_000_000 + (i * 29 + call * 3 + writer * 5) % 300)
                         .chain([writer * 400 + call])
@@ -145,7 +165,11 @@ fn writes_are_read_with_their_token_and_concurrent_writers_lose_nothing() {
     }
     acknowledged.sort_by_key(|(token, _)| *token);
     let tokens: Vec<u64> = acknowledged.iter().map(|(t, _)| *t).collect();
-    assert_eq!(tokens, (21..=100).collect::<Vec<u64>>(), "one log slot per write, no gaps");
+    assert_eq!(
+        tokens,
+        (21..=100).collect::<Vec<u64>>(),
+        "one log slot per write, no gaps"
+    );
     let mut model: HashMap<u64, Vec<f32>> = (0..BUILT as u64)
         .map(|id| (id, vectors.row(id as usize).to_vec()))
         .collect();
@@ -195,13 +219,19 @@ fn writes_are_read_with_their_token_and_concurrent_writers_lose_nothing() {
         .into_iter()
         .map(|child| {
             let output = child.wait_with_output().expect("compaction ends");
-            (output.status.success(), String::from_utf8_lossy(&output.stderr).to_string())
+            (
+                output.status.success(),
+                String::from_utf8_lossy(&output.stderr).to_string(),
+            )
         })
         .collect();
     let winners = outcomes.iter().filter(|(ok, _)| *ok).count();
     assert_eq!(winners, 1, "one compaction wins: {outcomes:?}");
     let loser = &outcomes.iter().find(|(ok, _)| !ok).expect("a loser").1;
-    assert!(loser.contains("conflict"), "the other fails with a clear conflict: {loser}");
+    assert!(
+        loser.contains("conflict"),
+        "the other fails with a clear conflict: {loser}"
+    );
     check("after compaction");
     // The log goes on after the compaction.
     let token = upsert(&stack, index, &[(3_000_000, vectors.row(5).to_vec())]);
@@ -215,7 +245,13 @@ fn start_upsert(stack: &Stack, index: &str, file: &std::path::Path, first_id: u6
         .args(["upsert", "--index", &format!("{}/{index}", stack.root)])
         .arg("--vectors")
         .arg(file)
-        .args(["--first-id", &first_id.to_string(), "--batch-rows", "25", "--print-tokens"])
+        .args([
+            "--first-id",
+            &first_id.to_string(),
+            "--batch-rows",
+            "25",
+            "--print-tokens",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -224,9 +260,9 @@ fn start_upsert(stack: &Stack, index: &str, file: &std::path::Path, first_id: u6
 
 #[test]
 fn writers_and_compactions_killed_with_sigkill_lose_no_acknowledged_write() {
-    let Some(stack) = Stack::from_env(
-        "writers_and_compactions_killed_with_sigkill_lose_no_acknowledged_write",
-    ) else {
+    let Some(stack) =
+        Stack::from_env("writers_and_compactions_killed_with_sigkill_lose_no_acknowledged_write")
+    else {
         return;
     };
     let index = "writes-kill";
@@ -279,19 +315,26 @@ fn writers_and_compactions_killed_with_sigkill_lose_no_acknowledged_write() {
             newest_token = newest_token.max(token);
             acked_now += 1;
         }
-        eprintln!("round {round}: writer killed after {kill_after:?}, {acked_now} writes acknowledged");
+        eprintln!(
+            "round {round}: writer killed after {kill_after:?}, {acked_now} writes acknowledged"
+        );
         // Every acknowledged write is there, and the index serves.
         let ids: Vec<u64> = acknowledged.keys().copied().collect();
         let live = fetch(&stack, index, &ids, newest_token);
         for (id, row) in &acknowledged {
-            let got = live.get(id).unwrap_or_else(|| panic!("acknowledged id {id} lost"));
+            let got = live
+                .get(id)
+                .unwrap_or_else(|| panic!("acknowledged id {id} lost"));
             assert_same_vector(got, vectors.row(*row), *id);
         }
         let (status, answer) = stack.post(
             &format!("/v1/indexes/{index}/query"),
             &json!({"vector": vectors.row(1), "k": 10}),
         );
-        assert_eq!(status, 200, "the index serves after a killed writer: {answer}");
+        assert_eq!(
+            status, 200,
+            "the index serves after a killed writer: {answer}"
+        );
 
         // A compaction killed at a random point leaves the index serving the same rows.
         let kill_after = Duration::from_millis(rng.random_range(100..3000));
@@ -305,19 +348,30 @@ fn writers_and_compactions_killed_with_sigkill_lose_no_acknowledged_write() {
         let finished = compaction.try_wait().expect("status").is_some();
         let _ = compaction.kill();
         let _ = compaction.wait();
-        eprintln!("round {round}: compaction killed after {kill_after:?} (finished first: {finished})");
+        eprintln!(
+            "round {round}: compaction killed after {kill_after:?} (finished first: {finished})"
+        );
         let live = fetch(&stack, index, &ids, newest_token);
         for (id, row) in &acknowledged {
-            let got = live.get(id).unwrap_or_else(|| panic!("acknowledged id {id} lost after a killed compaction"));
+            let got = live
+                .get(id)
+                .unwrap_or_else(|| panic!("acknowledged id {id} lost after a killed compaction"));
             assert_same_vector(got, vectors.row(*row), *id);
         }
         let built: Vec<u64> = (0..BUILT as u64).step_by(97).collect();
-        assert_eq!(fetch(&stack, index, &built, newest_token).len(), built.len(), "built rows kept");
+        assert_eq!(
+            fetch(&stack, index, &built, newest_token).len(),
+            built.len(),
+            "built rows kept"
+        );
         let (status, answer) = stack.post(
             &format!("/v1/indexes/{index}/query"),
             &json!({"vector": vectors.row(2), "k": 10}),
         );
-        assert_eq!(status, 200, "the index serves after a killed compaction: {answer}");
+        assert_eq!(
+            status, 200,
+            "the index serves after a killed compaction: {answer}"
+        );
         assert_eq!(answer["hits"].as_array().map(Vec::len), Some(10));
     }
     // A compaction run to the end afterwards folds everything.

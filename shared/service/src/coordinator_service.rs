@@ -87,6 +87,12 @@ pub struct ServiceConfig {
     pub split_functions: Vec<String>,
     /// The work estimates the split is planned with.
     pub work_model: WorkModel,
+    /// How long a coordinator answers from the write log as it last read it, in milliseconds:
+    /// 0 (the default) reads the newest entries for every request (one GET when nothing is
+    /// new), so every answer reflects every acknowledged write; more saves that GET on indexes
+    /// that rarely take writes, at the price of answers up to this stale (a request with
+    /// `min_token` still reads the log until it reaches the token).
+    pub log_check_ms: u64,
     /// Most rows written since the last compaction (upserted, or partition rows deleted or
     /// replaced) an index takes: past it, writes are refused until a compaction folds them in.
     /// Queries scan the unfolded rows exactly.
@@ -119,6 +125,7 @@ impl Default for ServiceConfig {
             split_functions: Vec::new(),
             work_model: DEFAULT_WORK_MODEL,
             max_unfolded_rows: DEFAULT_MAX_UNFOLDED_ROWS,
+            log_check_ms: 0,
         }
     }
 }
@@ -163,6 +170,8 @@ struct OpenIndex {
     /// Whether the log was listed for this version (a new version lists it once; after that,
     /// the next slots are read one by one).
     log_listed: bool,
+    /// When the log was last read for this state (see [`ServiceConfig::log_check_ms`]).
+    log_read_at: Mutex<Instant>,
     /// Where each id lives in the partitions, read when writes first hide a partition row or
     /// a fetch asks for one.
     row_ids: Option<Arc<RowIds>>,
@@ -317,21 +326,32 @@ impl CoordinatorService {
                     checked_at: Instant::now(),
                     delta: Arc::clone(&cached.delta),
                     log_listed: cached.log_listed,
+                    log_read_at: Mutex::new(
+                        cached
+                            .log_read_at
+                            .lock()
+                            .map(|at| *at)
+                            .unwrap_or_else(|_| Instant::now()),
+                    ),
                     row_ids: cached.row_ids.clone(),
                     dead: Arc::clone(&cached.dead),
                 })
             }
             _ => Arc::new(OpenIndex {
-                delta: Arc::new(Delta::new(
-                    manifest.dim,
-                    manifest.metric,
-                    manifest.schema.clone(),
-                    manifest.folded_through,
-                )),
+                delta: Arc::new(
+                    Delta::new(
+                        manifest.dim,
+                        manifest.metric,
+                        manifest.schema.clone(),
+                        manifest.folded_through,
+                    )
+                    .with_clusters(Arc::new(coordinator.clusters.centroids.clone())),
+                ),
                 manifest,
                 coordinator,
                 checked_at: Instant::now(),
                 log_listed: false,
+                log_read_at: Mutex::new(Instant::now()),
                 row_ids: None,
                 dead: Arc::new(DeadRows::default()),
             }),
@@ -349,9 +369,20 @@ impl CoordinatorService {
         &self,
         name: &str,
         opened: Arc<OpenIndex>,
+        min_token_opt: Option<u64>,
         reads: &mut OpenReads,
     ) -> Result<Arc<OpenIndex>> {
         let list_first = !opened.log_listed;
+        let recently_read = self.config.log_check_ms > 0
+            && opened
+                .log_read_at
+                .lock()
+                .is_ok_and(|at| at.elapsed() < Duration::from_millis(self.config.log_check_ms));
+        let token_reached = min_token_opt.is_none_or(|token| token <= opened.delta.head());
+        if !list_first && recently_read && token_reached {
+            return Ok(opened);
+        }
+        let read_at = Instant::now();
         let entries = write_log::read_after(
             self.root.as_ref(),
             &format!("{name}/"),
@@ -361,6 +392,9 @@ impl CoordinatorService {
         .await?;
         reads.num_get_requests += entries.len() as u32 + 1;
         if entries.is_empty() && !list_first {
+            if let Ok(mut at) = opened.log_read_at.lock() {
+                *at = read_at;
+            }
             return Ok(opened);
         }
         let mut delta = (*opened.delta).clone();
@@ -382,6 +416,7 @@ impl CoordinatorService {
             checked_at: opened.checked_at,
             delta: Arc::new(delta),
             log_listed: true,
+            log_read_at: Mutex::new(read_at),
             row_ids,
             dead,
         });
@@ -451,7 +486,7 @@ impl CoordinatorService {
         reads: &mut OpenReads,
     ) -> Result<Arc<OpenIndex>> {
         let opened = self.open(name, refresh, reads).await?;
-        let opened = self.caught_up(name, opened, reads).await?;
+        let opened = self.caught_up(name, opened, min_token_opt, reads).await?;
         if let Some(min_token) = min_token_opt {
             if min_token > opened.delta.head() {
                 return Err(Error::invalid(
@@ -1028,7 +1063,13 @@ impl CoordinatorService {
                 require_complete,
             )?;
             if delta.num_live_rows() > 0 {
-                add_unfolded_hits(delta, opened.manifest.metric, requests, &mut responses)?;
+                add_unfolded_hits(
+                    delta,
+                    opened.manifest.metric,
+                    requests,
+                    &plan.plans,
+                    &mut responses,
+                )?;
             }
             let mut execution = ExecutionStats {
                 token: delta.head(),
@@ -1112,27 +1153,41 @@ fn check_filters(schema: &AttributeSchema, requests: &[QueryRequest]) -> Result<
     Ok(())
 }
 
-/// Merges into each response the exact nearest unfolded rows that match its query's filter.
+/// Merges into each response the exact nearest unfolded rows that match its query's filter,
+/// among those filed under the fine clusters its plan probes. When the answer is still short of
+/// `k`, every unfolded row is scored: the plan covers the partitions' matches only, so this
+/// keeps the one-pass guarantee for matches that exist only among the written rows.
 fn add_unfolded_hits(
     delta: &Delta,
     metric: squash_core::metric::Metric,
     requests: &[QueryRequest],
+    plans: &[QueryPlan],
     responses: &mut [QueryResponse],
 ) -> Result<()> {
     use rayon::prelude::*;
     let unfolded: Vec<Vec<Hit>> = requests
         .par_iter()
-        .map(|request| {
+        .zip(plans)
+        .zip(responses.par_iter())
+        .map(|((request, plan), response)| {
             let mut vector = request.vector.clone();
             if metric.normalizes() {
                 squash_core::metric::normalize_in_place(&mut vector);
             }
-            delta.search(
-                &vector,
-                request.filter.as_ref(),
-                request.k,
-                request.include_attributes,
-            )
+            let search = |radius: Option<f32>| {
+                delta.search(
+                    &vector,
+                    request.filter.as_ref(),
+                    request.k,
+                    request.include_attributes,
+                    radius,
+                )
+            };
+            let hits = search(plan.probe_radius)?;
+            if plan.probe_radius.is_some() && response.hits.len() + hits.len() < request.k {
+                return search(None);
+            }
+            Ok(hits)
         })
         .collect::<Result<Vec<Vec<Hit>>>>()?;
     for ((response, request), hits) in responses.iter_mut().zip(requests).zip(unfolded) {

@@ -57,8 +57,8 @@
 //!   the read that touches it. The trailer has its own crc32 so a flipped kind code cannot
 //!   pass as another valid kind. Checksums are per block so a ranged reader verifies exactly
 //!   what it fetched.
-//! - Kind codes start at 1 (manifest 1, coordinator 2, segment 3) so an all-zero trailer is
-//!   never valid.
+//! - Kind codes start at 1 (manifest 1, coordinator 2, segment 3, log entry 4, row ids 5) so
+//!   an all-zero trailer is never valid.
 //! - Blocks must be contiguous and in order: the toc then describes the whole object, a
 //!   corrupted offset cannot point into the toc or another block unnoticed, and no slack
 //!   bytes can hide anything.

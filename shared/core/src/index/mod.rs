@@ -10,6 +10,11 @@
 //! <index>/v<version>/coordinator.sqsh            kind Coordinator: centroids, attribute codes
 //! <index>/v<version>/partition-00000.sqsh        kind Segment: one per partition, rows grouped
 //!                                                by fine cluster (`clusters.rs`)
+//! <index>/v<version>/row-ids.sqsh                kind RowIds: every row's id, in coordinator
+//!                                                row order (`crate::writes::RowIds`)
+//! <index>/log/00000000000000000001.sqsh          kind LogEntry: one per committed write
+//!                                                (`crate::writes::log`); the manifest's
+//!                                                `folded_through` says which the version holds
 //! ```
 //!
 //! A segment's blocks, in storage order (`objects.rs`, `PartitionData::encode`):

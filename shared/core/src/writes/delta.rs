@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 use crate::attributes::{AttributeKind, AttributeSchema, AttributeTable};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
+use crate::index::clusters::PROBE_RADIUS_SLACK;
 use crate::metric::{normalize_in_place, Metric};
 use crate::protocol::Hit;
 use crate::writes::log::LogEntry;
@@ -23,6 +24,9 @@ use crate::writes::log::LogEntry;
 pub struct DeltaRow {
     /// External id.
     pub id: u64,
+    /// The fine cluster of the partitions whose centroid is nearest ([`Delta::with_clusters`]);
+    /// 0 when the delta knows no clusters.
+    pub cluster: u32,
     /// The vector (unit length for cosine, as the partitions store it).
     pub vector: Vec<f32>,
     /// Attribute values by column, every column present.
@@ -38,6 +42,8 @@ struct DeltaView {
     schema: AttributeSchema,
     /// The live rows' attributes under `schema`.
     table: AttributeTable,
+    /// Positions in `rows` grouped by fine cluster: (cluster, positions), by cluster.
+    by_cluster: Vec<(u32, Vec<usize>)>,
 }
 
 /// Unfolded writes: the state of the log after the last snapshot the partitions hold.
@@ -52,6 +58,9 @@ pub struct Delta {
     live: HashMap<u64, usize>,
     hidden_base_ids: HashSet<u64>,
     delete_filters: Vec<Value>,
+    /// The partitions' fine-cluster centroids (`num_clusters x dim`), when known: written rows
+    /// are filed under the nearest, so that a query scans those of the clusters it probes.
+    cluster_centroids: Option<std::sync::Arc<Vec<f32>>>,
     view: OnceLock<DeltaView>,
 }
 
@@ -85,8 +94,33 @@ impl Delta {
             live: HashMap::new(),
             hidden_base_ids: HashSet::new(),
             delete_filters: Vec::new(),
+            cluster_centroids: None,
             view: OnceLock::new(),
         }
+    }
+
+    /// Returns the delta filing written rows under the nearest of `centroids` (the fine
+    /// clusters of the partitions, `num_clusters x dim`, in the space the partitions store:
+    /// unit length for cosine), so that [`Delta::search`] with a probe radius scans only the
+    /// written rows of the clusters within it. Set before any entry is applied.
+    pub fn with_clusters(mut self, centroids: std::sync::Arc<Vec<f32>>) -> Delta {
+        self.cluster_centroids = Some(centroids);
+        self
+    }
+
+    /// Returns the nearest cluster of `vector`, 0 without clusters.
+    fn nearest_cluster(&self, vector: &[f32]) -> u32 {
+        let Some(centroids) = &self.cluster_centroids else {
+            return 0;
+        };
+        let mut best = (f32::INFINITY, 0u32);
+        for (cluster, centroid) in centroids.chunks_exact(self.dim).enumerate() {
+            let distance = squash_kernels::l2_squared_f32(vector, centroid);
+            if distance < best.0 {
+                best = (distance, cluster as u32);
+            }
+        }
+        best.1
     }
 
     /// Returns the last log position applied: the token answers reflect.
@@ -173,8 +207,10 @@ impl Delta {
             }
             self.live.insert(id, self.rows.len());
             self.hidden_base_ids.insert(id);
+            let cluster = self.nearest_cluster(&vector);
             self.rows.push(DeltaRow {
                 id,
+                cluster,
                 vector,
                 attributes: batch.attributes[row].clone(),
             });
@@ -225,27 +261,50 @@ impl Delta {
     }
 
     /// Returns the `k` nearest live rows to `query` (normalised for cosine) that match
-    /// `filter_opt`, exactly, best first.
+    /// `filter_opt`, exactly, best first. With `probe_radius` (a query plan's) and clusters
+    /// known, only the rows filed under clusters whose centroid lies within it are scored, as
+    /// workers scan the partitions; `None` scores every written row.
     pub fn search(
         &self,
         query: &[f32],
         filter_opt: Option<&Value>,
         k: usize,
         include_attributes: bool,
+        probe_radius: Option<f32>,
     ) -> Result<Vec<Hit>> {
         if self.live.is_empty() || k == 0 {
             return Ok(Vec::new());
         }
         let view = self.view();
+        let in_scope: Vec<usize> = match (probe_radius, &self.cluster_centroids) {
+            (Some(radius), Some(centroids)) => {
+                let limit = radius * (1.0 + PROBE_RADIUS_SLACK) + f32::EPSILON;
+                let mut positions = Vec::new();
+                for (cluster, members) in &view.by_cluster {
+                    let centroid = &centroids
+                        [*cluster as usize * self.dim..(*cluster as usize + 1) * self.dim];
+                    if squash_kernels::l2_squared_f32(query, centroid).sqrt() <= limit {
+                        positions.extend_from_slice(members);
+                    }
+                }
+                positions.sort_unstable();
+                positions
+            }
+            _ => (0..view.rows.len()).collect(),
+        };
         let passing: Vec<usize> = match filter_opt {
             Some(json) => {
-                let bitmap = Filter::parse(json, &view.schema)?.evaluate(&view.table);
-                bitmap
-                    .iter_ones()
+                let filter = Filter::parse(json, &view.schema)?;
+                in_scope
+                    .into_iter()
+                    .filter(|&position| filter.matches_row(&view.table, position))
                     .map(|position| view.rows[position])
                     .collect()
             }
-            None => view.rows.clone(),
+            None => in_scope
+                .into_iter()
+                .map(|position| view.rows[position])
+                .collect(),
         };
         let mut scored: Vec<(f32, usize)> = passing
             .into_iter()
@@ -292,10 +351,18 @@ impl Delta {
                     });
                 }
             }
+            let mut by_cluster: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
+            for (position, &row) in rows.iter().enumerate() {
+                by_cluster
+                    .entry(self.rows[row].cluster)
+                    .or_default()
+                    .push(position);
+            }
             DeltaView {
                 rows,
                 schema,
                 table,
+                by_cluster: by_cluster.into_iter().collect(),
             }
         })
     }
@@ -437,22 +504,60 @@ mod tests {
             .unwrap();
         let ids = |hits: Vec<Hit>| hits.iter().map(|h| h.id).collect::<Vec<_>>();
         assert_eq!(
-            ids(delta.search(&[2.1, 0.0], None, 2, false).unwrap()),
+            ids(delta.search(&[2.1, 0.0], None, 2, false, None).unwrap()),
             vec![3, 4]
         );
         let noir = json!({"genre": "noir"});
         assert_eq!(
-            ids(delta.search(&[9.0, 0.0], Some(&noir), 5, false).unwrap()),
+            ids(delta
+                .search(&[9.0, 0.0], Some(&noir), 5, false, None)
+                .unwrap()),
             vec![3, 2]
         );
         let late = json!({"genre": {"$gte": "noir"}, "year": {"$gte": 2002}});
-        let hits = delta.search(&[0.0, 0.0], Some(&late), 5, true).unwrap();
+        let hits = delta
+            .search(&[0.0, 0.0], Some(&late), 5, true, None)
+            .unwrap();
         assert_eq!(ids(hits.clone()), vec![3, 4]);
         assert_eq!(
             hits[1].attributes.as_ref().unwrap()["genre"],
             json!("western")
         );
         assert_eq!(hits[0].distance, 4.0);
+    }
+
+    #[test]
+    fn a_probe_radius_scores_only_the_rows_of_the_clusters_within_it() {
+        let centroids = std::sync::Arc::new(vec![0.0, 0.0, 10.0, 0.0]);
+        let mut delta = Delta::new(2, Metric::L2, schema(), 0).with_clusters(centroids);
+        delta
+            .apply(&upsert(
+                1,
+                &[
+                    (1, [0.5, 0.0], 2000, "drama"),
+                    (2, [9.0, 0.0], 2000, "drama"),
+                    (3, [11.0, 0.0], 2000, "drama"),
+                ],
+            ))
+            .unwrap();
+        let ids = |hits: Vec<Hit>| hits.iter().map(|h| h.id).collect::<Vec<_>>();
+        // Rows 2 and 3 are filed under the far cluster, out of a radius of 1 around the origin.
+        assert_eq!(
+            ids(delta
+                .search(&[0.0, 0.0], None, 3, false, Some(1.0))
+                .unwrap()),
+            vec![1]
+        );
+        assert_eq!(
+            ids(delta.search(&[0.0, 0.0], None, 3, false, None).unwrap()),
+            vec![1, 2, 3]
+        );
+        assert_eq!(
+            ids(delta
+                .search(&[9.5, 0.0], None, 3, false, Some(0.5))
+                .unwrap()),
+            vec![2, 3]
+        );
     }
 
     #[test]
