@@ -35,6 +35,9 @@ scripts/local-stack.sh up >/dev/null
     # with the functions' memory watched during each and for 30 s after.
     SQUASH_TEST_STACK=1 cargo test --workspace --test heavy_requests -- --test-threads=1 \
         --nocapture
+    # Writes through the stack: read-your-writes, 8 concurrent writers, two compactions at
+    # once in SeaweedFS, writers and compactions killed with SIGKILL.
+    SQUASH_TEST_STACK=1 cargo test --workspace --test writes -- --test-threads=1 --nocapture
     scripts/test-python-client.sh
     # Near the end: a worker stalls for 20 s on purpose, and the emulator then rejects its late
     # answers; once so far it also answered the next batch query with a bare 500 (its own, not

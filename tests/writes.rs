@@ -12,11 +12,37 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 use squash_cli::input_files;
 use squash_core::input::{write_fvecs, VectorSet};
-use squash_tests::stack_faults::build_sample_subset;
+use squash_tests::stack_faults::{build_sample_subset, index_store};
 use squash_tests::{sample_dir, squash_cli, Stack};
+
+/// What one acknowledged write did: per id, the vector it upserted or `None` for a delete.
+type Changes = Vec<(u64, Option<Vec<f32>>)>;
 
 /// Rows of the built index (sample vectors 0..BUILT, ids equal to the row).
 const BUILT: usize = 4000;
+
+/// Builds the first `rows` sample vectors as index `name`, after removing whatever an earlier
+/// run left under that name (its log included).
+fn fresh_index(stack: &Stack, name: &str, rows: usize) {
+    let store = index_store(stack, name);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            for key in store.list("").await.expect("list") {
+                store.delete(&key).await.expect("delete");
+            }
+        });
+    let version = format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos()
+    );
+    build_sample_subset(stack, name, rows, 0, &version);
+}
 
 fn sample_vectors() -> VectorSet {
     input_files::read_vectors(&sample_dir().join("base.fvecs")).expect("sample vectors")
@@ -79,7 +105,7 @@ fn writes_are_read_with_their_token_and_concurrent_writers_lose_nothing() {
         return;
     };
     let index = "writes-http";
-    build_sample_subset(&stack, index, BUILT, 0, "w1");
+    fresh_index(&stack, index, BUILT);
     let vectors = sample_vectors();
     let dim = vectors.dim;
     // Read-your-writes: each new row is the nearest hit of its own vector at its token.
@@ -127,7 +153,7 @@ fn writes_are_read_with_their_token_and_concurrent_writers_lose_nothing() {
             let vectors = vectors.clone();
             std::thread::spawn(move || {
                 let mut rng = StdRng::seed_from_u64(writer);
-                let mut acknowledged: Vec<(u64, Vec<(u64, Option<Vec<f32>>)>)> = Vec::new();
+                let mut acknowledged: Vec<(u64, Changes)> = Vec::new();
                 for call in 0..5u64 {
                     let rows: BTreeMap<u64, Vec<f32>> = (0..40u64)
                         .map(|i| {
@@ -238,7 +264,7 @@ fn writes_are_read_with_their_token_and_concurrent_writers_lose_nothing() {
     assert_eq!(token, 101);
 }
 
-/// Starts `squash upsert` of `rows` sample vectors (ids from `first_id`) in writes of 25 rows,
+/// Starts `squash upsert` of the vectors in `file` (ids from `first_id`) in writes of 5 rows,
 /// printing each acknowledged token.
 fn start_upsert(stack: &Stack, index: &str, file: &std::path::Path, first_id: u64) -> Child {
     Command::new(squash_cli())
@@ -266,57 +292,82 @@ fn writers_and_compactions_killed_with_sigkill_lose_no_acknowledged_write() {
         return;
     };
     let index = "writes-kill";
-    build_sample_subset(&stack, index, BUILT, 0, "k1");
+    // Large enough that a compaction takes a while to kill part way through.
+    let built = 16_000;
+    fresh_index(&stack, index, built);
     let vectors = sample_vectors();
     let dim = vectors.dim;
     let folder = tempfile::tempdir().expect("temp dir");
     let file = folder.path().join("new.fvecs");
-    let new_rows = 2000;
+    let new_rows = 4000;
     std::fs::write(
         &file,
         write_fvecs(&VectorSet {
             num_vectors: new_rows,
             dim,
-            data: vectors.data[BUILT * dim..(BUILT + new_rows) * dim].to_vec(),
+            data: vectors.data[built * dim..(built + new_rows) * dim].to_vec(),
         }),
     )
     .expect("write fvecs");
     let mut rng = StdRng::seed_from_u64(99);
+    // How long a compaction of this index takes, to kill the next ones part way through.
+    upsert(&stack, index, &[(4_999_999, vectors.row(3).to_vec())]);
+    let started = Instant::now();
+    let output = Command::new(squash_cli())
+        .args(["compact", "--index", &format!("{}/{index}", stack.root)])
+        .output()
+        .expect("compaction runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let compaction_ms = started.elapsed().as_millis() as u64;
     // Acknowledged rows: id -> sample row.
     let mut acknowledged: HashMap<u64, usize> = HashMap::new();
+    acknowledged.insert(4_999_999, 3);
     let mut newest_token = 0;
     for round in 0..3u64 {
         let first_id = 5_000_000 + round * 10_000;
         let mut writer = start_upsert(&stack, index, &file, first_id);
         let stdout = writer.stdout.take().expect("stdout");
-        let kill_after = Duration::from_millis(rng.random_range(300..2500));
-        let started = Instant::now();
         let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 let _ = lines_tx.send(line);
             }
         });
-        while started.elapsed() < kill_after {
-            std::thread::sleep(Duration::from_millis(20));
+        // Kill it mid-load: after its first acknowledged write, at a random point later.
+        let mut lines: Vec<String> = Vec::new();
+        match lines_rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => lines.push(line),
+            Err(error) => panic!("the writer acknowledged nothing within 60 s: {error}"),
         }
+        let kill_after = Duration::from_millis(rng.random_range(0..600));
+        std::thread::sleep(kill_after);
+        let finished = writer.try_wait().ok().flatten().is_some();
+        assert!(
+            !finished,
+            "the writer finished its load before it could be killed"
+        );
         writer.kill().expect("kill -9 the writer");
         let _ = writer.wait();
         let _ = reader.join();
+        lines.extend(lines_rx.try_iter());
         let mut acked_now = 0;
-        for line in lines_rx.try_iter() {
-            // "token 7 rows 1000..1025"
+        for line in lines.iter().filter(|line| line.starts_with("token ")) {
+            // "token 7 rows 1000..1005"
             let parts: Vec<&str> = line.split_whitespace().collect();
             let token: u64 = parts[1].parse().expect("token");
             let (from, to) = parts[3].split_once("..").expect("rows");
             for row in from.parse::<usize>().unwrap()..to.parse::<usize>().unwrap() {
-                acknowledged.insert(first_id + row as u64, BUILT + row);
+                acknowledged.insert(first_id + row as u64, built + row);
             }
             newest_token = newest_token.max(token);
             acked_now += 1;
         }
         eprintln!(
-            "round {round}: writer killed after {kill_after:?}, {acked_now} writes acknowledged"
+            "round {round}: writer killed {kill_after:?} after its first acknowledged write, {acked_now} writes acknowledged"
         );
         // Every acknowledged write is there, and the index serves.
         let ids: Vec<u64> = acknowledged.keys().copied().collect();
@@ -337,7 +388,8 @@ fn writers_and_compactions_killed_with_sigkill_lose_no_acknowledged_write() {
         );
 
         // A compaction killed at a random point leaves the index serving the same rows.
-        let kill_after = Duration::from_millis(rng.random_range(100..3000));
+        let kill_after =
+            Duration::from_millis(rng.random_range(compaction_ms / 10..compaction_ms * 9 / 10));
         let mut compaction = Command::new(squash_cli())
             .args(["compact", "--index", &format!("{}/{index}", stack.root)])
             .stdout(Stdio::null())
