@@ -134,12 +134,14 @@ impl Stack {
 pub fn squash_cli() -> PathBuf {
     // Test binaries live in target/<profile>/deps; the CLI (built by local-stack.sh up) in
     // target/<profile>.
+    // A measurement binary (target/<profile>/stack-*) sits beside it.
     let exe = std::env::current_exe().expect("test binary path");
-    let cli = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir")
-        .join("squash");
+    let folder = exe.parent().expect("binary folder");
+    let cli = if folder.join("squash").exists() {
+        folder.join("squash")
+    } else {
+        folder.parent().expect("target dir").join("squash")
+    };
     assert!(
         cli.exists(),
         "{} is missing: `scripts/local-stack.sh up` builds it",
