@@ -154,10 +154,10 @@ fn writes_are_read_with_their_token_and_concurrent_writers_lose_nothing() {
             std::thread::spawn(move || {
                 let mut rng = StdRng::seed_from_u64(writer);
                 let mut acknowledged: Vec<(u64, Changes)> = Vec::new();
-                for call in 0..5u64 {
-                    let rows: BTreeMap<u64, Vec<f32>> = (0..40u64)
+                for call in 0..10u64 {
+                    let rows: BTreeMap<u64, Vec<f32>> = (0..100u64)
                         .map(|i| {
-                            let id = 2_000_000 + (i * 7 + call * 11 + writer) % 300;
+                            let id = 2_000_000 + (i * 7 + call * 11 + writer * 100) % 1000;
                             (
                                 id,
                                 vectors
@@ -173,7 +173,7 @@ fn writes_are_read_with_their_token_and_concurrent_writers_lose_nothing() {
                         rows.into_iter().map(|(id, v)| (id, Some(v))).collect(),
                     ));
                     let ids: Vec<u64> = (0..10u64)
-                        .map(|i| 2_000_000 + (i * 29 + call * 3 + writer * 5) % 300)
+                        .map(|i| 2_000_000 + (i * 29 + call * 3 + writer * 5) % 1000)
                         .chain([writer * 400 + call])
                         .collect::<std::collections::BTreeSet<u64>>()
                         .into_iter()
@@ -193,7 +193,7 @@ fn writes_are_read_with_their_token_and_concurrent_writers_lose_nothing() {
     let tokens: Vec<u64> = acknowledged.iter().map(|(t, _)| *t).collect();
     assert_eq!(
         tokens,
-        (21..=100).collect::<Vec<u64>>(),
+        (21..=180).collect::<Vec<u64>>(),
         "one log slot per write, no gaps"
     );
     let mut model: HashMap<u64, Vec<f32>> = (0..BUILT as u64)
@@ -210,10 +210,10 @@ fn writes_are_read_with_their_token_and_concurrent_writers_lose_nothing() {
             };
         }
     }
-    let mut ids: Vec<u64> = (2_000_000..2_000_300).collect();
+    let mut ids: Vec<u64> = (2_000_000..2_001_000).collect();
     ids.extend(0..BUILT as u64);
     let check = |stage: &str| {
-        let live = fetch(&stack, index, &ids, 100);
+        let live = fetch(&stack, index, &ids, 180);
         for id in &ids {
             match (live.get(id), model.get(id)) {
                 (Some(got), Some(want)) => assert_same_vector(got, want, *id),
@@ -261,7 +261,7 @@ fn writes_are_read_with_their_token_and_concurrent_writers_lose_nothing() {
     check("after compaction");
     // The log goes on after the compaction.
     let token = upsert(&stack, index, &[(3_000_000, vectors.row(5).to_vec())]);
-    assert_eq!(token, 101);
+    assert_eq!(token, 181);
 }
 
 /// Starts `squash upsert` of the vectors in `file` (ids from `first_id`) in writes of 5 rows,
