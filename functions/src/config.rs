@@ -16,7 +16,7 @@
 //! | `SQUASH_TARGET_INVOCATION_MS` | estimated time one worker invocation is aimed at; a slot's share of a batch that would take longer is split | `SQUASH_TIMEOUT_MS` / 4 |
 //! | `SQUASH_SPLIT_FUNCTIONS` | comma-separated functions the extra parts of a split batch go to, in turn (the local stack's extra names) | each part to its slot's own function |
 //! | `SQUASH_MAX_UNFOLDED_ROWS` | most rows written since the last compaction an index takes before writes are refused (503) until it is compacted | 200000 |
-//! | `SQUASH_LOG_CHECK_MS` | how long answers may come from the write log as last read (0: every request reads its newest entries, so every answer reflects every acknowledged write) | 0 |
+//! | `SQUASH_LOG_CHECK_MS` | how long a coordinator answers from the write log as it last read it (a request's `min_token` and the coordinator's own writes are read at once; 0: every request reads the log's newest entries) | 5000 |
 //! | `SQUASH_CORS_ALLOW_ORIGIN` | the `Access-Control-Allow-Origin` of HTTP answers; `none` sends no CORS headers | `*` |
 //! | `SQUASH_CACHE_BYTES` | worker partition cache budget | half of the function memory |
 //! | `SQUASH_S3_CONNECT_TIMEOUT_MS`, `SQUASH_S3_READ_TIMEOUT_MS` | S3 read timeouts (read by `squash_storage::S3ReadTimeouts` when the store opens) | 1000, 2000 |
@@ -25,8 +25,8 @@ use squash_core::error::{Error, Result};
 use squash_core::search::{RequestLimits, DEFAULT_WORK_MODEL};
 use squash_service::batch_split::DEFAULT_MAX_INVOCATIONS;
 use squash_service::coordinator_service::{
-    DEFAULT_BRANCHING, DEFAULT_MANIFEST_MAX_STALE_MS, DEFAULT_MANIFEST_TTL_MS, DEFAULT_MAX_DEPTH,
-    DEFAULT_MAX_UNFOLDED_ROWS,
+    DEFAULT_BRANCHING, DEFAULT_LOG_CHECK_MS, DEFAULT_MANIFEST_MAX_STALE_MS,
+    DEFAULT_MANIFEST_TTL_MS, DEFAULT_MAX_DEPTH, DEFAULT_MAX_UNFOLDED_ROWS,
 };
 use squash_service::partition_cache::default_capacity_bytes;
 use squash_service::{ServiceConfig, TreeShape};
@@ -191,7 +191,7 @@ impl FunctionConfig {
                     "SQUASH_MAX_UNFOLDED_ROWS",
                     DEFAULT_MAX_UNFOLDED_ROWS as u64,
                 )? as usize,
-                log_check_ms: number(lookup, "SQUASH_LOG_CHECK_MS", 0)?,
+                log_check_ms: number(lookup, "SQUASH_LOG_CHECK_MS", DEFAULT_LOG_CHECK_MS)?,
             },
             cache_bytes: number(lookup, "SQUASH_CACHE_BYTES", default_capacity_bytes())?,
             cors_allow_origin,

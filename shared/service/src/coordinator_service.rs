@@ -56,6 +56,11 @@ pub const STORED_BATCHES_PREFIX: &str = "_batches";
 /// filters take about 40 MB of JSON.
 pub const MAX_BATCH_OBJECT_BYTES: usize = 64 << 20;
 
+/// Default time a coordinator answers from the write log as it last read it (see
+/// [`ServiceConfig::log_check_ms`]): as long as it serves a manifest before reading it again,
+/// so a warm query reads nothing from the store, and a write's token makes its reads exact.
+pub const DEFAULT_LOG_CHECK_MS: u64 = DEFAULT_MANIFEST_TTL_MS;
+
 /// Default most rows written since the last compaction an index takes (see
 /// [`ServiceConfig::max_unfolded_rows`]).
 pub const DEFAULT_MAX_UNFOLDED_ROWS: usize = 200_000;
@@ -87,11 +92,10 @@ pub struct ServiceConfig {
     pub split_functions: Vec<String>,
     /// The work estimates the split is planned with.
     pub work_model: WorkModel,
-    /// How long a coordinator answers from the write log as it last read it, in milliseconds:
-    /// 0 (the default) reads the newest entries for every request (one GET when nothing is
-    /// new), so every answer reflects every acknowledged write; more saves that GET on indexes
-    /// that rarely take writes, at the price of answers up to this stale (a request with
-    /// `min_token` still reads the log until it reaches the token).
+    /// How long a coordinator answers from the write log as it last read it, in milliseconds
+    /// ([`DEFAULT_LOG_CHECK_MS`]). A request with `min_token` past what was read reads the log
+    /// at once, and a coordinator sees its own writes at once; other writers' are seen within
+    /// this. 0 reads the log's newest entries for every request (one GET when nothing is new).
     pub log_check_ms: u64,
     /// Most rows written since the last compaction (upserted, or partition rows deleted or
     /// replaced) an index takes: past it, writes are refused until a compaction folds them in.
@@ -125,7 +129,7 @@ impl Default for ServiceConfig {
             split_functions: Vec::new(),
             work_model: DEFAULT_WORK_MODEL,
             max_unfolded_rows: DEFAULT_MAX_UNFOLDED_ROWS,
-            log_check_ms: 0,
+            log_check_ms: DEFAULT_LOG_CHECK_MS,
         }
     }
 }
@@ -383,13 +387,23 @@ impl CoordinatorService {
             return Ok(opened);
         }
         let read_at = Instant::now();
-        let entries = write_log::read_after(
+        let entries = match write_log::read_after(
             self.root.as_ref(),
             &format!("{name}/"),
             opened.delta.head(),
             list_first,
         )
-        .await?;
+        .await
+        {
+            Ok(entries) => entries,
+            // The store is down: the writes already read are still whole, so keep answering
+            // from them (as the open version is kept), unless the request needs a newer token.
+            Err(error) if error.is_retryable() && !list_first && token_reached => {
+                tracing::warn!(index = name, %error, head = opened.delta.head(), "write log unreadable; answering from the writes already read");
+                return Ok(opened);
+            }
+            Err(error) => return Err(error),
+        };
         reads.num_get_requests += entries.len() as u32 + 1;
         if entries.is_empty() && !list_first {
             if let Ok(mut at) = opened.log_read_at.lock() {
@@ -578,6 +592,14 @@ impl CoordinatorService {
         )
         .await?;
         tracing::info!(request_id, index = name, token, "write committed");
+        // This coordinator's own writes are seen by its next requests at once, whatever
+        // `log_check_ms` allows.
+        if let Some(cached) = self.cached(name) {
+            let mut reads = OpenReads::default();
+            if let Err(error) = self.caught_up(name, cached, Some(token), &mut reads).await {
+                tracing::warn!(index = name, %error, "could not read back a committed write");
+            }
+        }
         Ok(WriteResponse { token, ..response })
     }
 
