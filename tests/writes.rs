@@ -67,14 +67,27 @@ fn delete(stack: &Stack, index: &str, ids: &[u64]) -> u64 {
     answer["token"].as_u64().expect("token")
 }
 
-/// Fetches `ids` at least at `token`: id -> vector of the live ones.
+/// Fetches `ids` at least at `token`: id -> vector of the live ones. A 503 (the store held a
+/// read back) is retried for up to three minutes, and so is a call that got no answer within
+/// 30 s (see [`post_with_deadline`]).
 fn fetch(stack: &Stack, index: &str, ids: &[u64], token: u64) -> HashMap<u64, Vec<f32>> {
     let mut live = HashMap::new();
     for chunk in ids.chunks(1000) {
-        let (status, answer) = stack.post(
-            &format!("/v1/indexes/{index}/fetch"),
-            &json!({ "ids": chunk, "min_token": token }),
-        );
+        let started = Instant::now();
+        let body = json!({ "ids": chunk, "min_token": token });
+        let (status, answer) = loop {
+            let answered = post_with_deadline(stack, &format!("/v1/indexes/{index}/fetch"), &body);
+            match answered {
+                Some((status, answer)) if status != 503 => break (status, answer),
+                _ if started.elapsed() > Duration::from_secs(180) => {
+                    panic!("fetch: no answer but 503s or silence for 3 minutes")
+                }
+                other => {
+                    eprintln!("fetch: {other:?}; again in 2 s");
+                    std::thread::sleep(Duration::from_secs(2));
+                }
+            }
+        };
         assert_eq!(status, 200, "fetch: {answer}");
         for row in answer["rows"].as_array().expect("rows") {
             let vector: Vec<f32> = serde_json::from_value(row["vector"].clone()).expect("vector");
@@ -82,6 +95,48 @@ fn fetch(stack: &Stack, index: &str, ids: &[u64], token: u64) -> HashMap<u64, Ve
         }
     }
     live
+}
+
+/// Posts `body` with `curl --max-time 30`: `None` when no answer came in that time. Right after
+/// a writer process is killed, `cargo lambda watch` has now and then left a call unanswered
+/// (no byte in 120 s) while the coordinator answered other calls at once; the call is then
+/// made again and the silence reported.
+fn post_with_deadline(
+    stack: &Stack,
+    path: &str,
+    body: &serde_json::Value,
+) -> Option<(u16, serde_json::Value)> {
+    let output = Command::new("curl")
+        .args([
+            "-s",
+            "-S",
+            "--max-time",
+            "30",
+            "-X",
+            "POST",
+            "-w",
+            "\n%{http_code}",
+        ])
+        .args([
+            "-H",
+            "content-type: application/json",
+            "--data-binary",
+            &body.to_string(),
+        ])
+        .arg(format!("{}{path}", stack.api))
+        .output()
+        .expect("curl runs");
+    if !output.status.success() {
+        eprintln!(
+            "POST {path}: no answer within 30 s ({})",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        return None;
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let (answer, status) = text.rsplit_once('\n').expect("status line");
+    let status: u16 = status.trim().parse().expect("status code");
+    Some((status, serde_json::from_str(answer).expect("JSON answer")))
 }
 
 fn normalized(vector: &[f32]) -> Vec<f32> {

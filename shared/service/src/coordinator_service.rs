@@ -523,7 +523,11 @@ impl CoordinatorService {
         request_id: &str,
     ) -> Result<WriteResponse> {
         let mut reads = OpenReads::default();
-        let opened = self.open_current(name, None, &mut reads).await?;
+        // A write reads the manifest afresh: the log position it builds on must not predate a
+        // compaction or a rebuild.
+        let opened = self
+            .open_current_refreshed(name, None, true, &mut reads)
+            .await?;
         let manifest = &opened.manifest;
         let batch = WriteBatch::upsert(request, manifest.dim, manifest.metric, &manifest.schema)?;
         self.commit(name, &opened, batch, request_id).await
@@ -537,7 +541,9 @@ impl CoordinatorService {
         request_id: &str,
     ) -> Result<WriteResponse> {
         let mut reads = OpenReads::default();
-        let opened = self.open_current(name, None, &mut reads).await?;
+        let opened = self
+            .open_current_refreshed(name, None, true, &mut reads)
+            .await?;
         let batch = WriteBatch::delete(request, &opened.manifest.schema)?;
         self.commit(name, &opened, batch, request_id).await
     }
@@ -589,6 +595,7 @@ impl CoordinatorService {
             opened.manifest.dim,
             &unique_id,
             opened.delta.head(),
+            opened.delta.folded_through(),
         )
         .await?;
         tracing::info!(request_id, index = name, token, "write committed");

@@ -30,8 +30,7 @@ fn slot_key(prefix: &str, seq: u64) -> String {
 /// Returns the positions of the log entries of the index at `prefix` after `after`, sorted, from a listing.
 pub async fn list_after(store: &dyn BlobStore, prefix: &str, after: u64) -> Result<Vec<u64>> {
     let log_prefix = format!("{prefix}{LOG_PREFIX}");
-    let mut positions: Vec<u64> = store
-        .list(&log_prefix)
+    let mut positions: Vec<u64> = within_timeout(&log_prefix, store.list(&log_prefix))
         .await?
         .iter()
         .filter_map(|key| key.strip_prefix(prefix))
@@ -42,10 +41,32 @@ pub async fn list_after(store: &dyn BlobStore, prefix: &str, after: u64) -> Resu
     Ok(positions)
 }
 
+/// Longest wait for one read of the log (a slot, or the listing): a store that holds a read
+/// back (SeaweedFS does, for a key whose writer died mid-PUT) fails the request with a
+/// retryable timeout instead of holding it until the function's own timeout.
+const LOG_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs one read of the log within [`LOG_READ_TIMEOUT`].
+async fn within_timeout<T>(
+    what: &str,
+    read: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::time::timeout(LOG_READ_TIMEOUT, read)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::Timeout {
+                message: format!(
+                    "reading {what} took longer than {} s",
+                    LOG_READ_TIMEOUT.as_secs()
+                ),
+            })
+        })
+}
+
 /// Reads log slot `seq` of the index at `prefix`; `None` when it is free.
 pub async fn read_slot(store: &dyn BlobStore, prefix: &str, seq: u64) -> Result<Option<LogEntry>> {
     let key = slot_key(prefix, seq);
-    match store.get(&key).await {
+    match within_timeout(&key, store.get(&key)).await {
         Ok(bytes) => Ok(Some(LogEntry::decode(&key, bytes, seq)?)),
         Err(Error::NotFound { .. }) => Ok(None),
         Err(other) => Err(other),
@@ -99,9 +120,14 @@ pub async fn read_after(
     Ok(entries)
 }
 
-/// Commits `batch` (rows of dimension `dim`) to the log of the index at `prefix` at the next free slot after
-/// `head_hint` (the newest position the caller knows of, or less), and returns its position:
-/// the write's token. `request_id` must be unique to this write.
+/// Commits `batch` (rows of dimension `dim`) to the log of the index at `prefix` at the next
+/// free slot after `head_hint` (the newest position the caller knows of), and returns its
+/// position: the write's token. `folded_through` is what the served version holds (from a
+/// manifest read for this write). `request_id` must be unique to this write.
+///
+/// A slot is claimed only after its predecessor is seen: when the hint's slot is not in the
+/// store (the index was deleted and built again, or entries before a compaction were removed),
+/// the head is found again by listing, so no position is ever written twice or skipped.
 pub async fn append(
     store: &dyn BlobStore,
     prefix: &str,
@@ -109,13 +135,19 @@ pub async fn append(
     dim: usize,
     request_id: &str,
     head_hint: u64,
+    folded_through: u64,
 ) -> Result<u64> {
+    let mut head = head_hint.max(folded_through);
+    if head > folded_through && read_slot(store, prefix, head).await?.is_none() {
+        let listed = list_after(store, prefix, folded_through).await?;
+        head = listed.last().copied().unwrap_or(0).max(folded_through);
+    }
     let created_unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
     let mut entry = LogEntry {
-        seq: head_hint + 1,
+        seq: head + 1,
         request_id: request_id.to_string(),
         created_unix_ms,
         dim,
@@ -187,9 +219,10 @@ mod tests {
                 for i in 0..25u64 {
                     let id = writer * 1000 + i;
                     // Stale hints on purpose: every writer starts from 0.
-                    let token = append(store.as_ref(), "ix/", batch(id), 2, &format!("w{id}"), 0)
-                        .await
-                        .unwrap();
+                    let token =
+                        append(store.as_ref(), "ix/", batch(id), 2, &format!("w{id}"), 0, 0)
+                            .await
+                            .unwrap();
                     tokens.push((token, id));
                 }
                 tokens
@@ -218,14 +251,14 @@ mod tests {
     #[tokio::test]
     async fn a_retried_write_finds_its_own_slot() {
         let store = MemoryStore::new();
-        let first = append(&store, "ix/", batch(1), 2, "same-request", 0)
+        let first = append(&store, "ix/", batch(1), 2, "same-request", 0, 0)
             .await
             .unwrap();
-        let again = append(&store, "ix/", batch(1), 2, "same-request", 0)
+        let again = append(&store, "ix/", batch(1), 2, "same-request", 0, 0)
             .await
             .unwrap();
         assert_eq!((first, again), (1, 1));
-        let other = append(&store, "ix/", batch(2), 2, "other", 0)
+        let other = append(&store, "ix/", batch(2), 2, "other", 0, 0)
             .await
             .unwrap();
         assert_eq!(other, 2);
@@ -233,5 +266,15 @@ mod tests {
         let after_one = read_after(&store, "ix/", 1, false).await.unwrap();
         assert_eq!(after_one.len(), 1);
         assert_eq!(after_one[0].request_id, "other");
+        // A hint past the log (its index deleted and built again): the head is listed.
+        let after_wipe = append(&store, "ix/", batch(3), 2, "third", 40, 0)
+            .await
+            .unwrap();
+        assert_eq!(after_wipe, 3);
+        // A hint from before a compaction that removed the entries it knew: no reuse.
+        let after_compaction = append(&store, "ix/", batch(4), 2, "fourth", 1, 9)
+            .await
+            .unwrap();
+        assert_eq!(after_compaction, 10);
     }
 }
