@@ -52,6 +52,7 @@ async fn the_rust_client_answers_like_the_embedded_path_and_maps_errors() {
             require_complete: true,
             branching: None,
             min_token: None,
+            as_of: None,
             output: Default::default(),
             target_invocation_ms: None,
             queries_from: None,

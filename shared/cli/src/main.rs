@@ -536,6 +536,7 @@ async fn run_query(args: QueryArgs) -> Result<()> {
         require_complete: true,
         branching: None,
         min_token: None,
+        as_of: None,
     };
     let started = Instant::now();
     let response = index.query(request).await?;

@@ -532,6 +532,7 @@ pub fn requests_from_workloads(
                 require_complete: false,
                 branching: None,
                 min_token: None,
+                as_of: None,
             });
         }
     }

@@ -267,6 +267,7 @@ impl LoadedWorkload {
                 require_complete: true,
                 branching: None,
                 min_token: None,
+                as_of: None,
                 vector: vector.clone(),
                 k: self.k,
                 filter: filter.clone(),

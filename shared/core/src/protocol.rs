@@ -173,6 +173,11 @@ pub struct QueryRequest {
     /// log has not reached is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_token: Option<u64>,
+    /// Answer as of this write's token: writes after it are left out (time travel). Any token
+    /// from the position the served version holds (its last compaction or build) to the
+    /// newest write; an earlier one is refused, naming the earliest that can be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<u64>,
 }
 
 impl QueryRequest {
@@ -187,6 +192,7 @@ impl QueryRequest {
             require_complete: false,
             branching: None,
             min_token: None,
+            as_of: None,
         }
     }
 
@@ -641,6 +647,10 @@ pub struct BatchRequest {
     /// Read at least this write's token (as [`QueryRequest::min_token`], for every query).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_token: Option<u64>,
+    /// Answer every query as of this write's token (as [`QueryRequest::as_of`]; set it on the
+    /// batch, not on its queries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<u64>,
 }
 
 impl BatchRequest {
@@ -655,6 +665,7 @@ impl BatchRequest {
             target_invocation_ms: None,
             max_invocations: None,
             min_token: None,
+            as_of: None,
         }
     }
 }

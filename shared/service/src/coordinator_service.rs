@@ -452,6 +452,62 @@ impl CoordinatorService {
         Ok(updated)
     }
 
+    /// Returns the state of index `name` as of write `token`: the version `opened` serves plus
+    /// the log entries after its snapshot through `token` (time travel). Not cached: it is
+    /// read again for each request that asks for it.
+    async fn state_as_of(
+        &self,
+        name: &str,
+        opened: &Arc<OpenIndex>,
+        token: u64,
+        reads: &mut OpenReads,
+    ) -> Result<Arc<OpenIndex>> {
+        let folded = opened.delta.folded_through();
+        if token == opened.delta.head() {
+            return Ok(Arc::clone(opened));
+        }
+        if token < folded {
+            return Err(Error::invalid(
+                "as_of",
+                format!(
+                    "{token} is before what index '{name}' can answer as of: its version {} holds the writes through {folded} (compacted), so answers go back to token {folded}",
+                    opened.manifest.index_version
+                ),
+            ));
+        }
+        let entries =
+            write_log::read_after(self.root.as_ref(), &format!("{name}/"), folded, true).await?;
+        reads.num_get_requests += entries.len() as u32 + 1;
+        let mut delta = Delta::new(
+            opened.manifest.dim,
+            opened.manifest.metric,
+            opened.manifest.schema.clone(),
+            folded,
+        )
+        .with_clusters(Arc::new(opened.coordinator.clusters.centroids.clone()));
+        for entry in entries.iter().take_while(|entry| entry.seq <= token) {
+            delta.apply(entry)?;
+        }
+        let hidden = delta.hidden_base_ids();
+        let (row_ids, dead) = if hidden.is_empty() {
+            (opened.row_ids.clone(), Arc::new(DeadRows::default()))
+        } else {
+            let row_ids = self.row_ids(name, opened, reads).await?;
+            let dead = Arc::new(row_ids.dead_rows(&opened.coordinator, &hidden));
+            (Some(row_ids), dead)
+        };
+        Ok(Arc::new(OpenIndex {
+            manifest: opened.manifest.clone(),
+            coordinator: Arc::clone(&opened.coordinator),
+            checked_at: opened.checked_at,
+            delta: Arc::new(delta),
+            log_listed: true,
+            log_read_at: Mutex::new(Instant::now()),
+            row_ids,
+            dead,
+        }))
+    }
+
     /// Returns the row ids of the open version, reading them on first use.
     async fn row_ids(
         &self,
@@ -753,6 +809,7 @@ impl CoordinatorService {
                     target_invocation_ms: None,
                     max_invocations: None,
                     min_token: request.min_token,
+                    as_of: request.as_of,
                 },
                 request_id,
                 deadline,
@@ -791,6 +848,13 @@ impl CoordinatorService {
                 ),
             ));
         }
+        // As of one token per batch: each query's own would need its own state of the index.
+        if let Some(position) = batch.queries.iter().position(|q| q.as_of.is_some()) {
+            return Err(Error::invalid(
+                format!("queries[{position}].as_of"),
+                "set as_of on the batch, not on its queries",
+            ));
+        }
         // The tree is one per batch: a query's own `branching` would be silently ignored.
         if let Some(position) = batch.queries.iter().position(|q| q.branching.is_some()) {
             return Err(Error::invalid(
@@ -825,6 +889,7 @@ impl CoordinatorService {
                         .filter_map(|query| query.min_token)
                         .chain(batch.min_token)
                         .max(),
+                    as_of: batch.as_of,
                 },
                 request_id,
                 deadline,
@@ -985,6 +1050,7 @@ impl CoordinatorService {
             target_invocation_ms,
             max_invocations,
             min_token,
+            as_of,
         } = options;
         let split = SplitSettings {
             target_ms: target_invocation_ms.unwrap_or_else(|| self.config.target_invocation_ms())
@@ -1001,9 +1067,26 @@ impl CoordinatorService {
         let mut reads = OpenReads::default();
         let mut refresh = false;
         loop {
+            // Answering as of a token needs the log up to it, like `min_token`.
+            let needed = min_token.max(as_of);
             let opened = self
-                .open_current_refreshed(name, min_token, refresh, &mut reads)
-                .await?;
+                .open_current_refreshed(name, needed, refresh, &mut reads)
+                .await
+                .map_err(|error| match error {
+                    Error::InvalidInput { field, reason }
+                        if field == "min_token" && as_of == needed && min_token < needed =>
+                    {
+                        Error::InvalidInput {
+                            field: "as_of".to_string(),
+                            reason,
+                        }
+                    }
+                    other => other,
+                })?;
+            let opened = match as_of {
+                Some(token) => self.state_as_of(name, &opened, token, &mut reads).await?,
+                None => opened,
+            };
             let delta = &opened.delta;
             // Delete filters of unfolded writes hide partition rows: the partitions' share of
             // each query carries them (after the query's own filter is checked as sent, so its
@@ -1161,6 +1244,8 @@ struct RunOptions {
     max_invocations: Option<usize>,
     /// The newest write token the answer must reflect, if the request names one.
     min_token: Option<u64>,
+    /// The write token to answer as of, if the request names one.
+    as_of: Option<u64>,
 }
 
 /// Parses each request's filter against `schema`; the first bad one fails with its field

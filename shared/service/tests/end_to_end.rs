@@ -447,6 +447,7 @@ async fn glove_sample_recall_per_workload() {
                     require_complete: false,
                     branching: None,
                     min_token: None,
+                    as_of: None,
                     vector: queries.data[query_id * queries.dim..][..queries.dim].to_vec(),
                     k,
                     filter: (!filter.is_null()).then_some(filter),

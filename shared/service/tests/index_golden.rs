@@ -98,6 +98,7 @@ async fn version_1_index_still_opens_and_answers() {
         require_complete: false,
         branching: None,
         min_token: None,
+        as_of: None,
         options: SearchOptions {
             exact: true,
             ..SearchOptions::default()

@@ -41,7 +41,7 @@ impl ModelRow {
 }
 
 /// The index's state as the writes say it should be.
-type Model = HashMap<u64, ModelRow>;
+type Model = BTreeMap<u64, ModelRow>;
 
 fn model_of(input: &BuildInput) -> Model {
     (0..input.ids.len())
@@ -684,4 +684,78 @@ async fn deleted_matches_do_not_count_toward_k() {
     let mut want = truth.clone();
     want.sort_unstable();
     assert_eq!(got, want, "every live match, in one pass");
+}
+
+/// Time travel: a query as of a token leaves out the writes after it, back to the position
+/// the served version holds; an earlier token, or one past the log, is a 400 naming `as_of`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_answer_as_of_a_token() {
+    let input = synthetic(2000, 8, 13);
+    let store: Arc<dyn BlobStore> = Arc::new(MemoryStore::new());
+    write_index(
+        Arc::clone(&store),
+        input.clone(),
+        params(Metric::L2, 2, "1"),
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap();
+    let index = EmbeddedIndex::open_store(Arc::clone(&store), EmbeddedConfig::default())
+        .await
+        .unwrap();
+    let attributes = json!({"year": 2001, "price": 3.5, "color": "red"})
+        .as_object()
+        .unwrap()
+        .clone();
+    let row = |value: f32| UpsertRow {
+        id: 5,
+        vector: vec![value; 8],
+        attributes: attributes.clone(),
+    };
+    let written = index
+        .upsert(UpsertRequest {
+            rows: vec![row(100.0)],
+        })
+        .await
+        .unwrap()
+        .token;
+    let deleted = index
+        .delete(DeleteRequest {
+            ids: vec![5],
+            filter: None,
+        })
+        .await
+        .unwrap()
+        .token;
+    let rewritten = index
+        .upsert(UpsertRequest {
+            rows: vec![row(200.0)],
+        })
+        .await
+        .unwrap()
+        .token;
+    // The nearest row to (200, ..., 200), k = 1: (id, distance), or the error's field.
+    let nearest = |as_of: Option<u64>| {
+        let index = &index;
+        async move {
+            let request = QueryRequest {
+                as_of,
+                ..QueryRequest::new(vec![200.0; 8], 1)
+            };
+            match index.query(request).await {
+                Ok(response) => Ok((response.hits[0].id, response.hits[0].distance)),
+                Err(Error::InvalidInput { field, .. }) => Err(field),
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+    };
+    // Row 5 as rewritten (distance 0), as first written (8 x 100^2 away), absent while deleted.
+    assert_eq!(nearest(Some(written)).await, Ok((5, 80_000.0)));
+    assert_ne!(nearest(Some(deleted)).await.unwrap().0, 5);
+    assert_eq!(nearest(Some(rewritten)).await, Ok((5, 0.0)));
+    assert_eq!(nearest(None).await, Ok((5, 0.0)));
+    assert_eq!(nearest(Some(rewritten + 1)).await, Err("as_of".to_string()));
+    index.compact(Arc::new(NoProgress)).await.unwrap();
+    assert_eq!(nearest(Some(written)).await, Err("as_of".to_string()));
+    assert_eq!(nearest(Some(rewritten)).await, Ok((5, 0.0)));
 }
