@@ -416,24 +416,10 @@ impl CoordinatorService {
             reads.bytes_fetched += (entry.batch.vectors.len() * 4) as u64;
             delta.apply(entry)?;
         }
-        let hidden = delta.hidden_base_ids();
-        let (row_ids, dead) = if hidden.is_empty() {
-            (opened.row_ids.clone(), Arc::new(DeadRows::default()))
-        } else {
-            let row_ids = self.row_ids(name, &opened, reads).await?;
-            let dead = Arc::new(row_ids.dead_rows(&opened.coordinator, &hidden));
-            (Some(row_ids), dead)
-        };
-        let updated = Arc::new(OpenIndex {
-            manifest: opened.manifest.clone(),
-            coordinator: Arc::clone(&opened.coordinator),
-            checked_at: opened.checked_at,
-            delta: Arc::new(delta),
-            log_listed: true,
-            log_read_at: Mutex::new(read_at),
-            row_ids,
-            dead,
-        });
+        let updated = Arc::new(
+            self.with_delta(name, &opened, delta, read_at, reads)
+                .await?,
+        );
         if let Ok(mut indexes) = self.indexes.lock() {
             // Concurrent requests may catch up at once: keep the newest state of the version.
             let newer = match indexes.get(name) {
@@ -488,6 +474,22 @@ impl CoordinatorService {
         for entry in entries.iter().take_while(|entry| entry.seq <= token) {
             delta.apply(entry)?;
         }
+        Ok(Arc::new(
+            self.with_delta(name, opened, delta, Instant::now(), reads)
+                .await?,
+        ))
+    }
+
+    /// Returns the version `opened` serves with `delta` (read from the log at `read_at`) over
+    /// it, and the partition rows the delta hides placed in their partitions and clusters.
+    async fn with_delta(
+        &self,
+        name: &str,
+        opened: &OpenIndex,
+        delta: Delta,
+        read_at: Instant,
+        reads: &mut OpenReads,
+    ) -> Result<OpenIndex> {
         let hidden = delta.hidden_base_ids();
         let (row_ids, dead) = if hidden.is_empty() {
             (opened.row_ids.clone(), Arc::new(DeadRows::default()))
@@ -496,16 +498,16 @@ impl CoordinatorService {
             let dead = Arc::new(row_ids.dead_rows(&opened.coordinator, &hidden));
             (Some(row_ids), dead)
         };
-        Ok(Arc::new(OpenIndex {
+        Ok(OpenIndex {
             manifest: opened.manifest.clone(),
             coordinator: Arc::clone(&opened.coordinator),
             checked_at: opened.checked_at,
             delta: Arc::new(delta),
             log_listed: true,
-            log_read_at: Mutex::new(Instant::now()),
+            log_read_at: Mutex::new(read_at),
             row_ids,
             dead,
-        }))
+        })
     }
 
     /// Returns the row ids of the open version, reading them on first use.
