@@ -140,12 +140,13 @@ fn live_input(
     };
     let (mut kept, mut removed) = (0u64, 0u64);
     for partition in partitions {
+        let deleted_by_filter = delta.deleted_base_rows(&partition.attributes)?;
         for row in 0..partition.num_vectors() {
             let id = partition.ids[row];
             let hidden = !matches!(
                 delta.lookup(id),
                 squash_core::writes::DeltaLookup::Untouched
-            ) || delta.deletes_base_row(&partition.attributes, row)?;
+            ) || deleted_by_filter[row];
             if hidden {
                 removed += 1;
                 continue;

@@ -722,13 +722,14 @@ impl CoordinatorService {
             let data = tokio::task::spawn_blocking(move || PartitionData::decode(&key, bytes))
                 .await
                 .map_err(|e| Error::internal(format!("decode task failed: {e}")))??;
+            let deleted_by_filter = opened.delta.deleted_base_rows(&data.attributes)?;
             for (row, id) in rows {
                 if data.ids.get(row) != Some(&id) {
                     return Err(Error::internal(format!(
                         "index '{name}': the row-ids object places id {id} at row {row} of partition {partition}, which holds another id"
                     )));
                 }
-                if opened.delta.deletes_base_row(&data.attributes, row)? {
+                if deleted_by_filter[row] {
                     continue;
                 }
                 found.insert(

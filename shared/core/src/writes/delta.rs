@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 
-use crate::attributes::{AttributeKind, AttributeSchema, AttributeTable};
+use crate::attributes::{AttributeKind, AttributeSchema, AttributeTable, Bitmap};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::index::clusters::PROBE_RADIUS_SLACK;
@@ -72,7 +72,7 @@ pub enum DeltaLookup<'a> {
     /// The id was deleted (or replaced, then deleted) by an unfolded write.
     Deleted,
     /// No unfolded write names the id: the partitions have the answer (a delete filter may
-    /// still hide it, [`Delta::deletes_base_row`]).
+    /// still hide it, [`Delta::deleted_base_rows`]).
     Untouched,
 }
 
@@ -234,15 +234,14 @@ impl Delta {
         self.view().rows.iter().map(|&row| &self.rows[row])
     }
 
-    /// Returns whether a delete filter removes row `row` of a partition's `table` (under the
-    /// index `schema`).
-    pub fn deletes_base_row(&self, table: &AttributeTable, row: usize) -> Result<bool> {
+    /// Returns which rows of a partition's `table` (under the index schema) a delete filter
+    /// removes: each filter is parsed once and evaluated over the whole table.
+    pub fn deleted_base_rows(&self, table: &AttributeTable) -> Result<Bitmap> {
+        let mut deleted = Bitmap::repeat(false, table.num_rows);
         for filter_json in &self.delete_filters {
-            if Filter::parse(filter_json, &self.base_schema)?.matches_row(table, row) {
-                return Ok(true);
-            }
+            deleted |= Filter::parse(filter_json, &self.base_schema)?.evaluate(table);
         }
-        Ok(false)
+        Ok(deleted)
     }
 
     /// Returns the filter the partitions must apply for a query filtered by `filter_opt`: the
@@ -583,7 +582,8 @@ mod tests {
         table.num_rows = 2;
         table.columns[0] = vec![1999.0, 2000.0];
         table.columns[1] = vec![0.0, 0.0];
-        assert!(delta.deletes_base_row(&table, 0).unwrap());
-        assert!(!delta.deletes_base_row(&table, 1).unwrap());
+        let deleted = delta.deleted_base_rows(&table).unwrap();
+        assert!(deleted[0]);
+        assert!(!deleted[1]);
     }
 }
