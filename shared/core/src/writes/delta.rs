@@ -286,7 +286,7 @@ impl Delta {
                         positions.extend_from_slice(members);
                     }
                 }
-                positions.sort_unstable();
+                // No order needed: the ranking below breaks ties by id.
                 positions
             }
             _ => (0..view.rows.len()).collect(),
