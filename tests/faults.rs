@@ -405,7 +405,10 @@ fn start_build(stack: &Stack, name: &str) -> Child {
         .arg(sample.join("base.fvecs"))
         .arg("--attributes")
         .arg(sample.join("base_attrs.csv"))
-        .args(["--metric", "cosine", "--partitions", "8", "--out"])
+        .args(["--metric", "cosine", "--partitions", "8"])
+        // Versions past the one a build replaces are not kept, so what remains is what the
+        // clean-up must leave (the retention itself is tested in-process).
+        .args(["--retain-versions-s", "0", "--out"])
         .arg(format!("{}/{name}", stack.root))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -126,6 +126,10 @@ struct BuildArgs {
     /// Seed for every random choice (same inputs + seed = same index contents).
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// How long a version stays readable (time travel, readers in flight) after a build or
+    /// compaction replaced it, in seconds. Default: the index's current setting, else a day.
+    #[arg(long)]
+    retain_versions_s: Option<u64>,
 }
 
 #[derive(Args, Clone)]
@@ -441,6 +445,7 @@ async fn run_build(args: BuildArgs) -> Result<()> {
     params.cluster_rows = args.cluster_rows;
     params.seed = args.seed;
     params.created_unix_s = now.as_secs();
+    params.retain_versions_s = args.retain_versions_s;
     let (num_vectors, dim) = (input.ids.len(), input.dim);
     let raw_bytes = (num_vectors * dim * 4) as f64;
     let progress = Arc::new(BarProgress {

@@ -99,6 +99,7 @@ pub async fn compact_index(
     params.seed = manifest.seed;
     params.created_unix_s = now.as_secs();
     params.folded_through = delta.head();
+    params.retain_versions_s = manifest.retain_versions_s;
     // Keep the partition count the index was built with while the rows still fill it.
     let partitions_before = manifest.partitions.len();
     if input.ids.len() >= partitions_before * 64 {

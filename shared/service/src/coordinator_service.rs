@@ -21,7 +21,9 @@ use crate::write_log;
 use squash_core::attributes::{AttributeKind, AttributeSchema};
 use squash_core::error::{Error, Result};
 use squash_core::index::validate_index_name;
-use squash_core::index::{CoordinatorData, Manifest, PartitionData, MANIFEST_KEY};
+use squash_core::index::{
+    version_manifest_key, CoordinatorData, Manifest, PartitionData, MANIFEST_KEY,
+};
 use squash_core::protocol::{
     AnswerOutput, BatchRequest, BatchResponse, ColumnSummary, ExecutionStats, FailedPartition,
     FailureKind, Hit, IndexSummary, InvocationStats, QueryHits, QueryRequest, QueryResponse,
@@ -60,6 +62,10 @@ pub const MAX_BATCH_OBJECT_BYTES: usize = 64 << 20;
 /// [`ServiceConfig::log_check_ms`]): as long as it serves a manifest before reading it again,
 /// so a warm query reads nothing from the store, and a write's token makes its reads exact.
 pub const DEFAULT_LOG_CHECK_MS: u64 = DEFAULT_MANIFEST_TTL_MS;
+
+/// Older versions a coordinator keeps open for time travel (their coordinator objects are the
+/// size of a served one's).
+const MAX_HISTORICAL_VERSIONS: usize = 2;
 
 /// Default most rows written since the last compaction an index takes (see
 /// [`ServiceConfig::max_unfolded_rows`]).
@@ -183,6 +189,30 @@ struct OpenIndex {
     dead: Arc<DeadRows>,
 }
 
+impl OpenIndex {
+    /// Returns version `manifest` with no write read yet.
+    fn fresh(manifest: Manifest, coordinator: Arc<CoordinatorData>) -> OpenIndex {
+        OpenIndex {
+            delta: Arc::new(
+                Delta::new(
+                    manifest.dim,
+                    manifest.metric,
+                    manifest.schema.clone(),
+                    manifest.folded_through,
+                )
+                .with_clusters(Arc::new(coordinator.clusters.centroids.clone())),
+            ),
+            manifest,
+            coordinator,
+            checked_at: Instant::now(),
+            log_listed: false,
+            log_read_at: Mutex::new(Instant::now()),
+            row_ids: None,
+            dead: Arc::new(DeadRows::default()),
+        }
+    }
+}
+
 /// Store reads made while opening an index, for the execution statistics.
 #[derive(Debug, Default)]
 struct OpenReads {
@@ -200,6 +230,8 @@ pub struct CoordinatorService {
     invoker: Arc<dyn WorkerInvoker>,
     config: ServiceConfig,
     indexes: Mutex<HashMap<String, Arc<OpenIndex>>>,
+    /// Retained older versions opened for time travel, newest use first.
+    history: Mutex<Vec<(String, Arc<OpenIndex>)>>,
     num_served: AtomicU64,
 }
 
@@ -216,6 +248,7 @@ impl CoordinatorService {
             invoker,
             config,
             indexes: Mutex::new(HashMap::new()),
+            history: Mutex::new(Vec::new()),
             num_served: AtomicU64::new(0),
         }
     }
@@ -299,28 +332,7 @@ impl CoordinatorService {
             Some(cached) if cached.manifest.index_version == manifest.index_version => {
                 Arc::clone(&cached.coordinator)
             }
-            _ => {
-                let key = format!("{name}/{}", manifest.coordinator_key);
-                reads.num_get_requests += 1;
-                let bytes = self.root.get(&key).await.map_err(|error| match error {
-                    // The manifest names this object: its absence is a damaged index (a
-                    // server fault), not an unknown one (which a 404 would tell the client).
-                    Error::NotFound { .. } => Error::internal(format!(
-                        "index '{name}' version {} is damaged: its coordinator object '{key}' is missing from the store",
-                        manifest.index_version
-                    )),
-                    other => other,
-                })?;
-                reads.bytes_fetched += bytes.len() as u64;
-                let decode_key = key.clone();
-                let coordinator = tokio::task::spawn_blocking(move || {
-                    CoordinatorData::decode(&decode_key, bytes)
-                })
-                .await
-                .map_err(|e| Error::internal(format!("decode task failed: {e}")))??;
-                coordinator.check_matches(&manifest, &key)?;
-                Arc::new(coordinator)
-            }
+            _ => self.read_coordinator(name, &manifest, reads).await?,
         };
         let opened = match &cached_opt {
             Some(cached) if cached.manifest.index_version == manifest.index_version => {
@@ -341,29 +353,119 @@ impl CoordinatorService {
                     dead: Arc::clone(&cached.dead),
                 })
             }
-            _ => Arc::new(OpenIndex {
-                delta: Arc::new(
-                    Delta::new(
-                        manifest.dim,
-                        manifest.metric,
-                        manifest.schema.clone(),
-                        manifest.folded_through,
-                    )
-                    .with_clusters(Arc::new(coordinator.clusters.centroids.clone())),
-                ),
-                manifest,
-                coordinator,
-                checked_at: Instant::now(),
-                log_listed: false,
-                log_read_at: Mutex::new(Instant::now()),
-                row_ids: None,
-                dead: Arc::new(DeadRows::default()),
-            }),
+            _ => Arc::new(OpenIndex::fresh(manifest, coordinator)),
         };
         if let Ok(mut indexes) = self.indexes.lock() {
             indexes.insert(name.to_string(), Arc::clone(&opened));
         }
         Ok(opened)
+    }
+
+    /// Reads and decodes the coordinator object of version `manifest` of index `name`.
+    async fn read_coordinator(
+        &self,
+        name: &str,
+        manifest: &Manifest,
+        reads: &mut OpenReads,
+    ) -> Result<Arc<CoordinatorData>> {
+        let key = format!("{name}/{}", manifest.coordinator_key);
+        reads.num_get_requests += 1;
+        let bytes = self.root.get(&key).await.map_err(|error| match error {
+            // The manifest names this object: its absence is a damaged index (a server
+            // fault), not an unknown one (which a 404 would tell the client).
+            Error::NotFound { .. } => Error::internal(format!(
+                "index '{name}' version {} is damaged: its coordinator object '{key}' is missing from the store",
+                manifest.index_version
+            )),
+            other => other,
+        })?;
+        reads.bytes_fetched += bytes.len() as u64;
+        let decode_key = key.clone();
+        let coordinator =
+            tokio::task::spawn_blocking(move || CoordinatorData::decode(&decode_key, bytes))
+                .await
+                .map_err(|e| Error::internal(format!("decode task failed: {e}")))??;
+        coordinator.check_matches(manifest, &key)?;
+        Ok(Arc::new(coordinator))
+    }
+
+    /// Returns the retained version of index `name` that answers as of `token`, older than
+    /// the one `current` serves: the newest whose snapshot is at or before `token`, found by
+    /// following the chain of replaced versions (`Manifest::previous_version`) through the
+    /// manifest copies kept beside their objects. A version replaced longer ago than the
+    /// index's retention is not read, even while its objects wait for the next clean-up.
+    async fn retained_version(
+        &self,
+        name: &str,
+        current: &Manifest,
+        token: u64,
+        reads: &mut OpenReads,
+    ) -> Result<Arc<OpenIndex>> {
+        let retain_ms = current.retain_versions().as_millis() as u64;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
+        let mut successor = current.clone();
+        let mut oldest_token = current.folded_through;
+        loop {
+            let reachable = successor.previous_version.clone().filter(|_| {
+                now_ms.saturating_sub(successor.published_unix_ms) < retain_ms
+            });
+            let Some(version) = reachable else {
+                return Err(Error::invalid(
+                    "as_of",
+                    format!(
+                        "{token} is before the oldest version index '{name}' still keeps: versions stay readable {} s after they are replaced, and the oldest kept answers as of token {oldest_token} onwards",
+                        current.retain_versions().as_secs()
+                    ),
+                ));
+            };
+            if let Some(cached) = self.cached_history(name, &version) {
+                if cached.manifest.folded_through <= token {
+                    return Ok(cached);
+                }
+                oldest_token = cached.manifest.folded_through;
+                successor = cached.manifest.clone();
+                continue;
+            }
+            let key = format!("{name}/{}", version_manifest_key(&version));
+            reads.num_get_requests += 1;
+            let manifest = match self.root.get(&key).await {
+                Ok(bytes) => {
+                    reads.bytes_fetched += bytes.len() as u64;
+                    Manifest::decode(&key, bytes)?
+                }
+                // Written before manifest copies were kept, or removed by a clean-up.
+                Err(Error::NotFound { .. }) => {
+                    successor.previous_version = None;
+                    continue;
+                }
+                Err(other) => return Err(other),
+            };
+            if manifest.folded_through > token {
+                oldest_token = manifest.folded_through;
+                successor = manifest;
+                continue;
+            }
+            let coordinator = self.read_coordinator(name, &manifest, reads).await?;
+            let opened = Arc::new(OpenIndex::fresh(manifest, coordinator));
+            if let Ok(mut history) = self.history.lock() {
+                history.retain(|(index, _)| index != name);
+                history.truncate(MAX_HISTORICAL_VERSIONS - 1);
+                history.insert(0, (name.to_string(), Arc::clone(&opened)));
+            }
+            return Ok(opened);
+        }
+    }
+
+    fn cached_history(&self, name: &str, version: &str) -> Option<Arc<OpenIndex>> {
+        self.history.lock().ok().and_then(|history| {
+            history
+                .iter()
+                .find(|(index, opened)| index == name && opened.manifest.index_version == version)
+                .map(|(_, opened)| Arc::clone(opened))
+        })
     }
 
     /// Returns `opened` with every write committed to the log applied: the state a query,
@@ -438,9 +540,10 @@ impl CoordinatorService {
         Ok(updated)
     }
 
-    /// Returns the state of index `name` as of write `token`: the version `opened` serves plus
-    /// the log entries after its snapshot through `token` (time travel). Not cached: it is
-    /// read again for each request that asks for it.
+    /// Returns the state of index `name` as of write `token` (time travel): the version that
+    /// held the writes up to `token` (the one `opened` serves, or a retained older one) plus
+    /// the log entries after its snapshot through `token`. Not cached: it is read again for
+    /// each request that asks for it (older versions' coordinator objects are kept).
     async fn state_as_of(
         &self,
         name: &str,
@@ -448,34 +551,34 @@ impl CoordinatorService {
         token: u64,
         reads: &mut OpenReads,
     ) -> Result<Arc<OpenIndex>> {
-        let folded = opened.delta.folded_through();
         if token == opened.delta.head() {
             return Ok(Arc::clone(opened));
         }
-        if token < folded {
-            return Err(Error::invalid(
-                "as_of",
-                format!(
-                    "{token} is before what index '{name}' can answer as of: its version {} holds the writes through {folded} (compacted), so answers go back to token {folded}",
-                    opened.manifest.index_version
-                ),
-            ));
+        let base = if token < opened.delta.folded_through() {
+            self.retained_version(name, &opened.manifest, token, reads)
+                .await?
+        } else {
+            Arc::clone(opened)
+        };
+        let folded = base.delta.folded_through();
+        if token == folded {
+            return Ok(base);
         }
         let entries =
             write_log::read_after(self.root.as_ref(), &format!("{name}/"), folded, true).await?;
         reads.num_get_requests += entries.len() as u32 + 1;
         let mut delta = Delta::new(
-            opened.manifest.dim,
-            opened.manifest.metric,
-            opened.manifest.schema.clone(),
+            base.manifest.dim,
+            base.manifest.metric,
+            base.manifest.schema.clone(),
             folded,
         )
-        .with_clusters(Arc::new(opened.coordinator.clusters.centroids.clone()));
+        .with_clusters(Arc::new(base.coordinator.clusters.centroids.clone()));
         for entry in entries.iter().take_while(|entry| entry.seq <= token) {
             delta.apply(entry)?;
         }
         Ok(Arc::new(
-            self.with_delta(name, opened, delta, Instant::now(), reads)
+            self.with_delta(name, &base, delta, Instant::now(), reads)
                 .await?,
         ))
     }

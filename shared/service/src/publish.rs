@@ -6,16 +6,25 @@
 //! prefix, and the manifest switch is a conditional write on the manifest it read when it
 //! started (S3 `If-Match`, or `If-None-Match: *` for a new index): the first build to switch
 //! wins; a later one fails with `Error::Conflict`, removes its own objects and changes nothing.
-//! The clean-up after a switch removes only versions older than the one switched to (builds
-//! started earlier, killed or bound to lose), never a newer build still writing.
+//! The clean-up after a switch removes only what no retained version reads, and only from
+//! versions older than the one switched to (builds started earlier, killed or bound to lose,
+//! versions past the retention), never a newer build still writing.
+//!
+//! Retention: a version replaced by a switch stays readable for the index's
+//! `retain_versions_s` (a day by default) after the switch, with the log entries after its
+//! snapshot, for readers in flight and for time travel (`as_of`). Each version keeps a copy of
+//! its manifest beside its objects, naming the version it replaced and when it was published,
+//! so the retained versions form a chain from the served manifest.
 
+use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use squash_core::error::{Error, Result};
 use squash_core::index::build::{
     build_index, BuildInput, BuildParams, BuildProgress, BuildSummary,
 };
-use squash_core::index::{Manifest, MANIFEST_KEY};
+use squash_core::index::{version_manifest_key, Manifest, MANIFEST_KEY};
 use squash_core::writes::{parse_log_key, LOG_PREFIX};
 use squash_storage::{BlobStore, ObjectTag, PutCondition};
 
@@ -30,8 +39,8 @@ const WRITE_QUEUE_DEPTH: usize = 2;
 /// On any error the objects of the new version are deleted and the previous manifest (if any)
 /// stays in place, so no half-built index is ever visible. When another build switched the
 /// manifest since this one started, this one fails with `Error::Conflict` the same way. After
-/// the switch, objects of versions older than the new one are deleted, except the previous
-/// one (kept for readers that opened it just before the switch).
+/// the switch, objects of older versions that no retained version reads are deleted (see the
+/// module docs).
 pub async fn write_index(
     store: Arc<dyn BlobStore>,
     input: BuildInput,
@@ -48,6 +57,12 @@ pub async fn write_index(
             .and_then(|(manifest, _)| manifest.as_ref().map(|m| m.folded_through))
             .unwrap_or(0);
         params.folded_through = listed.last().copied().unwrap_or(0).max(previous_folded);
+    }
+    if params.retain_versions_s.is_none() {
+        params.retain_versions_s = previous_opt
+            .as_ref()
+            .and_then(|(manifest, _)| manifest.as_ref())
+            .and_then(|manifest| manifest.retain_versions_s);
     }
     write_version(store, input, params, progress, previous_opt).await
 }
@@ -110,29 +125,37 @@ pub async fn write_version(
     let outcome = match (build_result, write_error_opt) {
         (_, Some(write_error)) => Err(write_error),
         (Err(build_error), None) => Err(build_error),
-        (Ok(summary), None) => {
+        (Ok(mut summary), None) => {
+            summary.manifest.previous_version = previous_version_opt.clone();
+            summary.manifest.published_unix_ms = unix_ms_now();
             let manifest_bytes = summary.manifest.encode()?;
-            match store
-                .put_if(MANIFEST_KEY, manifest_bytes, &switch_condition)
-                .await
-            {
-                Ok(()) => Ok(summary),
-                Err(Error::Conflict { .. }) => Err(Error::Conflict {
-                    message: format!(
-                        "another build of this index switched its manifest while this one (version {version}) ran; this build's objects were removed and the index serves the other build's version. Run the build again to replace it"
-                    ),
-                }),
-                Err(other) => Err(other),
+            // The copy beside the version's objects comes first: once the switch is made, the
+            // version is findable by the chain of `previous_version`s for as long as it is kept.
+            let copy_key = version_manifest_key(&version);
+            let copied = store.put(&copy_key, manifest_bytes.clone()).await;
+            match copied {
+                Err(error) => Err(error),
+                Ok(()) => {
+                    written.push(copy_key);
+                    match store
+                        .put_if(MANIFEST_KEY, manifest_bytes, &switch_condition)
+                        .await
+                    {
+                        Ok(()) => Ok(summary),
+                        Err(Error::Conflict { .. }) => Err(Error::Conflict {
+                            message: format!(
+                                "another build of this index switched its manifest while this one (version {version}) ran; this build's objects were removed and the index serves the other build's version. Run the build again to replace it"
+                            ),
+                        }),
+                        Err(other) => Err(other),
+                    }
+                }
             }
         }
     };
     match outcome {
         Ok(summary) => {
-            remove_stale_versions(store.as_ref(), &version, previous_version_opt.as_deref())
-                .await?;
-            if let Some(previous) = &previous_manifest_opt {
-                remove_folded_log_entries(store.as_ref(), previous.folded_through).await?;
-            }
+            remove_unretained(store.as_ref(), &summary.manifest, previous_manifest_opt).await?;
             Ok(summary)
         }
         Err(error) => {
@@ -144,27 +167,65 @@ pub async fn write_version(
     }
 }
 
-/// Deletes the log entries through `folded_through`: the previous version already held them,
-/// so no reader of the current or the previous version reads them again. Entries after it stay
-/// (readers of the previous version apply them), and the newest folded entry with them, so a
-/// listing always finds the log's head.
-async fn remove_folded_log_entries(store: &dyn BlobStore, folded_through: u64) -> Result<()> {
-    for key in store.list(LOG_PREFIX).await? {
-        if parse_log_key(&key).is_some_and(|seq| seq <= folded_through) {
-            store.delete(&key).await?;
-        }
-    }
-    Ok(())
+fn unix_ms_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
 }
 
-/// Deletes the objects of versions older than `current`, except `previous` (readers that
-/// opened it just before the switch still use it). Versions newer than `current` belong to
-/// builds still running, which may yet switch to them.
-async fn remove_stale_versions(
+/// Returns the versions still retained once `current` is served, newest first: `current`,
+/// the version it replaced (always: readers that opened it just before the switch still use
+/// it), and each older one replaced less than `current.retain_versions()` ago. The chain is
+/// followed through the manifest copies kept beside each version's objects; it ends at a
+/// version without one (written before copies were kept) or past the retention.
+pub async fn retained_versions(
     store: &dyn BlobStore,
-    current: &str,
-    previous_opt: Option<&str>,
+    current: &Manifest,
+    previous_opt: Option<Manifest>,
+    now_unix_ms: u64,
+) -> Result<Vec<Manifest>> {
+    let retain_ms = current.retain_versions().as_millis() as u64;
+    let mut chain = vec![current.clone()];
+    let Some(previous) = previous_opt else {
+        return Ok(chain);
+    };
+    chain.push(previous);
+    loop {
+        let successor = &chain[chain.len() - 1];
+        // A version stops being served when its successor is published.
+        let Some(version) = successor.previous_version.clone() else {
+            break;
+        };
+        let replaced_at = successor.published_unix_ms;
+        if now_unix_ms.saturating_sub(replaced_at) >= retain_ms {
+            break;
+        }
+        let key = version_manifest_key(&version);
+        match store.get(&key).await {
+            Ok(bytes) => match Manifest::decode(&key, bytes) {
+                Ok(manifest) => chain.push(manifest),
+                Err(_) => break,
+            },
+            Err(Error::NotFound { .. }) => break,
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(chain)
+}
+
+/// Removes what no retained version reads, after a switch to `current` from `previous_opt`:
+/// objects of versions older than `current` that no retained manifest names (builds that lost
+/// or were killed, versions past the retention), and log entries every retained version
+/// already holds. Versions newer than `current` belong to builds still running and are left
+/// alone; so is the newest folded log entry (a listing always finds the log's head).
+async fn remove_unretained(
+    store: &dyn BlobStore,
+    current: &Manifest,
+    previous_opt: Option<Manifest>,
 ) -> Result<()> {
+    let retained = retained_versions(store, current, previous_opt, unix_ms_now()).await?;
+    let referenced: HashSet<String> = retained.iter().flat_map(Manifest::object_keys).collect();
     for key in store.list("v").await? {
         let Some(version) = key
             .strip_prefix('v')
@@ -173,10 +234,21 @@ async fn remove_stale_versions(
         else {
             continue;
         };
-        let keep = version == current
-            || previous_opt == Some(version)
-            || !is_older_version(version, current);
+        let keep = referenced.contains(&key)
+            || version == current.index_version
+            || !is_older_version(version, &current.index_version);
         if !keep {
+            store.delete(&key).await?;
+        }
+    }
+    // The oldest retained version applies the log entries after its own snapshot.
+    let oldest_folded = retained
+        .iter()
+        .map(|manifest| manifest.folded_through)
+        .min()
+        .unwrap_or(0);
+    for key in store.list(LOG_PREFIX).await? {
+        if parse_log_key(&key).is_some_and(|seq| seq <= oldest_folded) {
             store.delete(&key).await?;
         }
     }

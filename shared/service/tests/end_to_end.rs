@@ -12,7 +12,7 @@ use serde_json::json;
 use squash_core::eval::{ground_truth_distance, recall_at_k};
 use squash_core::filter::Filter;
 use squash_core::index::build::NoProgress;
-use squash_core::index::{BuildInput, MANIFEST_KEY};
+use squash_core::index::{BuildInput, Manifest, MANIFEST_KEY};
 use squash_core::metric::{normalize_in_place, Metric};
 use squash_core::protocol::{QueryRequest, SearchOptions};
 use squash_service::embedded::{EmbeddedConfig, EmbeddedIndex};
@@ -252,10 +252,19 @@ async fn rebuild_switches_versions_and_a_failed_build_leaves_the_index_intact() 
         .expect("open");
     assert_eq!(index.manifest().index_version, "a2");
     assert_eq!(index.manifest().num_vectors, 600);
+    // Within the retention (a day by default) the replaced version "a1" is kept; a build
+    // that keeps versions 0 s removes it, but never the version it replaces (in-flight readers).
+    assert!(store
+        .list("va1/")
+        .await
+        .expect("list")
+        .contains(&"va1/manifest.sqsh".to_string()));
+    let mut no_retention = params(Metric::L2, 2, "a3");
+    no_retention.retain_versions_s = Some(0);
     write_index(
         Arc::clone(&store),
         synthetic(300, 8, 5),
-        params(Metric::L2, 2, "a3"),
+        no_retention,
         Arc::new(NoProgress),
     )
     .await
@@ -499,14 +508,22 @@ async fn same_input_and_seed_give_the_same_index_bytes() {
         .expect("build");
         let mut contents = Vec::new();
         for key in store.list("").await.expect("list") {
-            contents.push((key.clone(), store.get(&key).await.expect("get")));
+            let mut bytes = store.get(&key).await.expect("get");
+            if key.ends_with("manifest.sqsh") {
+                // The moment of the switch is the one thing two builds do not share.
+                let mut manifest = Manifest::decode(&key, bytes).expect("manifest");
+                assert!(manifest.published_unix_ms > 0);
+                manifest.published_unix_ms = 0;
+                bytes = manifest.encode().expect("encode");
+            }
+            contents.push((key.clone(), bytes));
         }
         objects.push(contents);
     }
     assert_eq!(
         objects[0].len(),
-        6,
-        "manifest, coordinator, row ids and three segments"
+        7,
+        "manifest and its copy, coordinator, row ids and three segments"
     );
     assert!(
         objects[0] == objects[1],

@@ -98,14 +98,23 @@ struct Fixture {
 }
 
 async fn build_into(root: &Arc<dyn BlobStore>, name: &str, input: &BuildInput, version: &str) {
+    build_retaining(root, name, input, version, None).await
+}
+
+/// Builds version `version` of index `name`, keeping the versions it replaces
+/// `retain_versions_s` (None: the default).
+async fn build_retaining(
+    root: &Arc<dyn BlobStore>,
+    name: &str,
+    input: &BuildInput,
+    version: &str,
+    retain_versions_s: Option<u64>,
+) {
     let store: Arc<dyn BlobStore> =
         Arc::new(PrefixedStore::try_new(Arc::clone(root), name).expect("prefix"));
-    write_index(
-        store,
-        input.clone(),
-        params(Metric::L2, NUM_PARTITIONS, version),
-        Arc::new(NoProgress),
-    )
+    let mut params = params(Metric::L2, NUM_PARTITIONS, version);
+    params.retain_versions_s = retain_versions_s;
+    write_index(store, input.clone(), params, Arc::new(NoProgress))
     .await
     .expect("build");
 }
@@ -334,7 +343,7 @@ async fn rebuilds_switch_versions_without_mixing_them() {
     assert!(after.hits.iter().all(|hit| hit.id >= 1_000_000));
 
     // A coordinator that still holds version 2 when versions 3 and 4 replace it (version 2 is
-    // deleted) reads the manifest again and answers from version 4. (Workers that cached
+    // deleted: they keep no version past the one they replace) reads the manifest again and answers from version 4. (Workers that cached
     // version 2 would still answer from it, consistently; these have a cold cache.)
     let cold_workers =
         InProcessInvoker::new(Arc::clone(&fx.root), Arc::new(PartitionCache::new(1 << 30)));
@@ -349,8 +358,8 @@ async fn rebuilds_switch_versions_without_mixing_them() {
     );
     let opened = stale.describe("films").await.expect("opens version 2");
     assert_eq!(opened.index_version, "2");
-    build_into(&fx.root, "films", &fx.input, "3").await;
-    build_into(&fx.root, "films", &fx.input, "4").await;
+    build_retaining(&fx.root, "films", &fx.input, "3", Some(0)).await;
+    build_retaining(&fx.root, "films", &fx.input, "4", Some(0)).await;
     let answer = stale
         .query("films", request, "t", deadline(&stale))
         .await

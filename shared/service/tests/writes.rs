@@ -686,76 +686,120 @@ async fn deleted_matches_do_not_count_toward_k() {
     assert_eq!(got, want, "every live match, in one pass");
 }
 
-/// Time travel: a query as of a token leaves out the writes after it, back to the position
-/// the served version holds; an earlier token, or one past the log, is a 400 naming `as_of`.
+/// Time travel: a query as of a token leaves out the writes after it, also across
+/// compactions while the versions they replaced are retained; a token past the log, or older
+/// than the retention reaches, is a 400 naming `as_of`. What no retained version reads is
+/// removed at the next switch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queries_answer_as_of_a_token() {
-    let input = synthetic(2000, 8, 13);
-    let store: Arc<dyn BlobStore> = Arc::new(MemoryStore::new());
-    write_index(
-        Arc::clone(&store),
-        input.clone(),
-        params(Metric::L2, 2, "1"),
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap();
-    let index = EmbeddedIndex::open_store(Arc::clone(&store), EmbeddedConfig::default())
+    for retain_versions_s in [None, Some(2)] {
+        let input = synthetic(2000, 8, 13);
+        let store: Arc<dyn BlobStore> = Arc::new(MemoryStore::new());
+        let mut build_params = params(Metric::L2, 2, "1");
+        build_params.retain_versions_s = retain_versions_s;
+        write_index(
+            Arc::clone(&store),
+            input.clone(),
+            build_params,
+            Arc::new(NoProgress),
+        )
         .await
         .unwrap();
-    let attributes = json!({"year": 2001, "price": 3.5, "color": "red"})
-        .as_object()
-        .unwrap()
-        .clone();
-    let row = |value: f32| UpsertRow {
-        id: 5,
-        vector: vec![value; 8],
-        attributes: attributes.clone(),
-    };
-    let written = index
-        .upsert(UpsertRequest {
-            rows: vec![row(100.0)],
-        })
-        .await
-        .unwrap()
-        .token;
-    let deleted = index
-        .delete(DeleteRequest {
-            ids: vec![5],
-            filter: None,
-        })
-        .await
-        .unwrap()
-        .token;
-    let rewritten = index
-        .upsert(UpsertRequest {
-            rows: vec![row(200.0)],
-        })
-        .await
-        .unwrap()
-        .token;
-    // The nearest row to (200, ..., 200), k = 1: (id, distance), or the error's field.
-    let nearest = |as_of: Option<u64>| {
-        let index = &index;
-        async move {
-            let request = QueryRequest {
-                as_of,
-                ..QueryRequest::new(vec![200.0; 8], 1)
-            };
-            match index.query(request).await {
-                Ok(response) => Ok((response.hits[0].id, response.hits[0].distance)),
-                Err(Error::InvalidInput { field, .. }) => Err(field),
-                Err(other) => panic!("{other:?}"),
+        let index = EmbeddedIndex::open_store(Arc::clone(&store), EmbeddedConfig::default())
+            .await
+            .unwrap();
+        let attributes = json!({"year": 2001, "price": 3.5, "color": "red"})
+            .as_object()
+            .unwrap()
+            .clone();
+        let row = |value: f32| UpsertRow {
+            id: 5,
+            vector: vec![value; 8],
+            attributes: attributes.clone(),
+        };
+        let upsert = |value: f32| {
+            let index = &index;
+            let rows = vec![row(value)];
+            async move {
+                index
+                    .upsert(UpsertRequest { rows })
+                    .await
+                    .unwrap()
+                    .token
+            }
+        };
+        let written = upsert(100.0).await;
+        let deleted = index
+            .delete(DeleteRequest {
+                ids: vec![5],
+                filter: None,
+            })
+            .await
+            .unwrap()
+            .token;
+        let rewritten = upsert(200.0).await;
+        // The nearest row to (200, ..., 200), k = 1: (id, distance), or the error's field.
+        let nearest = |as_of: Option<u64>| {
+            let index = &index;
+            async move {
+                let request = QueryRequest {
+                    as_of,
+                    ..QueryRequest::new(vec![200.0; 8], 1)
+                };
+                match index.query(request).await {
+                    Ok(response) => Ok((response.hits[0].id, response.hits[0].distance)),
+                    Err(Error::InvalidInput { field, .. }) => Err(field),
+                    Err(other) => panic!("{other:?}"),
+                }
+            }
+        };
+        // Row 5 as rewritten (distance 0), as first written (8 x 100^2 away), absent while
+        // deleted.
+        let check_history = || async {
+            assert_eq!(nearest(Some(written)).await, Ok((5, 80_000.0)));
+            assert_ne!(nearest(Some(deleted)).await.unwrap().0, 5);
+            assert_eq!(nearest(Some(rewritten)).await, Ok((5, 0.0)));
+        };
+        check_history().await;
+        assert_eq!(nearest(None).await, Ok((5, 0.0)));
+        assert_eq!(nearest(Some(rewritten + 1)).await, Err("as_of".to_string()));
+        // Two compactions, a write between them (row 5 moves again).
+        index.compact(Arc::new(NoProgress)).await.unwrap();
+        let moved = upsert(300.0).await;
+        index.compact(Arc::new(NoProgress)).await.unwrap();
+        let versions = || async {
+            let mut versions: Vec<String> = store
+                .list("v")
+                .await
+                .unwrap()
+                .iter()
+                .map(|key| key.split('/').next().unwrap().to_string())
+                .collect();
+            versions.dedup();
+            versions.len()
+        };
+        match retain_versions_s {
+            None => {
+                // A day's retention: the build and both compactions answer, the log kept.
+                check_history().await;
+                assert_eq!(nearest(Some(moved)).await, Ok((5, 8.0 * 100.0 * 100.0)));
+                assert_eq!(nearest(Some(moved - 1)).await, Ok((5, 0.0)));
+                assert_eq!(versions().await, 3);
+            }
+            Some(_) => {
+                // Past the retention, the build's version is no longer read, and the next
+                // switch removes it and the log entries only it needed; the version just
+                // replaced is kept for readers in flight.
+                tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+                assert_eq!(nearest(Some(written)).await, Err("as_of".to_string()));
+                upsert(400.0).await;
+                index.compact(Arc::new(NoProgress)).await.unwrap();
+                assert_eq!(versions().await, 2);
+                assert!(store.list("log/").await.unwrap().len() <= 2);
+                // The version just replaced answers within its 2 s; the one before it not.
+                assert_eq!(nearest(Some(moved)).await, Ok((5, 8.0 * 100.0 * 100.0)));
+                assert_eq!(nearest(Some(moved - 1)).await, Err("as_of".to_string()));
             }
         }
-    };
-    // Row 5 as rewritten (distance 0), as first written (8 x 100^2 away), absent while deleted.
-    assert_eq!(nearest(Some(written)).await, Ok((5, 80_000.0)));
-    assert_ne!(nearest(Some(deleted)).await.unwrap().0, 5);
-    assert_eq!(nearest(Some(rewritten)).await, Ok((5, 0.0)));
-    assert_eq!(nearest(None).await, Ok((5, 0.0)));
-    assert_eq!(nearest(Some(rewritten + 1)).await, Err("as_of".to_string()));
-    index.compact(Arc::new(NoProgress)).await.unwrap();
-    assert_eq!(nearest(Some(written)).await, Err("as_of".to_string()));
-    assert_eq!(nearest(Some(rewritten)).await, Ok((5, 0.0)));
+    }
 }

@@ -60,6 +60,9 @@ pub struct BuildParams {
     /// The write-log position the input holds (recorded in the manifest): later log entries
     /// are applied over the build.
     pub folded_through: u64,
+    /// How long versions this one replaces stay readable, in seconds (recorded in the
+    /// manifest); `None` is the default, a day.
+    pub retain_versions_s: Option<u64>,
 }
 
 impl BuildParams {
@@ -75,6 +78,7 @@ impl BuildParams {
             index_version: index_version.into(),
             created_unix_s: 0,
             folded_through: 0,
+            retain_versions_s: None,
         }
     }
 }
@@ -483,6 +487,10 @@ pub fn build_index(
         total_bytes,
         folded_through: params.folded_through,
         row_ids_key: Some(row_ids_key),
+        previous_version: None,
+        published_unix_ms: 0,
+        retain_versions_s: params.retain_versions_s,
+        drift: None,
     };
     Ok(BuildSummary {
         manifest,

@@ -38,6 +38,7 @@ pub use build::{build_index, BuildInput, BuildParams, BuildProgress, BuildSummar
 pub use clusters::FineClusters;
 pub use names::{validate_index_name, MAX_INDEX_NAME_LEN};
 pub use objects::{
-    segment_rows_per_chunk, ClusterDirectory, CoordinatorData, Manifest, PartitionData,
-    PartitionEntry, QuantizedCodes, MANIFEST_KEY,
+    segment_rows_per_chunk, version_manifest_key, ClusterDirectory, CoordinatorData, Manifest,
+    PartitionData, PartitionDrift, PartitionEntry, QuantizedCodes, DEFAULT_RETAIN_VERSIONS_S,
+    MANIFEST_KEY,
 };

@@ -82,6 +82,43 @@ pub struct Manifest {
     /// versions written before it existed, which take no writes until compacted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub row_ids_key: Option<String>,
+    /// The version this one replaced, if any: the chain of versions kept for time travel and
+    /// for readers in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_version: Option<String>,
+    /// When the manifest was switched to this version, milliseconds since the Unix epoch (the
+    /// moment the version before it stopped being served). 0 in versions written before it
+    /// was recorded.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub published_unix_ms: u64,
+    /// How long a version stays readable after a newer one replaced it, in seconds (time
+    /// travel reaches back that far); `None` is [`DEFAULT_RETAIN_VERSIONS_S`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain_versions_s: Option<u64>,
+    /// Rows written into the partitions since their centroids were last drawn (by a full
+    /// build), against the rows they were drawn from: a compaction that re-encodes only the
+    /// partitions writes touched keeps the centroids, so it rebuilds fully once the writes
+    /// drift too far from them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<PartitionDrift>,
+}
+
+/// The default of [`Manifest::retain_versions_s`]: a day.
+pub const DEFAULT_RETAIN_VERSIONS_S: u64 = 24 * 3600;
+
+/// See [`Manifest::drift`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionDrift {
+    /// Rows of the full build that drew the partition centroids.
+    pub partitioned_rows: u64,
+    /// Rows added to or removed from the partitions by compactions since.
+    pub rows_written: u64,
+}
+
+/// Returns the key of the copy of version `version`'s manifest kept beside its objects (read
+/// for time travel and to find which versions are still retained).
+pub fn version_manifest_key(version: &str) -> String {
+    format!("v{version}/manifest.sqsh")
 }
 
 fn is_zero(value: &u64) -> bool {
@@ -89,6 +126,24 @@ fn is_zero(value: &u64) -> bool {
 }
 
 impl Manifest {
+    /// Returns how long versions replaced by this one stay readable.
+    pub fn retain_versions(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.retain_versions_s.unwrap_or(DEFAULT_RETAIN_VERSIONS_S))
+    }
+
+    /// Returns every object key this version reads (relative to the index prefix), its
+    /// manifest copy included. A version re-encoding only some partitions reads the others'
+    /// segments from the versions that wrote them.
+    pub fn object_keys(&self) -> Vec<String> {
+        let mut keys = vec![
+            version_manifest_key(&self.index_version),
+            self.coordinator_key.clone(),
+        ];
+        keys.extend(self.row_ids_key.iter().cloned());
+        keys.extend(self.partitions.iter().map(|entry| entry.key.clone()));
+        keys
+    }
+
     /// Returns the manifest object's bytes.
     pub fn encode(&self) -> Result<Vec<u8>> {
         let json = serde_json::to_vec_pretty(self)
