@@ -250,6 +250,8 @@ async fn compact_one(root: &Arc<dyn BlobStore>, name: &str, force: bool) -> Valu
                 rows_kept = summary.rows_kept,
                 rows_added = summary.rows_added,
                 rows_removed = summary.rows_removed,
+                partitions_rebuilt = summary.partitions_rebuilt.len(),
+                full_rebuild_reason = summary.full_rebuild_reason.as_deref().unwrap_or(""),
                 seconds,
                 "compacted"
             );
@@ -278,6 +280,9 @@ fn compacted(name: &str, summary: &CompactionSummary, seconds: f64) -> Value {
         "rows_kept": summary.rows_kept,
         "rows_added": summary.rows_added,
         "rows_removed": summary.rows_removed,
+        "partitions_rebuilt": summary.partitions_rebuilt.len(),
+        "num_partitions": summary.build.manifest.partitions.len(),
+        "full_rebuild_reason": summary.full_rebuild_reason,
         "num_vectors": summary.build.manifest.num_vectors,
         "seconds": (seconds * 1000.0).round() / 1000.0,
     })

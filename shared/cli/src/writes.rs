@@ -13,6 +13,7 @@ use squash_core::error::{Error, Result};
 use squash_core::index::BuildProgress;
 use squash_core::writes::{DeleteRequest, FetchRequest, UpsertRequest, UpsertRow, MAX_WRITE_ROWS};
 use squash_service::embedded::{EmbeddedConfig, EmbeddedIndex};
+use squash_service::CompactionOptions;
 
 use crate::input_files;
 
@@ -75,6 +76,14 @@ pub struct CompactArgs {
     /// Index location: a folder or s3://bucket/prefix.
     #[arg(long)]
     pub index: String,
+    /// Rebuild every partition and draw the partitions anew, whatever the writes touched.
+    #[arg(long)]
+    pub full: bool,
+    /// Rows written since the partitions were drawn, as a share of the rows they were drawn
+    /// from, past which the compaction rebuilds every partition instead of re-encoding only
+    /// those the writes touched.
+    #[arg(long, default_value_t = squash_service::DEFAULT_MAX_DRIFT_SHARE)]
+    pub max_drift_share: f64,
 }
 
 /// Writes the rows of a vector file (and attribute CSV) to an index, `--batch-rows` per write.
@@ -242,7 +251,12 @@ pub async fn run_fetch(args: FetchArgs) -> Result<()> {
 pub async fn run_compact(args: CompactArgs, progress: Arc<dyn BuildProgress + Send>) -> Result<()> {
     let started = Instant::now();
     let index = EmbeddedIndex::open_location(&args.index, EmbeddedConfig::default()).await?;
-    let summary = index.compact(progress).await?;
+    let options = CompactionOptions {
+        full: args.full,
+        max_drift_share: args.max_drift_share,
+        ..CompactionOptions::default()
+    };
+    let summary = index.compact_with(options, progress).await?;
     let manifest = &summary.build.manifest;
     println!(
         "compacted into version {} through token {} in {:.1} s",
@@ -259,5 +273,13 @@ pub async fn run_compact(args: CompactArgs, progress: Arc<dyn BuildProgress + Se
         manifest.num_vectors,
         manifest.partitions.len()
     );
+    match &summary.full_rebuild_reason {
+        Some(reason) => println!("  every partition rebuilt: {reason}"),
+        None => println!(
+            "  {} of {} partitions re-encoded (those the writes touched), the others kept",
+            summary.partitions_rebuilt.len(),
+            manifest.partitions.len()
+        ),
+    }
     Ok(())
 }

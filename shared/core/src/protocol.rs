@@ -4,6 +4,8 @@
 //! mode, so the embedded path exercises the serverless contract. Requests carry the filter as
 //! JSON (small), never per-vector bitmaps: a worker re-evaluates the filter on its partition.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::attributes::AttributeKind;
@@ -375,6 +377,11 @@ pub struct WorkerRequest {
     /// Nodes this node invokes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub children: Vec<TreeNode>,
+    /// The segment object of each partition that an earlier version wrote (a compaction
+    /// re-encodes only the partitions writes touched and keeps the others' segments), relative
+    /// to the index; every other partition's is `partition_key(index_version, partition)`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub segment_keys: BTreeMap<u32, String>,
 }
 
 fn default_budget_ms() -> u64 {
@@ -786,6 +793,7 @@ mod tests {
                 }],
                 children: vec![],
             }],
+            segment_keys: BTreeMap::from([(1, "va0/partition-00001.sqsh".to_string())]),
         };
         let text = serde_json::to_string(&request).expect("encode");
         assert_eq!(

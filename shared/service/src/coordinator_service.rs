@@ -409,9 +409,10 @@ impl CoordinatorService {
         let mut successor = current.clone();
         let mut oldest_token = current.folded_through;
         loop {
-            let reachable = successor.previous_version.clone().filter(|_| {
-                now_ms.saturating_sub(successor.published_unix_ms) < retain_ms
-            });
+            let reachable = successor
+                .previous_version
+                .clone()
+                .filter(|_| now_ms.saturating_sub(successor.published_unix_ms) < retain_ms);
             let Some(version) = reachable else {
                 return Err(Error::invalid(
                     "as_of",
@@ -1258,6 +1259,7 @@ impl CoordinatorService {
                 queries: plan.queries.clone(),
                 tasks: Vec::new(),
                 children: nodes.clone(),
+                segment_keys: opened.manifest.segment_keys_elsewhere(),
             });
             let (answer, top_level_attempts) = self.fan_out(&root_request, deadline).await?;
             let fan_out_ms = fan_out_started.elapsed().as_secs_f64() * 1e3;

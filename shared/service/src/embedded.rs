@@ -26,7 +26,7 @@ use squash_core::writes::{
 };
 use squash_storage::{split_index_location, store_for_location, BlobStore, PrefixedStore};
 
-use crate::compaction::{compact_index, CompactionSummary};
+use crate::compaction::{compact_index_with, CompactionOptions, CompactionSummary};
 
 use crate::coordinator_service::{CoordinatorService, ServiceConfig};
 use crate::in_process::InProcessInvoker;
@@ -173,6 +173,7 @@ impl EmbeddedIndex {
             .load_partitions(
                 &self.name,
                 &manifest.index_version,
+                &manifest.segment_keys_elsewhere(),
                 partition_ids,
                 &HashMap::new(),
                 &mut stats,
@@ -255,9 +256,19 @@ impl EmbeddedIndex {
         &self,
         progress: Arc<dyn BuildProgress + Send>,
     ) -> Result<CompactionSummary> {
+        self.compact_with(CompactionOptions::default(), progress)
+            .await
+    }
+
+    /// As [`EmbeddedIndex::compact`], with `options` (a full rebuild, the drift allowed).
+    pub async fn compact_with(
+        &self,
+        options: CompactionOptions,
+        progress: Arc<dyn BuildProgress + Send>,
+    ) -> Result<CompactionSummary> {
         let index_store: Arc<dyn BlobStore> =
             Arc::new(PrefixedStore::try_new(Arc::clone(&self.root), &self.name)?);
-        let summary = compact_index(index_store, false, progress).await?;
+        let summary = compact_index_with(index_store, options, progress).await?;
         // Serve the new version from now on (the manifest is otherwise read once).
         let manifest = self.coordinator.manifest_refreshed(&self.name).await?;
         if let Ok(mut served) = self.manifest.write() {

@@ -421,6 +421,7 @@ mod tests {
                 }],
                 children: Vec::new(),
             }],
+            segment_keys: Default::default(),
         })
     }
 

@@ -196,6 +196,7 @@ pub fn child_request(
             queries,
             tasks: renumbered.tasks,
             children: renumbered.children,
+            segment_keys: parent.segment_keys.clone(),
         },
         parent_positions,
     ))
@@ -298,6 +299,7 @@ mod tests {
             queries: vec![query(0.0), query(1.0), query(2.0), query(3.0)],
             tasks: vec![],
             children: vec![],
+            segment_keys: Default::default(),
         };
         let node = TreeNode {
             function: "w1".into(),

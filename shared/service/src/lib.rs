@@ -39,7 +39,10 @@ pub mod worker_service;
 pub mod write_log;
 
 pub use batch_split::{plan_invocations, InvocationPlan, SplitSettings};
-pub use compaction::{compact_index, CompactionSummary};
+pub use compaction::{
+    compact_index, compact_index_with, CompactionOptions, CompactionSummary,
+    DEFAULT_MAX_DRIFT_SHARE,
+};
 pub use coordinator_service::{CoordinatorService, ServiceConfig};
 pub use embedded::EmbeddedIndex;
 pub use http_routes::{

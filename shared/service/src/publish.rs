@@ -89,6 +89,24 @@ pub async fn write_version(
     progress: Arc<dyn BuildProgress + Send>,
     previous_opt: Option<TaggedManifest>,
 ) -> Result<BuildSummary> {
+    let version = params.index_version.clone();
+    publish_version(store, version, previous_opt, move |emit| {
+        build_index(input, &params, progress.as_ref(), emit)
+    })
+    .await
+}
+
+/// Runs `emit_version` on a blocking thread, writes the objects it emits to `store` as they
+/// come, then switches the manifest to version `version` on the condition that it is still
+/// `previous_opt`. On any failure the objects written are removed and nothing changes.
+pub async fn publish_version(
+    store: Arc<dyn BlobStore>,
+    version: String,
+    previous_opt: Option<TaggedManifest>,
+    emit_version: impl FnOnce(&mut dyn FnMut(&str, Vec<u8>) -> Result<()>) -> Result<BuildSummary>
+        + Send
+        + 'static,
+) -> Result<BuildSummary> {
     let (previous_manifest_opt, switch_condition) = match previous_opt {
         Some((manifest_opt, tag)) => (manifest_opt, PutCondition::Matches(tag)),
         None => (None, PutCondition::Absent),
@@ -96,10 +114,9 @@ pub async fn write_version(
     let previous_version_opt = previous_manifest_opt
         .as_ref()
         .map(|m| m.index_version.clone());
-    let version = params.index_version.clone();
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<(String, Vec<u8>)>(WRITE_QUEUE_DEPTH);
     let build = tokio::task::spawn_blocking(move || {
-        build_index(input, &params, progress.as_ref(), &mut |key, bytes| {
+        emit_version(&mut |key, bytes| {
             sender
                 .blocking_send((key.to_string(), bytes))
                 .map_err(|_| Error::internal("the object writer stopped".to_string()))

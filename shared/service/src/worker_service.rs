@@ -5,7 +5,7 @@
 //! decoded once), then merges its children's top-k with its own and answers for its whole
 //! subtree. Starting, retrying and merging the children is [`crate::fanout`]'s.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,9 +35,18 @@ const SCAN_ANSWER_MARGIN: Duration = Duration::from_millis(50);
 /// The answer margin's share per query: encoding, compressing and sending one query's hits.
 const SCAN_ANSWER_MARGIN_PER_QUERY: Duration = Duration::from_micros(25);
 
-/// Returns the object key of a partition of an index version, under the deployment root.
-pub fn partition_object_key(index: &str, index_version: &str, partition: u32) -> String {
-    format!("{index}/{}", partition_key(index_version, partition))
+/// Returns the object key of a partition of an index version, under the deployment root:
+/// its entry in `segment_keys` (a segment an earlier version wrote), else the version's own.
+pub fn partition_object_key(
+    index: &str,
+    index_version: &str,
+    segment_keys: &BTreeMap<u32, String>,
+    partition: u32,
+) -> String {
+    match segment_keys.get(&partition) {
+        Some(key) => format!("{index}/{key}"),
+        None => format!("{index}/{}", partition_key(index_version, partition)),
+    }
 }
 
 /// One worker process: its store, its partition cache and the invoker for its children.
@@ -205,6 +214,7 @@ impl WorkerService {
         &self,
         index: &str,
         index_version: &str,
+        segment_keys: &BTreeMap<u32, String>,
         partition_ids: &[u32],
         by_range: &HashMap<u32, RangedRead>,
         stats: &mut InvocationStats,
@@ -213,7 +223,7 @@ impl WorkerService {
         let mut failed: Vec<FailedPartition> = Vec::new();
         let mut loads = JoinSet::new();
         for &partition_id in partition_ids {
-            let key = partition_object_key(index, index_version, partition_id);
+            let key = partition_object_key(index, index_version, segment_keys, partition_id);
             match self.cache.get(&key) {
                 Ok(Some(partition)) => {
                     stats.cache_hits += 1;
@@ -297,6 +307,7 @@ impl WorkerService {
         let loading = self.load_partitions(
             &request.index,
             &request.index_version,
+            &request.segment_keys,
             &partition_ids,
             &by_range,
             stats,

@@ -115,8 +115,8 @@ async fn build_retaining(
     let mut params = params(Metric::L2, NUM_PARTITIONS, version);
     params.retain_versions_s = retain_versions_s;
     write_index(store, input.clone(), params, Arc::new(NoProgress))
-    .await
-    .expect("build");
+        .await
+        .expect("build");
 }
 
 async fn fixture(timeout_ms: u64, manifest_ttl_ms: u64) -> Fixture {

@@ -178,6 +178,32 @@ impl AttributeQuantizer {
     pub fn num_cells(&self, column: usize) -> usize {
         self.columns[column].num_cells()
     }
+
+    /// Returns this quantizer with its cells widened so that they also describe the values of
+    /// `table` (same columns): each value outside the `[min, max]` of the cell it encodes to
+    /// stretches that cell to it. The evaluation stays sound for the training values and for
+    /// `table`'s. Fails, naming the column, where that would blur a cell holding one value
+    /// (it would no longer be exact: new categories, integers not seen before in a column of
+    /// few distinct values), or `table` holds NaN where training did not; train anew then.
+    ///
+    /// Panics if the column counts differ.
+    pub fn widened_to_cover(
+        &self,
+        table: &AttributeTable,
+    ) -> std::result::Result<AttributeQuantizer, String> {
+        assert_eq!(self.columns.len(), table.columns.len());
+        let mut widened = self.clone();
+        for (column, (quantizer, values)) in
+            widened.columns.iter_mut().zip(&table.columns).enumerate()
+        {
+            for &value in &values[..table.num_rows] {
+                quantizer
+                    .widen_to(value)
+                    .map_err(|reason| format!("column {column}: {reason}"))?;
+            }
+        }
+        Ok(widened)
+    }
 }
 
 /// What the training values in one cell were.
@@ -244,6 +270,38 @@ impl ColumnQuantizer {
                 .saturating_sub(1)
         };
         u8::try_from(cell).expect("a quantizer has at most 256 cells, checked at train and decode")
+    }
+
+    /// Stretches the cell `value` encodes to so that it covers `value`; see
+    /// [`AttributeQuantizer::widened_to_cover`].
+    fn widen_to(&mut self, value: f64) -> std::result::Result<(), String> {
+        if value.is_nan() {
+            return if self.has_nan_cell {
+                Ok(())
+            } else {
+                Err("NaN where the cells hold none".to_string())
+            };
+        }
+        if self.cell_mins.is_empty() {
+            return Err(format!("{value} where the cells hold no value"));
+        }
+        let cell = usize::from(self.cell_of(value));
+        let (min, max) = (self.cell_mins[cell], self.cell_maxs[cell]);
+        if (min..=max).contains(&value) {
+            return Ok(());
+        }
+        if min == max {
+            return Err(format!("{value} is not the one value {min} of its cell"));
+        }
+        // `cell_of` puts a value below every edge in cell 0 and one past a cell's max (below
+        // the next edge) in that cell: stretching the edge it passed keeps the cells ordered
+        // and every earlier value's cell unchanged.
+        if value < min {
+            self.cell_mins[cell] = value;
+        } else {
+            self.cell_maxs[cell] = value;
+        }
+        Ok(())
     }
 
     /// Returns what the training values in `cell` were.
@@ -1083,6 +1141,37 @@ mod tests {
             quantizer.encode(&other).columns[0],
             vec![0, 0, 0, 1, 2, 2, 2]
         );
+    }
+
+    #[test]
+    fn cells_widen_to_new_values_but_never_blur_a_one_value_cell() {
+        // Two cells of 4 bits' worth each: [0, 3] and [10, 13].
+        let values: Vec<f64> = [0.0, 1.0, 2.0, 3.0, 10.0, 11.0, 12.0, 13.0].to_vec();
+        let quantizer = AttributeQuantizer::train(&one_column_table(values), 1);
+        assert_eq!(
+            ranges(&quantizer.columns[0]),
+            vec![(0.0, 3.0), (10.0, 13.0)]
+        );
+        let widened = quantizer
+            .widened_to_cover(&one_column_table(vec![-5.0, 5.0, 20.0, 12.0]))
+            .unwrap();
+        assert_eq!(ranges(&widened.columns[0]), vec![(-5.0, 5.0), (10.0, 20.0)]);
+        // Codes of old values are unchanged.
+        let old = one_column_table(vec![0.0, 3.0, 10.0, 13.0]);
+        assert_eq!(widened.encode(&old), quantizer.encode(&old));
+        // A column of few values has one cell per value: any new one is refused.
+        let exact = AttributeQuantizer::train(&one_column_table(vec![1.0, 2.0, 2.0]), 8);
+        assert!(exact
+            .widened_to_cover(&one_column_table(vec![2.0, 1.0]))
+            .is_ok());
+        let refused = exact
+            .widened_to_cover(&one_column_table(vec![1.5]))
+            .unwrap_err();
+        assert!(refused.contains("one value"), "{refused}");
+        assert!(exact
+            .widened_to_cover(&one_column_table(vec![f64::NAN]))
+            .unwrap_err()
+            .contains("NaN"));
     }
 
     #[test]

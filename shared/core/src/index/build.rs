@@ -12,7 +12,7 @@ use crate::attributes::{
 };
 use crate::codec::{sign, FastScanCodes, OsqQuantizer};
 use crate::error::{Error, Result};
-use crate::filter::AttributeQuantizer;
+use crate::filter::{AttributeQuantizer, QuantizedAttributes};
 use crate::format::FORMAT_VERSION;
 use crate::index::clusters::{cluster_partition, DEFAULT_CLUSTER_ROWS};
 use crate::index::objects::{
@@ -491,6 +491,248 @@ pub fn build_index(
         published_unix_ms: 0,
         retain_versions_s: params.retain_versions_s,
         drift: None,
+    };
+    Ok(BuildSummary {
+        manifest,
+        phase_seconds,
+    })
+}
+
+/// What a compaction that re-encodes only some partitions starts from: the version it
+/// replaces, and the new rows of the partitions writes touched.
+pub struct PartialRebuild<'a> {
+    /// The manifest of the version replaced.
+    pub previous: &'a Manifest,
+    /// Its coordinator object.
+    pub coordinator: &'a CoordinatorData,
+    /// Its ids in coordinator row order (the row-ids object).
+    pub ids_in_row_order: &'a [u64],
+    /// The partitions to re-encode, each with all its live rows (in the index's schema),
+    /// ascending by partition id. Every other partition is kept as it is.
+    pub partitions: Vec<(u32, BuildInput)>,
+    /// Rows written into the partitions since their centroids were drawn, this rebuild's
+    /// included (recorded in the manifest).
+    pub drift: crate::index::PartitionDrift,
+}
+
+/// Writes a new version that re-encodes the partitions of `rebuild` (local PCA, fine clusters,
+/// OSQ and fast-scan codes, from their new rows) and keeps every other partition's segment:
+/// the manifest names the kept segments under the versions that wrote them. The partition
+/// centroids that route rows are kept too (the rebuilt ones move to their rows' mean), and
+/// the attribute cells are widened to cover the new rows; a value that cannot be covered
+/// without blurring an exact cell fails with `InvalidInput` naming the column, and the
+/// caller builds the whole index instead. Emits the rebuilt segments, the coordinator and the
+/// row ids through `emit`, and returns the manifest for the caller to write last.
+pub fn rebuild_partitions(
+    rebuild: PartialRebuild<'_>,
+    params: &BuildParams,
+    progress: &dyn BuildProgress,
+    emit: &mut dyn FnMut(&str, Vec<u8>) -> Result<()>,
+) -> Result<BuildSummary> {
+    let PartialRebuild {
+        previous,
+        coordinator,
+        ids_in_row_order,
+        mut partitions,
+        drift,
+    } = rebuild;
+    let dim = previous.dim;
+    let num_partitions = previous.partitions.len();
+    let directory = &coordinator.clusters;
+    if ids_in_row_order.len() as u64 != previous.num_vectors
+        || coordinator.partition_row_offsets.len() != num_partitions + 1
+    {
+        return Err(Error::internal(
+            "the replaced version's row ids, coordinator and manifest do not agree".to_string(),
+        ));
+    }
+    let mut phase_seconds = Vec::new();
+    let started = Instant::now();
+    // Attribute cells widened to the rebuilt partitions' rows.
+    let mut attribute_quantizer = coordinator.attribute_quantizer.clone();
+    for (partition, input) in &partitions {
+        if input.schema != previous.schema || input.dim != dim {
+            return Err(Error::internal(format!(
+                "partition {partition} is rebuilt with another schema or dimension"
+            )));
+        }
+        if input.ids.is_empty() {
+            return Err(Error::invalid(
+                "partitions",
+                format!("partition {partition} would be left empty"),
+            ));
+        }
+        validate(
+            input,
+            &BuildParams {
+                num_partitions: Some(1),
+                ..params.clone()
+            },
+        )?;
+        attribute_quantizer = attribute_quantizer
+            .widened_to_cover(&input.attributes)
+            .map_err(|reason| Error::invalid("attributes", reason))?;
+    }
+    progress.start_phase(
+        "re-encoding the partitions writes touched",
+        partitions.len() as u64,
+    );
+    let mut entries = Vec::with_capacity(num_partitions);
+    let mut centroids = Vec::with_capacity(num_partitions * dim);
+    let mut cluster_centroids = Vec::new();
+    let mut clusters_per_partition = Vec::with_capacity(num_partitions);
+    let mut cluster_sizes = Vec::new();
+    let mut partition_sizes = Vec::with_capacity(num_partitions);
+    let mut new_ids = Vec::with_capacity(ids_in_row_order.len());
+    let mut code_columns: Vec<Vec<u8>> = vec![Vec::new(); previous.schema.num_columns()];
+    let mut total_bytes = 0u64;
+    let mut rebuilt = partitions.iter_mut().peekable();
+    for partition in 0..num_partitions {
+        let partition_id = partition as u32;
+        match rebuilt.next_if(|(id, _)| *id == partition_id) {
+            Some((_, input)) => {
+                let mut vectors = std::mem::take(&mut input.vectors);
+                if params.metric.normalizes() {
+                    for vector in vectors.chunks_exact_mut(dim) {
+                        if !normalize_in_place(vector) {
+                            return Err(Error::invalid(
+                                "vectors",
+                                "a zero vector has no cosine distance",
+                            ));
+                        }
+                    }
+                }
+                let mut rows: Vec<u32> = (0..input.ids.len() as u32).collect();
+                let data = build_partition(input, &vectors, partition_id, &mut rows, params)?;
+                new_ids.extend_from_slice(&data.ids);
+                cluster_centroids.extend_from_slice(&data.clusters.centroids);
+                clusters_per_partition.push(data.clusters.num_clusters() as u64);
+                cluster_sizes.extend_from_slice(&data.clusters.sizes);
+                let mut centroid = vec![0f64; dim];
+                for vector in data.vectors.chunks_exact(dim) {
+                    for (sum, &value) in centroid.iter_mut().zip(vector) {
+                        *sum += f64::from(value);
+                    }
+                }
+                centroids.extend(centroid.iter().map(|&sum| (sum / rows.len() as f64) as f32));
+                let codes = attribute_quantizer.encode(&data.attributes);
+                for (column, codes) in code_columns.iter_mut().zip(codes.columns) {
+                    column.extend(codes);
+                }
+                partition_sizes.push(rows.len() as u64);
+                let bytes = data.encode()?;
+                let key = partition_key(&params.index_version, partition_id);
+                total_bytes += bytes.len() as u64;
+                entries.push(PartitionEntry {
+                    id: partition_id,
+                    key: key.clone(),
+                    num_vectors: rows.len() as u64,
+                    size_bytes: bytes.len() as u64,
+                });
+                emit(&key, bytes)?;
+                progress.advance(1);
+            }
+            None => {
+                let entry = previous.partitions[partition].clone();
+                let first = coordinator.partition_row_offsets[partition] as usize;
+                let end = coordinator.partition_row_offsets[partition + 1] as usize;
+                new_ids.extend_from_slice(&ids_in_row_order[first..end]);
+                centroids.extend_from_slice(&coordinator.centroids[partition * dim..][..dim]);
+                let clusters: Vec<usize> = (0..directory.num_clusters())
+                    .filter(|&cluster| directory.partition_of[cluster] == partition_id)
+                    .collect();
+                clusters_per_partition.push(clusters.len() as u64);
+                for &cluster in &clusters {
+                    cluster_sizes.push(directory.rows_in(cluster));
+                    cluster_centroids
+                        .extend_from_slice(&directory.centroids[cluster * dim..][..dim]);
+                }
+                for (column, codes) in code_columns
+                    .iter_mut()
+                    .zip(&coordinator.attribute_codes.columns)
+                {
+                    column.extend_from_slice(&codes[first..end]);
+                }
+                partition_sizes.push(entry.num_vectors);
+                total_bytes += entry.size_bytes;
+                entries.push(entry);
+            }
+        }
+    }
+    if let Some((partition, _)) = rebuilt.next() {
+        return Err(Error::internal(format!(
+            "partition {partition} is not a partition of the index"
+        )));
+    }
+    progress.finish_phase();
+    phase_seconds.push((
+        "encoding partitions".to_string(),
+        started.elapsed().as_secs_f64(),
+    ));
+    let started = Instant::now();
+    let num_vectors = new_ids.len();
+    let mut partition_row_offsets = Vec::with_capacity(num_partitions + 1);
+    let mut offset = 0u64;
+    for &size in &partition_sizes {
+        partition_row_offsets.push(offset);
+        offset += size;
+    }
+    partition_row_offsets.push(offset);
+    let clusters = ClusterDirectory::from_parts(
+        "coordinator",
+        dim,
+        &partition_sizes,
+        &clusters_per_partition,
+        &cluster_sizes,
+        cluster_centroids,
+    )?;
+    let new_coordinator = CoordinatorData {
+        metric: params.metric,
+        dim,
+        clusters,
+        attribute_postings: crate::filter::ColumnPostings::new(previous.schema.num_columns()),
+        partition_sizes,
+        partition_row_offsets,
+        centroids,
+        schema: previous.schema.clone(),
+        attribute_quantizer,
+        attribute_codes: QuantizedAttributes {
+            num_rows: num_vectors,
+            columns: code_columns,
+        },
+    };
+    let coordinator_bytes = new_coordinator.encode()?;
+    total_bytes += coordinator_bytes.len() as u64;
+    let coordinator_key = coordinator_key(&params.index_version);
+    emit(&coordinator_key, coordinator_bytes)?;
+    let row_ids_bytes = crate::writes::RowIds::encode(&new_ids)?;
+    total_bytes += row_ids_bytes.len() as u64;
+    let row_ids_key = row_ids_key(&params.index_version);
+    emit(&row_ids_key, row_ids_bytes)?;
+    phase_seconds.push((
+        "attributes and coordinator".to_string(),
+        started.elapsed().as_secs_f64(),
+    ));
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        index_version: params.index_version.clone(),
+        created_unix_s: params.created_unix_s,
+        metric: params.metric,
+        dim,
+        num_vectors: num_vectors as u64,
+        schema: previous.schema.clone(),
+        coordinator_key,
+        partitions: entries,
+        bits_per_dim: params.bits_per_dim,
+        attribute_bits: params.attribute_bits,
+        seed: params.seed,
+        total_bytes,
+        folded_through: params.folded_through,
+        row_ids_key: Some(row_ids_key),
+        previous_version: None,
+        published_unix_ms: 0,
+        retain_versions_s: params.retain_versions_s,
+        drift: Some(drift),
     };
     Ok(BuildSummary {
         manifest,

@@ -144,6 +144,19 @@ impl Manifest {
         keys
     }
 
+    /// Returns the segment key of each partition whose segment is not under this version
+    /// (kept from the version that wrote it by a compaction that re-encoded other partitions):
+    /// what a [`crate::protocol::WorkerRequest`] tells its workers.
+    pub fn segment_keys_elsewhere(&self) -> std::collections::BTreeMap<u32, String> {
+        self.partitions
+            .iter()
+            .filter(|entry| {
+                entry.key != crate::index::build::partition_key(&self.index_version, entry.id)
+            })
+            .map(|entry| (entry.id, entry.key.clone()))
+            .collect()
+    }
+
     /// Returns the manifest object's bytes.
     pub fn encode(&self) -> Result<Vec<u8>> {
         let json = serde_json::to_vec_pretty(self)

@@ -68,6 +68,15 @@ impl RowIds {
         }
     }
 
+    /// Returns the ids in coordinator row order (what [`RowIds::encode`] was given).
+    pub fn ids_in_row_order(&self) -> Vec<u64> {
+        let mut ids = vec![0u64; self.sorted_ids.len()];
+        for (&id, &row) in self.sorted_ids.iter().zip(&self.rows) {
+            ids[row as usize] = id;
+        }
+        ids
+    }
+
     /// Returns the global row of `id`, if the partitions hold it.
     pub fn row_of(&self, id: u64) -> Option<u64> {
         self.sorted_ids
@@ -114,6 +123,7 @@ mod tests {
         assert_eq!(map.row_of(40), Some(0));
         assert_eq!(map.row_of(u64::MAX), Some(3));
         assert_eq!(map.row_of(11), None);
+        assert_eq!(map.ids_in_row_order(), ids);
         assert!(matches!(
             RowIds::decode("r", bytes, 5),
             Err(Error::Corrupt { .. })
