@@ -28,7 +28,7 @@ use squash_core::metric::{normalize_in_place, Metric};
 use squash_core::protocol::{QueryRequest, SearchOptions};
 use squash_core::writes::{DeleteRequest, UpsertRequest, UpsertRow};
 use squash_service::embedded::{EmbeddedConfig, EmbeddedIndex};
-use squash_service::write_index;
+use squash_service::{write_index, CompactionOptions};
 use squash_storage::{BlobStore, LocalStore};
 
 use crate::input_files;
@@ -67,6 +67,19 @@ pub struct WriteEvalArgs {
     /// Also write the results as JSON here.
     #[arg(long)]
     pub json_out: Option<PathBuf>,
+    /// How the compaction folds the writes: `auto` (re-encode only the partitions the writes
+    /// touched unless `--max-drift-share` is passed), `partial` (always that) or `full`
+    /// (draw the partitions anew).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "partial", "full"])]
+    pub compaction: String,
+    /// Choose the written rows (new, overwritten, deleted) among the rows nearest one random
+    /// row instead of uniformly: writes of one region of the space (one tenant, one topic),
+    /// which touch few partitions.
+    #[arg(long)]
+    pub localized: bool,
+    /// The drift share of `--compaction auto` (see `squash compact`).
+    #[arg(long, default_value_t = squash_service::DEFAULT_MAX_DRIFT_SHARE)]
+    pub max_drift_share: f64,
 }
 
 /// One workload's scores in one state of the index.
@@ -91,6 +104,11 @@ struct WriteEvalReport {
     upsert_rows_per_second: f64,
     build_seconds: f64,
     compact_seconds: f64,
+    /// Partitions the compaction re-encoded, of how many.
+    partitions_rebuilt: usize,
+    num_partitions: usize,
+    /// Why every partition was rebuilt, when it was.
+    full_rebuild_reason: Option<String>,
     before_writes: Vec<WorkloadScore>,
     before_compaction: Vec<WorkloadScore>,
     after_compaction: Vec<WorkloadScore>,
@@ -123,6 +141,31 @@ pub async fn run_write_eval(args: WriteEvalArgs) -> Result<()> {
     let mut order: Vec<usize> = (0..num_rows).collect();
     order.shuffle(&mut rng);
     let num_new = (num_rows as f64 * args.new_share) as usize;
+    let num_touched =
+        num_new + (num_rows as f64 * (args.overwrite_share + args.delete_share)).ceil() as usize;
+    let mut near_rows: Vec<usize> = Vec::new();
+    if args.localized {
+        // The rows nearest an anchor come first, in order of distance: the new rows, then
+        // (below) the overwritten and deleted ones.
+        let anchor = order[0];
+        let anchor_vector = &full.vectors[anchor * dim..(anchor + 1) * dim];
+        let distances: Vec<f32> = (0..num_rows)
+            .map(|row| metric.distance(anchor_vector, &full.vectors[row * dim..(row + 1) * dim]))
+            .collect();
+        let take = num_touched.min(num_rows);
+        order.select_nth_unstable_by(take.saturating_sub(1), |&a, &b| {
+            distances[a].total_cmp(&distances[b])
+        });
+        order[..take].sort_unstable_by(|&a, &b| distances[a].total_cmp(&distances[b]));
+        // The rows chosen are spread over new, overwritten and deleted alike.
+        order[..take].shuffle(&mut rng);
+        let (near, far) = order.split_at_mut(take);
+        near_rows = near.to_vec();
+        let new_part: Vec<usize> = near[..num_new.min(take)].to_vec();
+        let mut rest: Vec<usize> = near[num_new.min(take)..].to_vec();
+        rest.extend_from_slice(far);
+        order = new_part.into_iter().chain(rest).collect();
+    }
     let (new_rows, built_rows) = order.split_at(num_new);
     let built = select(&full, built_rows);
 
@@ -186,7 +229,15 @@ pub async fn run_write_eval(args: WriteEvalArgs) -> Result<()> {
     }
     let overwritten: Vec<(u64, usize)> = built_rows[..num_overwritten]
         .iter()
-        .map(|&row| (full.ids[row], rng.random_range(0..num_rows)))
+        .map(|&row| {
+            // Localized writes move a row to another place in the same region.
+            let source = if near_rows.is_empty() {
+                rng.random_range(0..num_rows)
+            } else {
+                near_rows[rng.random_range(0..near_rows.len())]
+            };
+            (full.ids[row], source)
+        })
         .collect();
     for chunk in overwritten.chunks(args.batch_rows.max(1)) {
         let rows = chunk
@@ -231,8 +282,17 @@ pub async fn run_write_eval(args: WriteEvalArgs) -> Result<()> {
     .await?;
     let check_deleted =
         |scores: &[WorkloadScore]| scores.iter().map(|s| s.deleted_ids_returned).sum::<usize>();
+    let options = CompactionOptions {
+        full: args.compaction == "full",
+        max_drift_share: if args.compaction == "partial" {
+            f64::INFINITY
+        } else {
+            args.max_drift_share
+        },
+        ..CompactionOptions::default()
+    };
     let started = Instant::now();
-    index.compact(Arc::new(NoProgress)).await?;
+    let compaction = index.compact_with(options, Arc::new(NoProgress)).await?;
     let compact_seconds = started.elapsed().as_secs_f64();
     index.load_all().await?;
     let after_compaction = score_all(
@@ -260,6 +320,9 @@ pub async fn run_write_eval(args: WriteEvalArgs) -> Result<()> {
         upsert_rows_per_second: upserted as f64 / upsert_seconds.max(1e-9),
         build_seconds,
         compact_seconds,
+        partitions_rebuilt: compaction.partitions_rebuilt.len(),
+        num_partitions: compaction.build.manifest.partitions.len(),
+        full_rebuild_reason: compaction.full_rebuild_reason.clone(),
         before_writes,
         before_compaction,
         after_compaction,
@@ -396,6 +459,13 @@ fn print_report(report: &WriteEvalReport) {
         "upserts {:.0} rows/s (embedded, one writer); build {:.1} s, compaction {:.1} s",
         report.upsert_rows_per_second, report.build_seconds, report.compact_seconds
     );
+    match &report.full_rebuild_reason {
+        Some(reason) => println!("compaction rebuilt every partition: {reason}"),
+        None => println!(
+            "compaction re-encoded {} of {} partitions",
+            report.partitions_rebuilt, report.num_partitions
+        ),
+    }
     println!(
         "{:<24} {:>14} {:>10} {:>14} {:>10} {:>14} {:>10}  deleted returned",
         "workload", "recall before", "QPS", "recall unfold.", "QPS", "recall compact", "QPS"

@@ -252,7 +252,7 @@ async fn compact_partially(
     add_written_rows(&mut written, delta.live_rows())?;
     if let Err(reason) = coordinator
         .attribute_quantizer
-        .widened_to_cover(&written.attributes)
+        .widened_to_cover(&written.attributes, manifest.attribute_bits)
     {
         return Ok(Err(format!(
             "a written value is outside the attribute cells ({reason})"

@@ -959,8 +959,18 @@ mod tests {
             // some partitions does for written rows), stay sound on the whole table.
             let half: Vec<u32> = (0..table.num_rows as u32 / 2).collect();
             let trained = AttributeQuantizer::train(&table.select_rows(&half), max_bits);
-            if let Ok(widened) = trained.widened_to_cover(&table) {
+            if let Ok((widened, code_maps)) = trained.widened_to_cover(&table, max_bits) {
                 let codes = widened.encode(&table);
+                // The training half's old codes, mapped, are its new codes.
+                let old_codes = trained.encode(&table);
+                for (column, map) in code_maps.iter().enumerate() {
+                    for row in 0..half.len() {
+                        prop_assert_eq!(
+                            map[old_codes.columns[column][row] as usize],
+                            codes.columns[column][row]
+                        );
+                    }
+                }
                 let (possible, certain) = filter.evaluate_quantized_bounds(&widened, &codes);
                 for row in expected.iter_ones() {
                     prop_assert!(possible[row], "widened cells missed row {} for {}", row, filter_json);

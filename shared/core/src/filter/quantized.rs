@@ -179,30 +179,48 @@ impl AttributeQuantizer {
         self.columns[column].num_cells()
     }
 
-    /// Returns this quantizer with its cells widened so that they also describe the values of
-    /// `table` (same columns): each value outside the `[min, max]` of the cell it encodes to
-    /// stretches that cell to it. The evaluation stays sound for the training values and for
-    /// `table`'s. Fails, naming the column, where that would blur a cell holding one value
-    /// (it would no longer be exact: new categories, integers not seen before in a column of
-    /// few distinct values), or `table` holds NaN where training did not; train anew then.
+    /// Returns this quantizer with cells that also describe the values of `table` (same
+    /// columns), and per column the new code of each old code. A value outside the `[min, max]`
+    /// of the cell it encodes to gets a cell of its own while the column has fewer than
+    /// `2^max_bits` cells (so columns of few distinct values stay exact), else stretches that
+    /// cell to it. The evaluation stays sound for the training values and for `table`'s. Fails,
+    /// naming the column, where a full column would have to blur a cell holding one value, or
+    /// `table` holds NaN where training did not; train anew then.
     ///
     /// Panics if the column counts differ.
     pub fn widened_to_cover(
         &self,
         table: &AttributeTable,
-    ) -> std::result::Result<AttributeQuantizer, String> {
+        max_bits: u32,
+    ) -> std::result::Result<(AttributeQuantizer, Vec<Vec<u8>>), String> {
         assert_eq!(self.columns.len(), table.columns.len());
+        let max_cells = 1usize << max_bits.clamp(1, 8);
         let mut widened = self.clone();
+        let mut code_maps = Vec::with_capacity(self.columns.len());
         for (column, (quantizer, values)) in
             widened.columns.iter_mut().zip(&table.columns).enumerate()
         {
+            let old_num_finite = quantizer.cell_mins.len();
+            // Which old finite cell each cell is (inserted cells are none).
+            let mut origins: Vec<Option<usize>> = (0..old_num_finite).map(Some).collect();
             for &value in &values[..table.num_rows] {
                 quantizer
-                    .widen_to(value)
+                    .widen_to(value, max_cells, &mut origins)
                     .map_err(|reason| format!("column {column}: {reason}"))?;
             }
+            let mut code_map = vec![0u8; quantizer.num_cells().max(old_num_finite + 1)];
+            for (new_cell, origin) in origins.iter().enumerate() {
+                if let Some(old_cell) = origin {
+                    code_map[*old_cell] = new_cell as u8;
+                }
+            }
+            if quantizer.has_nan_cell {
+                code_map[old_num_finite] = quantizer.cell_mins.len() as u8;
+            }
+            code_map.truncate(self.columns[column].num_cells());
+            code_maps.push(code_map);
         }
-        Ok(widened)
+        Ok((widened, code_maps))
     }
 }
 
@@ -272,9 +290,14 @@ impl ColumnQuantizer {
         u8::try_from(cell).expect("a quantizer has at most 256 cells, checked at train and decode")
     }
 
-    /// Stretches the cell `value` encodes to so that it covers `value`; see
+    /// Makes the cells cover `value`, `origins` following the cells; see
     /// [`AttributeQuantizer::widened_to_cover`].
-    fn widen_to(&mut self, value: f64) -> std::result::Result<(), String> {
+    fn widen_to(
+        &mut self,
+        value: f64,
+        max_cells: usize,
+        origins: &mut Vec<Option<usize>>,
+    ) -> std::result::Result<(), String> {
         if value.is_nan() {
             return if self.has_nan_cell {
                 Ok(())
@@ -282,21 +305,32 @@ impl ColumnQuantizer {
                 Err("NaN where the cells hold none".to_string())
             };
         }
-        if self.cell_mins.is_empty() {
-            return Err(format!("{value} where the cells hold no value"));
-        }
         let cell = usize::from(self.cell_of(value));
-        let (min, max) = (self.cell_mins[cell], self.cell_maxs[cell]);
-        if (min..=max).contains(&value) {
+        let covered = self
+            .cell_mins
+            .get(cell)
+            .is_some_and(|&min| (min..=self.cell_maxs[cell]).contains(&value));
+        if covered {
             return Ok(());
         }
-        if min == max {
-            return Err(format!("{value} is not the one value {min} of its cell"));
-        }
         // `cell_of` puts a value below every edge in cell 0 and one past a cell's max (below
-        // the next edge) in that cell: stretching the edge it passed keeps the cells ordered
-        // and every earlier value's cell unchanged.
-        if value < min {
+        // the next edge) in that cell: a cell of its own goes just before or after that one,
+        // and stretching the edge it passed instead keeps the cells ordered too.
+        let before = self.cell_mins.first().is_none_or(|&min| value < min);
+        let position = if before { 0 } else { cell + 1 };
+        if self.num_cells() < max_cells || self.cell_mins.is_empty() {
+            self.cell_mins.insert(position, value);
+            self.cell_maxs.insert(position, value);
+            origins.insert(position, None);
+            return Ok(());
+        }
+        let (min, max) = (self.cell_mins[cell], self.cell_maxs[cell]);
+        if min == max {
+            return Err(format!(
+                "{value} is not the one value {min} of its cell, and all {max_cells} cells are taken"
+            ));
+        }
+        if before {
             self.cell_mins[cell] = value;
         } else {
             self.cell_maxs[cell] = value;
@@ -1144,32 +1178,46 @@ mod tests {
     }
 
     #[test]
-    fn cells_widen_to_new_values_but_never_blur_a_one_value_cell() {
-        // Two cells of 4 bits' worth each: [0, 3] and [10, 13].
+    fn cells_grow_or_widen_to_new_values_but_never_blur_a_one_value_cell() {
+        // Two cells of 1 bit's worth each: [0, 3] and [10, 13]; no room for a third.
         let values: Vec<f64> = [0.0, 1.0, 2.0, 3.0, 10.0, 11.0, 12.0, 13.0].to_vec();
         let quantizer = AttributeQuantizer::train(&one_column_table(values), 1);
         assert_eq!(
             ranges(&quantizer.columns[0]),
             vec![(0.0, 3.0), (10.0, 13.0)]
         );
-        let widened = quantizer
-            .widened_to_cover(&one_column_table(vec![-5.0, 5.0, 20.0, 12.0]))
+        let (widened, code_maps) = quantizer
+            .widened_to_cover(&one_column_table(vec![-5.0, 5.0, 20.0, 12.0]), 1)
             .unwrap();
         assert_eq!(ranges(&widened.columns[0]), vec![(-5.0, 5.0), (10.0, 20.0)]);
+        assert_eq!(code_maps, vec![vec![0, 1]]);
         // Codes of old values are unchanged.
         let old = one_column_table(vec![0.0, 3.0, 10.0, 13.0]);
         assert_eq!(widened.encode(&old), quantizer.encode(&old));
-        // A column of few values has one cell per value: any new one is refused.
-        let exact = AttributeQuantizer::train(&one_column_table(vec![1.0, 2.0, 2.0]), 8);
-        assert!(exact
-            .widened_to_cover(&one_column_table(vec![2.0, 1.0]))
-            .is_ok());
-        let refused = exact
-            .widened_to_cover(&one_column_table(vec![1.5]))
+        // A column of few values has one cell per value: a new one gets its own cell while
+        // there is room (old codes move), and is refused once there is none.
+        let exact = AttributeQuantizer::train(&one_column_table(vec![1.0, 2.0, 2.0, f64::NAN]), 2);
+        let (grown, code_maps) = exact
+            .widened_to_cover(&one_column_table(vec![2.0, 1.5, 1.0]), 2)
+            .unwrap();
+        assert_eq!(
+            ranges(&grown.columns[0]),
+            vec![(1.0, 1.0), (1.5, 1.5), (2.0, 2.0)]
+        );
+        // Old codes 0 (1.0), 1 (2.0) and 2 (NaN) are now 0, 2 and 3.
+        assert_eq!(code_maps, vec![vec![0, 2, 3]]);
+        let old = one_column_table(vec![1.0, 2.0, f64::NAN]);
+        let remapped: Vec<u8> = exact.encode(&old).columns[0]
+            .iter()
+            .map(|&code| code_maps[0][code as usize])
+            .collect();
+        assert_eq!(remapped, grown.encode(&old).columns[0]);
+        let refused = grown
+            .widened_to_cover(&one_column_table(vec![1.7]), 2)
             .unwrap_err();
         assert!(refused.contains("one value"), "{refused}");
-        assert!(exact
-            .widened_to_cover(&one_column_table(vec![f64::NAN]))
+        assert!(AttributeQuantizer::train(&one_column_table(vec![1.0]), 8)
+            .widened_to_cover(&one_column_table(vec![f64::NAN]), 8)
             .unwrap_err()
             .contains("NaN"));
     }

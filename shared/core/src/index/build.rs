@@ -550,6 +550,14 @@ pub fn rebuild_partitions(
     let started = Instant::now();
     // Attribute cells widened to the rebuilt partitions' rows.
     let mut attribute_quantizer = coordinator.attribute_quantizer.clone();
+    // The new code of each old code, per column (cells inserted for new values move codes).
+    let mut code_maps: Vec<Vec<u8>> = (0..previous.schema.num_columns())
+        .map(|column| {
+            (0..attribute_quantizer.num_cells(column) as u32)
+                .map(|code| code as u8)
+                .collect()
+        })
+        .collect();
     for (partition, input) in &partitions {
         if input.schema != previous.schema || input.dim != dim {
             return Err(Error::internal(format!(
@@ -569,9 +577,15 @@ pub fn rebuild_partitions(
                 ..params.clone()
             },
         )?;
-        attribute_quantizer = attribute_quantizer
-            .widened_to_cover(&input.attributes)
+        let (widened, maps) = attribute_quantizer
+            .widened_to_cover(&input.attributes, params.attribute_bits)
             .map_err(|reason| Error::invalid("attributes", reason))?;
+        attribute_quantizer = widened;
+        for (total, map) in code_maps.iter_mut().zip(&maps) {
+            for code in total.iter_mut() {
+                *code = map[usize::from(*code)];
+            }
+        }
     }
     progress.start_phase(
         "re-encoding the partitions writes touched",
@@ -647,11 +661,17 @@ pub fn rebuild_partitions(
                     cluster_centroids
                         .extend_from_slice(&directory.centroids[cluster * dim..][..dim]);
                 }
-                for (column, codes) in code_columns
+                for ((column, codes), map) in code_columns
                     .iter_mut()
                     .zip(&coordinator.attribute_codes.columns)
+                    .zip(&code_maps)
                 {
-                    column.extend_from_slice(&codes[first..end]);
+                    // A code beyond the old cells stays beyond the new ones ("maybe").
+                    column.extend(
+                        codes[first..end]
+                            .iter()
+                            .map(|&code| map.get(usize::from(code)).copied().unwrap_or(u8::MAX)),
+                    );
                 }
                 partition_sizes.push(entry.num_vectors);
                 total_bytes += entry.size_bytes;
