@@ -2,8 +2,8 @@
 //! (see `squash_service::compaction`).
 //!
 //! - A scheduled event (EventBridge), or any event without `"index"`, compacts every index
-//!   under the root whose log holds writes after its manifest's `folded_through`; the others
-//!   are left as they are.
+//!   under the root whose log holds writes after its manifest's `folded_through`; of the
+//!   others it only removes the versions past their retention.
 //! - A direct invocation `{"index": "NAME"}` compacts that index; `{"index": "NAME", "force":
 //!   true}` rebuilds it even when it has no writes to fold.
 //!
@@ -23,7 +23,7 @@ use squash_core::error::{Error, Result};
 use squash_core::index::build::NoProgress;
 use squash_core::index::{validate_index_name, Manifest, MANIFEST_KEY};
 use squash_core::writes::parse_log_key;
-use squash_service::{compact_index, CompactionSummary};
+use squash_service::{compact_index, remove_expired_versions, CompactionSummary};
 use squash_storage::{store_for_location, BlobStore, PrefixedStore};
 
 use crate::config::FunctionConfig;
@@ -183,11 +183,16 @@ pub async fn handle_event(
                     Ok(IndexState::Due {
                         unfolded_entries, ..
                     }) => due.push((name, unfolded_entries)),
-                    Ok(IndexState::UpToDate { folded_through }) => results.push(json!({
-                        "index": name,
-                        "status": "up_to_date",
-                        "folded_through": folded_through,
-                    })),
+                    Ok(IndexState::UpToDate { folded_through }) => {
+                        // Versions past the retention go even when nothing is compacted.
+                        let removed = remove_expired(&root, &name).await;
+                        results.push(json!({
+                            "index": name,
+                            "status": "up_to_date",
+                            "folded_through": folded_through,
+                            "expired_objects_removed": removed,
+                        }))
+                    }
                     Err(error) => results.push(failed(&name, &error)),
                 }
             }
@@ -229,6 +234,20 @@ pub async fn handle_event(
         "failed": count("failed"),
         "indexes": results,
     }))
+}
+
+/// Removes the objects of index `name` that no retained version reads; returns how many, or
+/// 0 when that failed (logged: the next run tries again).
+async fn remove_expired(root: &Arc<dyn BlobStore>, name: &str) -> usize {
+    let outcome = async {
+        let store = PrefixedStore::try_new(Arc::clone(root), name)?;
+        remove_expired_versions(&store).await
+    }
+    .await;
+    outcome.unwrap_or_else(|error| {
+        tracing::warn!(index = name, %error, "removing expired versions failed");
+        0
+    })
 }
 
 /// Compacts index `name` under `root` and reports how it went, failures included.
@@ -352,6 +371,7 @@ mod tests {
     use squash_service::embedded::{EmbeddedConfig, EmbeddedIndex};
     use squash_service::write_index;
     use squash_storage::MemoryStore;
+    use std::collections::BTreeSet;
 
     const DIM: usize = 4;
     const ROWS: u64 = 300;
@@ -364,6 +384,17 @@ mod tests {
 
     /// Builds a small index `name` under `root`.
     async fn build(root: &Arc<dyn BlobStore>, name: &str) {
+        build_version(root, name, "1", None).await
+    }
+
+    /// Builds version `version` of index `name` under `root`, keeping replaced versions
+    /// `retain_versions_s`.
+    async fn build_version(
+        root: &Arc<dyn BlobStore>,
+        name: &str,
+        version: &str,
+        retain_versions_s: Option<u64>,
+    ) {
         let ids: Vec<u64> = (0..ROWS).collect();
         let mut attributes = AttributeTable::with_columns(0, ROWS as usize);
         attributes.num_rows = ROWS as usize;
@@ -374,9 +405,10 @@ mod tests {
             schema: AttributeSchema { columns: vec![] },
             attributes,
         };
-        let mut params = BuildParams::new(Metric::L2, "1");
+        let mut params = BuildParams::new(Metric::L2, version);
         params.num_partitions = Some(2);
         params.seed = 42;
+        params.retain_versions_s = retain_versions_s;
         let store: Arc<dyn BlobStore> =
             Arc::new(PrefixedStore::try_new(Arc::clone(root), name).expect("prefix"));
         write_index(store, input, params, Arc::new(NoProgress))
@@ -568,6 +600,37 @@ mod tests {
             .iter()
             .all(|result| result["status"] == "up_to_date"));
         assert_eq!(manifest_bytes(&root, "busy").await, busy_after);
+    }
+
+    #[tokio::test]
+    async fn scheduled_runs_remove_versions_past_their_retention() {
+        let root: Arc<dyn BlobStore> = Arc::new(MemoryStore::new());
+        for version in ["a1", "a2", "a3"] {
+            build_version(&root, "quiet", version, Some(1)).await;
+        }
+        // "a1" was replaced less than a second ago: still kept.
+        let versions = |keys: Vec<String>| -> BTreeSet<String> {
+            keys.iter()
+                .filter_map(|key| key.strip_prefix("quiet/v")?.split_once('/'))
+                .map(|(version, _)| version.to_string())
+                .collect()
+        };
+        assert_eq!(versions(root.list("quiet/v").await.expect("list")).len(), 3);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let answer = handle_event(Arc::clone(&root), &json!({}), "r", far_deadline())
+            .await
+            .expect("answer");
+        let quiet = &answer["indexes"][0];
+        assert_eq!(quiet["status"], json!("up_to_date"), "{answer}");
+        assert!(
+            quiet["expired_objects_removed"].as_u64() > Some(0),
+            "{answer}"
+        );
+        // "a2", replaced last, stays for readers in flight; "a1" is gone.
+        assert_eq!(
+            versions(root.list("quiet/v").await.expect("list")),
+            BTreeSet::from(["a2".to_string(), "a3".to_string()])
+        );
     }
 
     #[tokio::test]

@@ -297,6 +297,19 @@ class BatchTest(ClientTestCase):
         self.assertNotIn("filter", queries[2])
         self.assertNotIn("require_complete", self.fake.last.json)
 
+    def test_as_of_is_sent_when_given_and_checked(self) -> None:
+        self.fake.reset((200, QUERY_ANSWER, {}))
+        self.client.query("films", [1.0], as_of=3)
+        self.assertEqual(self.fake.last.json["as_of"], 3)
+        self.fake.reset((200, batch_answer(1), {}))
+        self.client.query_batch("films", [[1.0]], as_of=5)
+        self.assertEqual(self.fake.last.json["as_of"], 5)
+        self.assertNotIn("as_of", self.fake.last.json["queries"][0])
+        with self.assertRaisesRegex(ValueError, "as_of must be >= 0"):
+            self.client.query("films", [1.0], as_of=-1)
+        with self.assertRaisesRegex(TypeError, "as_of must be an integer"):
+            self.client.query("films", [1.0], as_of=True)
+
     def test_batch_min_token_applies_to_the_batch(self) -> None:
         self.fake.reset((200, batch_answer(2), {}))
         self.client.query_batch("films", [[1.0], [2.0]], min_token=7)

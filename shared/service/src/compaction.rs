@@ -31,7 +31,7 @@ use crate::write_log;
 
 /// The default of [`CompactionOptions::max_drift_share`]; see BENCHMARKS.md ("Compaction")
 /// for the measurements behind it.
-pub const DEFAULT_MAX_DRIFT_SHARE: f64 = 0.2;
+pub const DEFAULT_MAX_DRIFT_SHARE: f64 = 0.5;
 
 /// The bounds a re-encoded partition's size keeps, as shares of the mean partition size: past
 /// them the partitions are drawn anew (balanced k-means keeps them within 10 % of the mean).

@@ -52,5 +52,5 @@ pub use in_process::InProcessInvoker;
 pub use invocation_tree::{slot_of, tasks_by_slot, tree_of_slots, TreeShape};
 pub use invoker::WorkerInvoker;
 pub use partition_cache::{default_capacity_bytes, PartitionCache};
-pub use publish::write_index;
+pub use publish::{remove_expired_versions, write_index};
 pub use worker_service::{partition_object_key, WorkerService};

@@ -191,9 +191,13 @@ fn unix_ms_now() -> u64 {
         .as_millis() as u64
 }
 
+/// How long the version replaced last is kept even past the retention: readers that opened
+/// it just before the switch may still use it (a Lambda invocation runs at most 15 minutes).
+const IN_FLIGHT_READS: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
 /// Returns the versions still retained once `current` is served, newest first: `current`,
-/// the version it replaced (always: readers that opened it just before the switch still use
-/// it), and each older one replaced less than `current.retain_versions()` ago. The chain is
+/// the version it replaced (for the retention, and at least [`IN_FLIGHT_READS`] after the
+/// switch: readers that opened it just before still use it), and each older one replaced less than `current.retain_versions()` ago. The chain is
 /// followed through the manifest copies kept beside each version's objects; it ends at a
 /// version without one (written before copies were kept) or past the retention.
 pub async fn retained_versions(
@@ -207,6 +211,14 @@ pub async fn retained_versions(
     let Some(previous) = previous_opt else {
         return Ok(chain);
     };
+    // Without a switch now, the version replaced last goes too once no reader can still be
+    // using it.
+    let replaced_ms = now_unix_ms.saturating_sub(current.published_unix_ms);
+    if current.published_unix_ms > 0
+        && replaced_ms >= retain_ms.max(IN_FLIGHT_READS.as_millis() as u64)
+    {
+        return Ok(chain);
+    }
     chain.push(previous);
     loop {
         let successor = &chain[chain.len() - 1];
@@ -240,7 +252,8 @@ async fn remove_unretained(
     store: &dyn BlobStore,
     current: &Manifest,
     previous_opt: Option<Manifest>,
-) -> Result<()> {
+) -> Result<usize> {
+    let mut removed = 0usize;
     let retained = retained_versions(store, current, previous_opt, unix_ms_now()).await?;
     let referenced: HashSet<String> = retained.iter().flat_map(Manifest::object_keys).collect();
     for key in store.list("v").await? {
@@ -256,6 +269,7 @@ async fn remove_unretained(
             || !is_older_version(version, &current.index_version);
         if !keep {
             store.delete(&key).await?;
+            removed += 1;
         }
     }
     // The oldest retained version applies the log entries after its own snapshot.
@@ -267,9 +281,36 @@ async fn remove_unretained(
     for key in store.list(LOG_PREFIX).await? {
         if parse_log_key(&key).is_some_and(|seq| seq <= oldest_folded) {
             store.delete(&key).await?;
+            removed += 1;
         }
     }
-    Ok(())
+    Ok(removed)
+}
+
+/// Removes what no version still retained reads (see [`remove_unretained`]) from the index in
+/// `store`, without a switch: versions otherwise wait for the next build or compaction to be
+/// removed once past the retention. Returns how many objects it removed. Safe beside a build
+/// or compaction: a version switched to meanwhile names only its own objects and ones its
+/// predecessor names, which stay.
+pub async fn remove_expired_versions(store: &dyn BlobStore) -> Result<usize> {
+    let bytes = store.get(MANIFEST_KEY).await?;
+    let current = Manifest::decode(MANIFEST_KEY, bytes)?;
+    let previous_opt = match &current.previous_version {
+        None => None,
+        Some(version) => {
+            let key = version_manifest_key(version);
+            match store.get(&key).await {
+                Ok(bytes) => Some(Manifest::decode(&key, bytes)?),
+                Err(Error::NotFound { .. }) => None,
+                Err(other) => return Err(other),
+            }
+        }
+    };
+    // Without the replaced version's manifest its objects cannot be told apart: keep them.
+    if current.previous_version.is_some() && previous_opt.is_none() {
+        return Ok(0);
+    }
+    remove_unretained(store, &current, previous_opt).await
 }
 
 /// Whether version `a` was started before version `b`. Versions are the build's start time

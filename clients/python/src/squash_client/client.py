@@ -110,7 +110,7 @@ def _check_count(where: str, count: int, may_be_empty: bool) -> None:
         )
 
 
-def _check_min_token(min_token: Any) -> Optional[int]:
+def _check_min_token(min_token: Any, name: str = "min_token") -> Optional[int]:
     if min_token is None:
         return None
     try:
@@ -118,9 +118,9 @@ def _check_min_token(min_token: Any) -> Optional[int]:
             raise TypeError
         token = operator.index(min_token)
     except TypeError:
-        raise TypeError(f"min_token must be an integer, got {min_token!r}") from None
+        raise TypeError(f"{name} must be an integer, got {min_token!r}") from None
     if token < 0:
-        raise ValueError(f"min_token must be >= 0, got {token}")
+        raise ValueError(f"{name} must be >= 0, got {token}")
     return token
 
 
@@ -258,6 +258,7 @@ class Client:
         require_complete: bool = False,
         branching: Optional[int] = None,
         min_token: Optional[int] = None,
+        as_of: Optional[int] = None,
     ) -> QueryResult:
         """Returns the ``k`` nearest neighbours of ``vector`` in ``index``.
 
@@ -274,8 +275,12 @@ class Client:
             min_token: read at least this write's token (:attr:`WriteResult.token`): the
                 answer then reflects that write. A token the index's write log has not
                 reached raises :class:`InvalidRequest` with ``field == "min_token"``.
+            as_of: answer as the index stood at this write's token (time travel): back to
+                the oldest version the index still keeps (a day by default). A token out of
+                reach raises :class:`InvalidRequest` with ``field == "as_of"``.
         """
         token = _check_min_token(min_token)
+        as_of_token = _check_min_token(as_of, "as_of")
         body = self._query_body(
             _vector_to_list(vector, "vector"),
             _check_k(k),
@@ -289,6 +294,8 @@ class Client:
             body["branching"] = branching
         if token is not None:
             body["min_token"] = token
+        if as_of_token is not None:
+            body["as_of"] = as_of_token
         answer = self._request("POST", f"/v1/indexes/{self._quote(index)}/query", body)
         try:
             return QueryResult.from_json(answer)
@@ -306,6 +313,7 @@ class Client:
         require_complete: bool = False,
         branching: Optional[int] = None,
         min_token: Optional[int] = None,
+        as_of: Optional[int] = None,
     ) -> BatchResult:
         """Runs several queries in one request (the workers load each partition once).
 
@@ -314,10 +322,11 @@ class Client:
             k: hits wanted per query.
             filters: ``None``; one mapping applied to every query; or a sequence with one
                 filter (or ``None``) per vector.
-            include_attributes, options, require_complete, branching, min_token: as for
-                :meth:`query`, applied to every query.
+            include_attributes, options, require_complete, branching, min_token, as_of: as
+                for :meth:`query`, applied to every query.
         """
         token = _check_min_token(min_token)
+        as_of_token = _check_min_token(as_of, "as_of")
         rows = vectors.tolist() if hasattr(vectors, "tolist") else vectors
         if isinstance(rows, (str, bytes, Mapping)) or not isinstance(rows, Iterable):
             kind = type(vectors).__name__
@@ -367,6 +376,8 @@ class Client:
             body["branching"] = branching
         if token is not None:
             body["min_token"] = token
+        if as_of_token is not None:
+            body["as_of"] = as_of_token
         answer = self._request("POST", f"/v1/indexes/{self._quote(index)}/query-batch", body)
         try:
             return BatchResult.from_json(answer)
