@@ -314,6 +314,32 @@ fn writes_are_read_with_their_token_and_concurrent_writers_lose_nothing() {
         "the other fails with a clear conflict: {loser}"
     );
     check("after compaction");
+    // Time travel across the compaction, answered by the version it replaced (retained a
+    // day) and the log entries after that version: as of token 1, row 1,000,001 (written at
+    // token 2) is not there yet; as of token 2 it is the nearest hit of its own vector.
+    let as_of = |token: u64| {
+        let (status, answer) = stack.post(
+            &format!("/v1/indexes/{index}/query"),
+            &json!({"vector": vectors.row(BUILT + 1), "k": 1, "as_of": token}),
+        );
+        assert_eq!(status, 200, "as of {token}: {answer}");
+        (
+            answer["hits"][0]["id"].as_u64(),
+            answer["stats"]["execution"]["index_version"].clone(),
+        )
+    };
+    // The coordinator reads the manifest again once its time to live (5 s) has passed.
+    std::thread::sleep(Duration::from_millis(5_500));
+    let (_, served) = as_of(180);
+    let (before, old_version) = as_of(1);
+    let (after, same_version) = as_of(2);
+    assert_ne!(before, Some(1_000_001));
+    assert_eq!(after, Some(1_000_001));
+    assert_eq!(old_version, same_version);
+    assert_ne!(
+        served, old_version,
+        "tokens 1 and 2 are read from the replaced version"
+    );
     // The log goes on after the compaction.
     let token = upsert(&stack, index, &[(3_000_000, vectors.row(5).to_vec())]);
     assert_eq!(token, 181);
