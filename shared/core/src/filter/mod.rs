@@ -253,18 +253,20 @@ impl Filter {
         }
         let mut rows = Vec::with_capacity(count);
         for run in runs {
-            for &row in column.rows(run) {
-                let position = row as usize;
-                let range = ranges.partition_point(|range| range.end <= position);
-                if range < ranges.len()
-                    && ranges[range].start <= position
-                    && (runs_are_exact || self.matches_row(table, position))
-                {
-                    rows.push(row);
-                }
-            }
+            rows.extend_from_slice(column.rows(run));
         }
+        // In row order, the ranges (ascending) are walked once instead of searched per row.
         rows.sort_unstable();
+        let mut range = 0;
+        rows.retain(|&row| {
+            let position = row as usize;
+            while range < ranges.len() && ranges[range].end <= position {
+                range += 1;
+            }
+            range < ranges.len()
+                && ranges[range].start <= position
+                && (runs_are_exact || self.matches_row(table, position))
+        });
         Some(rows)
     }
 

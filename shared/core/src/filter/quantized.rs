@@ -866,11 +866,17 @@ pub(super) fn count_bounds_within(
         if admitted < max_index_rows {
             let mut possible = vec![0u64; num_groups];
             let mut certain = vec![0u64; num_groups];
+            // A filter on this one column: a row's verdict is its code's.
+            let one_column = matches!(plan, Plan::Scan { .. });
             for code in (0..NUM_CODES).filter(|&code| table[code] != Verdict::Never) {
                 // The rows of a code ascend, so their group only moves forward.
                 let mut group = 0usize;
                 for &row in column_postings.rows(code) {
-                    let verdict = row_verdict(&plan, codes, row as usize);
+                    let verdict = if one_column {
+                        table[code]
+                    } else {
+                        row_verdict(&plan, codes, row as usize)
+                    };
                     if verdict == Verdict::Never {
                         continue;
                     }

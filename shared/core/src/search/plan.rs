@@ -122,7 +122,7 @@ fn plan_query_counted(
 ) -> QueryPlan {
     let clusters = &coordinator.clusters;
     let num_clusters = clusters.num_clusters();
-    let (possible, certain) = (&counts.possible, &counts.certain);
+    let possible = &counts.possible;
     let estimated_matches: u64 = possible.iter().sum();
     let dim = coordinator.dim;
     let distances: Vec<f32> = (0..num_clusters)
@@ -131,18 +131,16 @@ fn plan_query_counted(
             kernels::l2_squared_f32(query, centroid).sqrt()
         })
         .collect();
-    // Nearest first, ties by cluster: a heap built in linear time and popped only as far as the
-    // walk below goes (a small share of the clusters), instead of sorting them all.
-    let mut ranked = RankedClusters::new(
-        (0..num_clusters)
-            .filter(|&c| possible[c] > 0)
-            .map(|c| (distances[c], c as u32)),
-    );
-    let mut partitions: Vec<u32> = Vec::new();
-    let mut taken_partition = vec![false; coordinator.num_partitions()];
     if knobs.exact {
+        let ranked = RankedClusters::new(
+            (0..num_clusters)
+                .filter(|&c| possible[c] > 0)
+                .map(|c| (distances[c], c as u32)),
+        );
+        let mut partitions: Vec<u32> = Vec::new();
+        let mut taken_partition = vec![false; coordinator.num_partitions()];
         let mut probed_rows = 0;
-        for (_, cluster) in ranked.by_ref() {
+        for (_, cluster) in ranked {
             let partition = clusters.partition_of[cluster as usize];
             if !std::mem::replace(&mut taken_partition[partition as usize], true) {
                 partitions.push(partition);
@@ -170,6 +168,48 @@ fn plan_query_counted(
         .sum();
     let coverage_target = (k * COVERAGE_SAFETY_FACTOR) as u64;
     let probe_target = (knobs.probe_rows_for(k) as u64).max(neighbourhood_rows);
+    if let Some(plan) = plan_every_possible_cluster(
+        coordinator,
+        &distances,
+        possible,
+        estimated_matches,
+        probe_target,
+        knobs.max_partitions,
+    ) {
+        return plan;
+    }
+    walk_clusters(
+        coordinator,
+        &distances,
+        counts,
+        estimated_matches,
+        coverage_target,
+        probe_target,
+        knobs,
+    )
+}
+
+/// Takes clusters nearest first until the plan's targets are met (see [`plan_query_counted`]).
+fn walk_clusters(
+    coordinator: &CoordinatorData,
+    distances: &[f32],
+    counts: &ClusterCounts,
+    estimated_matches: u64,
+    coverage_target: u64,
+    probe_target: u64,
+    knobs: &SearchKnobs,
+) -> QueryPlan {
+    let clusters = &coordinator.clusters;
+    let (possible, certain) = (&counts.possible, &counts.certain);
+    // Nearest first, ties by cluster: a heap built in linear time and popped only as far as the
+    // walk goes (a small share of the clusters), instead of sorting them all.
+    let ranked = RankedClusters::new(
+        (0..clusters.num_clusters())
+            .filter(|&c| possible[c] > 0)
+            .map(|c| (distances[c], c as u32)),
+    );
+    let mut partitions: Vec<u32> = Vec::new();
+    let mut taken_partition = vec![false; coordinator.num_partitions()];
     let mut certain_covered = 0u64;
     let mut possible_covered = 0u64;
     let mut probed_rows = 0u64;
@@ -210,6 +250,56 @@ fn plan_query_counted(
         probed_rows,
         rows_by_partition,
     }
+}
+
+/// The plan of [`plan_query_counted`]'s walk when it would take every cluster that may match:
+/// fewer rows may match in all of them than the probe target (a selective filter), and they lie
+/// in no more partitions than the cap. Then no ranking is needed: the same partitions (in order
+/// of their nearest such cluster), rows and radius come from one pass. `None` otherwise.
+fn plan_every_possible_cluster(
+    coordinator: &CoordinatorData,
+    distances: &[f32],
+    possible: &[u64],
+    estimated_matches: u64,
+    probe_target: u64,
+    max_partitions: usize,
+) -> Option<QueryPlan> {
+    if estimated_matches >= probe_target {
+        return None;
+    }
+    let clusters = &coordinator.clusters;
+    // Per partition: the key of its nearest cluster that may match, and its rows probed.
+    let mut nearest_key = vec![u64::MAX; coordinator.num_partitions()];
+    let mut rows_of = vec![0u64; coordinator.num_partitions()];
+    let mut probe_radius = 0f32;
+    for (cluster, &count) in possible.iter().enumerate() {
+        if count == 0 {
+            continue;
+        }
+        let partition = clusters.partition_of[cluster] as usize;
+        let key = (u64::from(order_bits(distances[cluster])) << 32) | cluster as u64;
+        nearest_key[partition] = nearest_key[partition].min(key);
+        rows_of[partition] += clusters.rows_in(cluster);
+        probe_radius = probe_radius.max(distances[cluster]);
+    }
+    let mut partitions: Vec<u32> = (0..coordinator.num_partitions() as u32)
+        .filter(|&partition| nearest_key[partition as usize] != u64::MAX)
+        .collect();
+    if partitions.len() > max_partitions {
+        return None;
+    }
+    partitions.sort_unstable_by_key(|&partition| nearest_key[partition as usize]);
+    let rows_by_partition: Vec<u64> = partitions
+        .iter()
+        .map(|&partition| rows_of[partition as usize])
+        .collect();
+    Some(QueryPlan {
+        probed_rows: rows_by_partition.iter().sum(),
+        partitions,
+        estimated_matches,
+        probe_radius: Some(probe_radius),
+        rows_by_partition,
+    })
 }
 
 /// Clusters by ascending distance, ties by cluster id, popped lazily from a min-heap.
@@ -432,6 +522,123 @@ pub fn plan_batch_with_dead_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A coordinator of `sizes.len()` clusters in 2 dimensions over `num_partitions`
+    /// partitions (cluster c in partition c % num_partitions), with no attributes.
+    fn coordinator_of(num_partitions: usize, sizes: &[u64], seed: u64) -> CoordinatorData {
+        use crate::attributes::AttributeSchema;
+        use crate::filter::{AttributeQuantizer, ColumnPostings, QuantizedAttributes};
+        use crate::index::ClusterDirectory;
+        let mut state = seed | 1;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 1000) as f32 / 100.0
+        };
+        // Clusters grouped by partition, as the directory stores them.
+        let mut clusters_per_partition = vec![0u64; num_partitions];
+        let mut cluster_sizes = Vec::new();
+        let mut partition_sizes = vec![0u64; num_partitions];
+        for partition in 0..num_partitions {
+            for (cluster, &size) in sizes.iter().enumerate() {
+                if cluster % num_partitions == partition {
+                    clusters_per_partition[partition] += 1;
+                    cluster_sizes.push(size);
+                    partition_sizes[partition] += size;
+                }
+            }
+        }
+        let centroids: Vec<f32> = (0..sizes.len() * 2).map(|_| next()).collect();
+        let clusters = ClusterDirectory::from_parts(
+            "test",
+            2,
+            &partition_sizes,
+            &clusters_per_partition,
+            &cluster_sizes,
+            centroids,
+        )
+        .unwrap();
+        let mut partition_row_offsets = vec![0u64];
+        for size in &partition_sizes {
+            partition_row_offsets.push(partition_row_offsets.last().unwrap() + size);
+        }
+        CoordinatorData {
+            metric: crate::metric::Metric::L2,
+            dim: 2,
+            clusters,
+            attribute_postings: ColumnPostings::new(0),
+            partition_sizes,
+            partition_row_offsets,
+            centroids: vec![0.0; num_partitions * 2],
+            schema: AttributeSchema { columns: vec![] },
+            attribute_quantizer: AttributeQuantizer { columns: vec![] },
+            attribute_codes: QuantizedAttributes::default(),
+        }
+    }
+
+    #[test]
+    fn a_plan_of_every_possible_cluster_equals_the_walk() {
+        let mut checked = 0;
+        for seed in 1..200u64 {
+            let num_partitions = 1 + (seed % 6) as usize;
+            let sizes: Vec<u64> = (0..40).map(|c| 50 + (c * seed) % 300).collect();
+            let coordinator = coordinator_of(num_partitions, &sizes, seed);
+            let query = [(seed % 10) as f32, (seed % 7) as f32];
+            let distances: Vec<f32> = (0..40)
+                .map(|c| {
+                    kernels::l2_squared_f32(&query, &coordinator.clusters.centroids[c * 2..][..2])
+                        .sqrt()
+                })
+                .collect();
+            // Few clusters may match, some surely: a selective filter.
+            let possible: Vec<u64> = (0..40u64)
+                .map(|c| {
+                    if (c * 7 + seed) % 5 == 0 {
+                        1 + (c + seed) % 9
+                    } else {
+                        0
+                    }
+                })
+                .collect();
+            let certain: Vec<u64> = possible.iter().map(|&p| p / 2).collect();
+            let counts = ClusterCounts {
+                possible: possible.clone(),
+                certain,
+            };
+            let estimated: u64 = possible.iter().sum();
+            for max_partitions in [1, 3, usize::MAX] {
+                let knobs = SearchKnobs {
+                    max_partitions,
+                    min_partitions: (seed % 3) as usize,
+                    ..SearchKnobs::resolve(&Default::default()).unwrap()
+                };
+                for probe_target in [estimated, estimated + 1, 10_000] {
+                    let walked = walk_clusters(
+                        &coordinator,
+                        &distances,
+                        &counts,
+                        estimated,
+                        seed % 40,
+                        probe_target,
+                        &knobs,
+                    );
+                    if let Some(shortcut) = plan_every_possible_cluster(
+                        &coordinator,
+                        &distances,
+                        &possible,
+                        estimated,
+                        probe_target,
+                        max_partitions,
+                    ) {
+                        assert_eq!(shortcut, walked, "seed {seed}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 300, "{checked}");
+    }
 
     #[test]
     fn ranked_clusters_come_nearest_first_ties_by_cluster() {
