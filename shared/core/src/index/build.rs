@@ -342,6 +342,139 @@ fn build_partition(
     })
 }
 
+/// What a version's coordinator object, row ids and manifest gather from its partitions, in
+/// partition order: filled by a build, and by a compaction that re-encodes some partitions and
+/// keeps the others.
+#[derive(Default)]
+struct VersionParts {
+    dim: usize,
+    entries: Vec<PartitionEntry>,
+    /// Partition centroids (row means), `num_partitions x dim`.
+    centroids: Vec<f32>,
+    cluster_centroids: Vec<f32>,
+    clusters_per_partition: Vec<u64>,
+    cluster_sizes: Vec<u64>,
+    ids_in_row_order: Vec<u64>,
+    total_bytes: u64,
+}
+
+impl VersionParts {
+    fn new(dim: usize) -> VersionParts {
+        VersionParts {
+            dim,
+            ..VersionParts::default()
+        }
+    }
+
+    /// Adds a partition built anew, emitting its segment under version `version`.
+    fn add_built(
+        &mut self,
+        data: &PartitionData,
+        version: &str,
+        emit: &mut dyn FnMut(&str, Vec<u8>) -> Result<()>,
+    ) -> Result<()> {
+        let dim = data.dim;
+        self.ids_in_row_order.extend_from_slice(&data.ids);
+        self.cluster_centroids
+            .extend_from_slice(&data.clusters.centroids);
+        self.clusters_per_partition
+            .push(data.clusters.num_clusters() as u64);
+        self.cluster_sizes.extend_from_slice(&data.clusters.sizes);
+        let mut sums = vec![0f64; dim];
+        for vector in data.vectors.chunks_exact(dim) {
+            for (sum, &value) in sums.iter_mut().zip(vector) {
+                *sum += f64::from(value);
+            }
+        }
+        let num_rows = data.num_vectors();
+        self.centroids
+            .extend(sums.iter().map(|&sum| (sum / num_rows as f64) as f32));
+        let bytes = data.encode()?;
+        let key = partition_key(version, data.partition);
+        self.total_bytes += bytes.len() as u64;
+        self.entries.push(PartitionEntry {
+            id: data.partition,
+            key: key.clone(),
+            num_vectors: num_rows as u64,
+            size_bytes: bytes.len() as u64,
+        });
+        emit(&key, bytes)
+    }
+
+    /// Emits the coordinator object (with `attribute_codes` in partition order) and the row
+    /// ids, and returns the manifest for the caller to write last.
+    fn finish(
+        self,
+        schema: &AttributeSchema,
+        attribute_quantizer: AttributeQuantizer,
+        attribute_codes: QuantizedAttributes,
+        params: &BuildParams,
+        drift: Option<crate::index::PartitionDrift>,
+        emit: &mut dyn FnMut(&str, Vec<u8>) -> Result<()>,
+    ) -> Result<Manifest> {
+        let dim = self.dim;
+        let partition_sizes: Vec<u64> =
+            self.entries.iter().map(|entry| entry.num_vectors).collect();
+        let mut partition_row_offsets = Vec::with_capacity(partition_sizes.len() + 1);
+        let mut offset = 0u64;
+        for &size in &partition_sizes {
+            partition_row_offsets.push(offset);
+            offset += size;
+        }
+        partition_row_offsets.push(offset);
+        let clusters = ClusterDirectory::from_parts(
+            "coordinator",
+            dim,
+            &partition_sizes,
+            &self.clusters_per_partition,
+            &self.cluster_sizes,
+            self.cluster_centroids,
+        )?;
+        let coordinator = CoordinatorData {
+            metric: params.metric,
+            dim,
+            clusters,
+            attribute_postings: crate::filter::ColumnPostings::new(schema.num_columns()),
+            partition_sizes,
+            partition_row_offsets,
+            centroids: self.centroids,
+            schema: schema.clone(),
+            attribute_quantizer,
+            attribute_codes,
+        };
+        let mut total_bytes = self.total_bytes;
+        let coordinator_bytes = coordinator.encode()?;
+        total_bytes += coordinator_bytes.len() as u64;
+        let coordinator_key = coordinator_key(&params.index_version);
+        emit(&coordinator_key, coordinator_bytes)?;
+        let row_ids_bytes = crate::writes::RowIds::encode(&self.ids_in_row_order)?;
+        total_bytes += row_ids_bytes.len() as u64;
+        let row_ids_key = row_ids_key(&params.index_version);
+        emit(&row_ids_key, row_ids_bytes)?;
+        Ok(Manifest {
+            format_version: FORMAT_VERSION,
+            index_version: params.index_version.clone(),
+            created_unix_s: params.created_unix_s,
+            metric: params.metric,
+            dim,
+            num_vectors: offset,
+            schema: schema.clone(),
+            coordinator_key,
+            partitions: self.entries,
+            bits_per_dim: params.bits_per_dim,
+            attribute_bits: params.attribute_bits,
+            seed: params.seed,
+            total_bytes,
+            folded_through: params.folded_through,
+            row_ids_key: Some(row_ids_key),
+            previous_version: None,
+            published_unix_ms: 0,
+            retain_versions_s: params.retain_versions_s,
+            drift,
+        })
+    }
+}
+
 /// Builds an index: emits the coordinator and every segment through `emit(key, bytes)` and
 /// returns the manifest for the caller to write last.
 pub fn build_index(
@@ -352,7 +485,6 @@ pub fn build_index(
 ) -> Result<BuildSummary> {
     let num_partitions = validate(&input, params)?;
     let dim = input.dim;
-    let num_vectors = input.vectors.len() / dim;
     let mut phase_seconds = Vec::new();
     let mut vectors = std::mem::take(&mut input.vectors);
     if params.metric.normalizes() {
@@ -386,36 +518,10 @@ pub fn build_index(
         "encoding partitions (PCA, OSQ, sign codes)",
         num_partitions as u64,
     );
-    let mut entries = Vec::with_capacity(num_partitions);
-    let mut centroids = Vec::with_capacity(num_partitions * dim);
-    let mut total_bytes = 0u64;
-    let mut cluster_centroids = Vec::new();
-    let mut clusters_per_partition = Vec::with_capacity(num_partitions);
-    let mut cluster_sizes = Vec::new();
-    let mut ids_in_row_order = Vec::with_capacity(num_vectors);
+    let mut parts = VersionParts::new(dim);
     for (partition, rows) in members.iter_mut().enumerate() {
         let data = build_partition(&input, &vectors, partition as u32, rows, params)?;
-        ids_in_row_order.extend_from_slice(&data.ids);
-        cluster_centroids.extend_from_slice(&data.clusters.centroids);
-        clusters_per_partition.push(data.clusters.num_clusters() as u64);
-        cluster_sizes.extend_from_slice(&data.clusters.sizes);
-        let mut centroid = vec![0f64; dim];
-        for vector in data.vectors.chunks_exact(dim) {
-            for (sum, &value) in centroid.iter_mut().zip(vector) {
-                *sum += f64::from(value);
-            }
-        }
-        centroids.extend(centroid.iter().map(|&sum| (sum / rows.len() as f64) as f32));
-        let bytes = data.encode()?;
-        let key = partition_key(&params.index_version, partition as u32);
-        total_bytes += bytes.len() as u64;
-        entries.push(PartitionEntry {
-            id: partition as u32,
-            key: key.clone(),
-            num_vectors: rows.len() as u64,
-            size_bytes: bytes.len() as u64,
-        });
-        emit(&key, bytes)?;
+        parts.add_built(&data, &params.index_version, emit)?;
         progress.advance(1);
     }
     progress.finish_phase();
@@ -430,68 +536,18 @@ pub fn build_index(
     let attribute_quantizer =
         AttributeQuantizer::train(&attributes_in_order, params.attribute_bits);
     let attribute_codes = attribute_quantizer.encode(&attributes_in_order);
-    let partition_sizes: Vec<u64> = members.iter().map(|rows| rows.len() as u64).collect();
-    let mut partition_row_offsets = Vec::with_capacity(num_partitions + 1);
-    let mut offset = 0u64;
-    for &size in &partition_sizes {
-        partition_row_offsets.push(offset);
-        offset += size;
-    }
-    partition_row_offsets.push(offset);
-    let clusters = ClusterDirectory::from_parts(
-        "coordinator",
-        dim,
-        &partition_sizes,
-        &clusters_per_partition,
-        &cluster_sizes,
-        cluster_centroids,
-    )?;
-    let coordinator = CoordinatorData {
-        metric: params.metric,
-        dim,
-        clusters,
-        attribute_postings: crate::filter::ColumnPostings::new(input.schema.num_columns()),
-        partition_sizes,
-        partition_row_offsets,
-        centroids,
-        schema: input.schema.clone(),
+    let manifest = parts.finish(
+        &input.schema,
         attribute_quantizer,
         attribute_codes,
-    };
-    let coordinator_bytes = coordinator.encode()?;
-    total_bytes += coordinator_bytes.len() as u64;
-    let coordinator_key = coordinator_key(&params.index_version);
-    emit(&coordinator_key, coordinator_bytes)?;
-    let row_ids_bytes = crate::writes::RowIds::encode(&ids_in_row_order)?;
-    total_bytes += row_ids_bytes.len() as u64;
-    let row_ids_key = row_ids_key(&params.index_version);
-    emit(&row_ids_key, row_ids_bytes)?;
+        params,
+        None,
+        emit,
+    )?;
     phase_seconds.push((
         "attributes and coordinator".to_string(),
         started.elapsed().as_secs_f64(),
     ));
-
-    let manifest = Manifest {
-        format_version: FORMAT_VERSION,
-        index_version: params.index_version.clone(),
-        created_unix_s: params.created_unix_s,
-        metric: params.metric,
-        dim,
-        num_vectors: num_vectors as u64,
-        schema: input.schema,
-        coordinator_key,
-        partitions: entries,
-        bits_per_dim: params.bits_per_dim,
-        attribute_bits: params.attribute_bits,
-        seed: params.seed,
-        total_bytes,
-        folded_through: params.folded_through,
-        row_ids_key: Some(row_ids_key),
-        previous_version: None,
-        published_unix_ms: 0,
-        retain_versions_s: params.retain_versions_s,
-        drift: None,
-    };
     Ok(BuildSummary {
         manifest,
         phase_seconds,
@@ -591,15 +647,8 @@ pub fn rebuild_partitions(
         "re-encoding the partitions writes touched",
         partitions.len() as u64,
     );
-    let mut entries = Vec::with_capacity(num_partitions);
-    let mut centroids = Vec::with_capacity(num_partitions * dim);
-    let mut cluster_centroids = Vec::new();
-    let mut clusters_per_partition = Vec::with_capacity(num_partitions);
-    let mut cluster_sizes = Vec::new();
-    let mut partition_sizes = Vec::with_capacity(num_partitions);
-    let mut new_ids = Vec::with_capacity(ids_in_row_order.len());
+    let mut parts = VersionParts::new(dim);
     let mut code_columns: Vec<Vec<u8>> = vec![Vec::new(); previous.schema.num_columns()];
-    let mut total_bytes = 0u64;
     let mut rebuilt = partitions.iter_mut().peekable();
     for partition in 0..num_partitions {
         let partition_id = partition as u32;
@@ -618,47 +667,30 @@ pub fn rebuild_partitions(
                 }
                 let mut rows: Vec<u32> = (0..input.ids.len() as u32).collect();
                 let data = build_partition(input, &vectors, partition_id, &mut rows, params)?;
-                new_ids.extend_from_slice(&data.ids);
-                cluster_centroids.extend_from_slice(&data.clusters.centroids);
-                clusters_per_partition.push(data.clusters.num_clusters() as u64);
-                cluster_sizes.extend_from_slice(&data.clusters.sizes);
-                let mut centroid = vec![0f64; dim];
-                for vector in data.vectors.chunks_exact(dim) {
-                    for (sum, &value) in centroid.iter_mut().zip(vector) {
-                        *sum += f64::from(value);
-                    }
-                }
-                centroids.extend(centroid.iter().map(|&sum| (sum / rows.len() as f64) as f32));
                 let codes = attribute_quantizer.encode(&data.attributes);
                 for (column, codes) in code_columns.iter_mut().zip(codes.columns) {
                     column.extend(codes);
                 }
-                partition_sizes.push(rows.len() as u64);
-                let bytes = data.encode()?;
-                let key = partition_key(&params.index_version, partition_id);
-                total_bytes += bytes.len() as u64;
-                entries.push(PartitionEntry {
-                    id: partition_id,
-                    key: key.clone(),
-                    num_vectors: rows.len() as u64,
-                    size_bytes: bytes.len() as u64,
-                });
-                emit(&key, bytes)?;
+                parts.add_built(&data, &params.index_version, emit)?;
                 progress.advance(1);
             }
             None => {
-                let entry = previous.partitions[partition].clone();
                 let first = coordinator.partition_row_offsets[partition] as usize;
                 let end = coordinator.partition_row_offsets[partition + 1] as usize;
-                new_ids.extend_from_slice(&ids_in_row_order[first..end]);
-                centroids.extend_from_slice(&coordinator.centroids[partition * dim..][..dim]);
+                parts
+                    .ids_in_row_order
+                    .extend_from_slice(&ids_in_row_order[first..end]);
+                parts
+                    .centroids
+                    .extend_from_slice(&coordinator.centroids[partition * dim..][..dim]);
                 let clusters: Vec<usize> = (0..directory.num_clusters())
                     .filter(|&cluster| directory.partition_of[cluster] == partition_id)
                     .collect();
-                clusters_per_partition.push(clusters.len() as u64);
+                parts.clusters_per_partition.push(clusters.len() as u64);
                 for &cluster in &clusters {
-                    cluster_sizes.push(directory.rows_in(cluster));
-                    cluster_centroids
+                    parts.cluster_sizes.push(directory.rows_in(cluster));
+                    parts
+                        .cluster_centroids
                         .extend_from_slice(&directory.centroids[cluster * dim..][..dim]);
                 }
                 for ((column, codes), map) in code_columns
@@ -673,9 +705,9 @@ pub fn rebuild_partitions(
                             .map(|&code| map.get(usize::from(code)).copied().unwrap_or(u8::MAX)),
                     );
                 }
-                partition_sizes.push(entry.num_vectors);
-                total_bytes += entry.size_bytes;
-                entries.push(entry);
+                let entry = previous.partitions[partition].clone();
+                parts.total_bytes += entry.size_bytes;
+                parts.entries.push(entry);
             }
         }
     }
@@ -690,70 +722,22 @@ pub fn rebuild_partitions(
         started.elapsed().as_secs_f64(),
     ));
     let started = Instant::now();
-    let num_vectors = new_ids.len();
-    let mut partition_row_offsets = Vec::with_capacity(num_partitions + 1);
-    let mut offset = 0u64;
-    for &size in &partition_sizes {
-        partition_row_offsets.push(offset);
-        offset += size;
-    }
-    partition_row_offsets.push(offset);
-    let clusters = ClusterDirectory::from_parts(
-        "coordinator",
-        dim,
-        &partition_sizes,
-        &clusters_per_partition,
-        &cluster_sizes,
-        cluster_centroids,
-    )?;
-    let new_coordinator = CoordinatorData {
-        metric: params.metric,
-        dim,
-        clusters,
-        attribute_postings: crate::filter::ColumnPostings::new(previous.schema.num_columns()),
-        partition_sizes,
-        partition_row_offsets,
-        centroids,
-        schema: previous.schema.clone(),
+    let num_rows = parts.ids_in_row_order.len();
+    let manifest = parts.finish(
+        &previous.schema,
         attribute_quantizer,
-        attribute_codes: QuantizedAttributes {
-            num_rows: num_vectors,
+        QuantizedAttributes {
+            num_rows,
             columns: code_columns,
         },
-    };
-    let coordinator_bytes = new_coordinator.encode()?;
-    total_bytes += coordinator_bytes.len() as u64;
-    let coordinator_key = coordinator_key(&params.index_version);
-    emit(&coordinator_key, coordinator_bytes)?;
-    let row_ids_bytes = crate::writes::RowIds::encode(&new_ids)?;
-    total_bytes += row_ids_bytes.len() as u64;
-    let row_ids_key = row_ids_key(&params.index_version);
-    emit(&row_ids_key, row_ids_bytes)?;
+        params,
+        Some(drift),
+        emit,
+    )?;
     phase_seconds.push((
         "attributes and coordinator".to_string(),
         started.elapsed().as_secs_f64(),
     ));
-    let manifest = Manifest {
-        format_version: FORMAT_VERSION,
-        index_version: params.index_version.clone(),
-        created_unix_s: params.created_unix_s,
-        metric: params.metric,
-        dim,
-        num_vectors: num_vectors as u64,
-        schema: previous.schema.clone(),
-        coordinator_key,
-        partitions: entries,
-        bits_per_dim: params.bits_per_dim,
-        attribute_bits: params.attribute_bits,
-        seed: params.seed,
-        total_bytes,
-        folded_through: params.folded_through,
-        row_ids_key: Some(row_ids_key),
-        previous_version: None,
-        published_unix_ms: 0,
-        retain_versions_s: params.retain_versions_s,
-        drift: Some(drift),
-    };
     Ok(BuildSummary {
         manifest,
         phase_seconds,
