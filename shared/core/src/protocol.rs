@@ -176,8 +176,8 @@ pub struct QueryRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_token: Option<u64>,
     /// Answer as of this write's token: writes after it are left out (time travel). Any token
-    /// from the position the served version holds (its last compaction or build) to the
-    /// newest write; an earlier one is refused, naming the earliest that can be read.
+    /// from the snapshot of the oldest version the index still retains to the newest write;
+    /// an earlier one is refused, naming the earliest that can be read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub as_of: Option<u64>,
 }

@@ -208,7 +208,9 @@ impl AttributeQuantizer {
                     .widen_to(value, max_cells, &mut origins)
                     .map_err(|reason| format!("column {column}: {reason}"))?;
             }
-            let mut code_map = vec![0u8; quantizer.num_cells().max(old_num_finite + 1)];
+            // One entry per old code: its finite cells, then the NaN cell (or the one cell of
+            // unknown contents of a column trained on nothing), which stays last.
+            let mut code_map = vec![0u8; self.columns[column].num_cells()];
             for (new_cell, origin) in origins.iter().enumerate() {
                 if let Some(old_cell) = origin {
                     code_map[*old_cell] = new_cell as u8;
@@ -217,7 +219,6 @@ impl AttributeQuantizer {
             if quantizer.has_nan_cell {
                 code_map[old_num_finite] = quantizer.cell_mins.len() as u8;
             }
-            code_map.truncate(self.columns[column].num_cells());
             code_maps.push(code_map);
         }
         Ok((widened, code_maps))

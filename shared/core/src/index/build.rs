@@ -242,6 +242,23 @@ fn cell_problem(column: &AttributeColumn, value: f64) -> Option<String> {
     }
 }
 
+/// Scales every row of `vectors` to unit length when `metric` compares directions (a zero
+/// row, which has no direction, is refused by record).
+fn normalize_rows(metric: Metric, vectors: &mut [f32], dim: usize) -> Result<()> {
+    if !metric.normalizes() {
+        return Ok(());
+    }
+    for (row, vector) in vectors.chunks_exact_mut(dim).enumerate() {
+        if !normalize_in_place(vector) {
+            return Err(Error::invalid(
+                format!("vectors: record {row}"),
+                "is a zero vector, which has no cosine distance",
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn gather_rows(data: &[f32], dim: usize, rows: &[u32]) -> Vec<f32> {
     let mut out = Vec::with_capacity(rows.len() * dim);
     for &row in rows {
@@ -401,6 +418,27 @@ impl VersionParts {
         emit(&key, bytes)
     }
 
+    /// Adds a partition kept as the version `coordinator` belongs to wrote it: its manifest
+    /// `entry` (the segment stays where it is), centroid, fine clusters and `ids`.
+    fn add_kept(&mut self, entry: &PartitionEntry, coordinator: &CoordinatorData, ids: &[u64]) {
+        let dim = self.dim;
+        let directory = &coordinator.clusters;
+        let partition = entry.id as usize;
+        self.ids_in_row_order.extend_from_slice(ids);
+        self.centroids
+            .extend_from_slice(&coordinator.centroids[partition * dim..][..dim]);
+        // A partition's clusters are consecutive in the directory.
+        let clusters = directory.partition_of.partition_point(|&p| p < entry.id)
+            ..directory.partition_of.partition_point(|&p| p <= entry.id);
+        self.clusters_per_partition.push(clusters.len() as u64);
+        self.cluster_centroids
+            .extend_from_slice(&directory.centroids[clusters.start * dim..clusters.end * dim]);
+        self.cluster_sizes
+            .extend(clusters.map(|cluster| directory.rows_in(cluster)));
+        self.total_bytes += entry.size_bytes;
+        self.entries.push(entry.clone());
+    }
+
     /// Emits the coordinator object (with `attribute_codes` in partition order) and the row
     /// ids, and returns the manifest for the caller to write last.
     fn finish(
@@ -487,16 +525,7 @@ pub fn build_index(
     let dim = input.dim;
     let mut phase_seconds = Vec::new();
     let mut vectors = std::mem::take(&mut input.vectors);
-    if params.metric.normalizes() {
-        for (row, vector) in vectors.chunks_exact_mut(dim).enumerate() {
-            if !normalize_in_place(vector) {
-                return Err(Error::invalid(
-                    format!("vectors: record {row}"),
-                    "is a zero vector, which has no cosine distance",
-                ));
-            }
-        }
-    }
+    normalize_rows(params.metric, &mut vectors, dim)?;
 
     let started = Instant::now();
     let assignments = assign_partitions(&vectors, dim, num_partitions, params.seed, progress)?;
@@ -594,7 +623,6 @@ pub fn rebuild_partitions(
     } = rebuild;
     let dim = previous.dim;
     let num_partitions = previous.partitions.len();
-    let directory = &coordinator.clusters;
     if ids_in_row_order.len() as u64 != previous.num_vectors
         || coordinator.partition_row_offsets.len() != num_partitions + 1
     {
@@ -655,16 +683,7 @@ pub fn rebuild_partitions(
         match rebuilt.next_if(|(id, _)| *id == partition_id) {
             Some((_, input)) => {
                 let mut vectors = std::mem::take(&mut input.vectors);
-                if params.metric.normalizes() {
-                    for vector in vectors.chunks_exact_mut(dim) {
-                        if !normalize_in_place(vector) {
-                            return Err(Error::invalid(
-                                "vectors",
-                                "a zero vector has no cosine distance",
-                            ));
-                        }
-                    }
-                }
+                normalize_rows(params.metric, &mut vectors, dim)?;
                 let mut rows: Vec<u32> = (0..input.ids.len() as u32).collect();
                 let data = build_partition(input, &vectors, partition_id, &mut rows, params)?;
                 let codes = attribute_quantizer.encode(&data.attributes);
@@ -677,22 +696,11 @@ pub fn rebuild_partitions(
             None => {
                 let first = coordinator.partition_row_offsets[partition] as usize;
                 let end = coordinator.partition_row_offsets[partition + 1] as usize;
-                parts
-                    .ids_in_row_order
-                    .extend_from_slice(&ids_in_row_order[first..end]);
-                parts
-                    .centroids
-                    .extend_from_slice(&coordinator.centroids[partition * dim..][..dim]);
-                let clusters: Vec<usize> = (0..directory.num_clusters())
-                    .filter(|&cluster| directory.partition_of[cluster] == partition_id)
-                    .collect();
-                parts.clusters_per_partition.push(clusters.len() as u64);
-                for &cluster in &clusters {
-                    parts.cluster_sizes.push(directory.rows_in(cluster));
-                    parts
-                        .cluster_centroids
-                        .extend_from_slice(&directory.centroids[cluster * dim..][..dim]);
-                }
+                parts.add_kept(
+                    &previous.partitions[partition],
+                    coordinator,
+                    &ids_in_row_order[first..end],
+                );
                 for ((column, codes), map) in code_columns
                     .iter_mut()
                     .zip(&coordinator.attribute_codes.columns)
@@ -705,9 +713,6 @@ pub fn rebuild_partitions(
                             .map(|&code| map.get(usize::from(code)).copied().unwrap_or(u8::MAX)),
                     );
                 }
-                let entry = previous.partitions[partition].clone();
-                parts.total_bytes += entry.size_bytes;
-                parts.entries.push(entry);
             }
         }
     }

@@ -132,30 +132,17 @@ fn plan_query_counted(
         })
         .collect();
     if knobs.exact {
-        let ranked = RankedClusters::new(
-            (0..num_clusters)
-                .filter(|&c| possible[c] > 0)
-                .map(|c| (distances[c], c as u32)),
-        );
-        let mut partitions: Vec<u32> = Vec::new();
-        let mut taken_partition = vec![false; coordinator.num_partitions()];
-        let mut probed_rows = 0;
-        for (_, cluster) in ranked {
-            let partition = clusters.partition_of[cluster as usize];
-            if !std::mem::replace(&mut taken_partition[partition as usize], true) {
-                partitions.push(partition);
-            }
-        }
+        // Every partition that may hold a match, read whole.
+        let partitions = PossiblePartitions::of(coordinator, &distances, possible).partitions;
         let rows_by_partition: Vec<u64> = partitions
             .iter()
             .map(|&partition| coordinator.partition_sizes[partition as usize])
             .collect();
-        probed_rows += rows_by_partition.iter().sum::<u64>();
         return QueryPlan {
+            probed_rows: rows_by_partition.iter().sum(),
             partitions,
             estimated_matches,
             probe_radius: None,
-            probed_rows,
             rows_by_partition,
         };
     }
@@ -252,10 +239,56 @@ fn walk_clusters(
     }
 }
 
+/// The partitions holding a cluster that may match, with what those clusters add up to.
+struct PossiblePartitions {
+    /// Partitions in the order of their nearest such cluster (by distance, then cluster id):
+    /// the order a walk of the clusters nearest first meets them in.
+    partitions: Vec<u32>,
+    /// Rows of those clusters, per partition in `partitions`.
+    rows_by_partition: Vec<u64>,
+    /// The distance of the farthest such cluster (0 without any).
+    radius: f32,
+}
+
+impl PossiblePartitions {
+    /// One pass over the clusters, no ranking: `possible[c]` rows of cluster `c` may match, at
+    /// `distances[c]` from the query.
+    fn of(coordinator: &CoordinatorData, distances: &[f32], possible: &[u64]) -> Self {
+        let clusters = &coordinator.clusters;
+        // Per partition: the key of its nearest cluster that may match, and its rows.
+        let mut nearest_key = vec![u64::MAX; coordinator.num_partitions()];
+        let mut rows_of = vec![0u64; coordinator.num_partitions()];
+        let mut radius = 0f32;
+        for (cluster, &count) in possible.iter().enumerate() {
+            if count == 0 {
+                continue;
+            }
+            let partition = clusters.partition_of[cluster] as usize;
+            let key = (u64::from(order_bits(distances[cluster])) << 32) | cluster as u64;
+            nearest_key[partition] = nearest_key[partition].min(key);
+            rows_of[partition] += clusters.rows_in(cluster);
+            radius = radius.max(distances[cluster]);
+        }
+        let mut partitions: Vec<u32> = (0..coordinator.num_partitions() as u32)
+            .filter(|&partition| nearest_key[partition as usize] != u64::MAX)
+            .collect();
+        partitions.sort_unstable_by_key(|&partition| nearest_key[partition as usize]);
+        let rows_by_partition = partitions
+            .iter()
+            .map(|&partition| rows_of[partition as usize])
+            .collect();
+        PossiblePartitions {
+            partitions,
+            rows_by_partition,
+            radius,
+        }
+    }
+}
+
 /// The plan of [`plan_query_counted`]'s walk when it would take every cluster that may match:
 /// fewer rows may match in all of them than the probe target (a selective filter), and they lie
-/// in no more partitions than the cap. Then no ranking is needed: the same partitions (in order
-/// of their nearest such cluster), rows and radius come from one pass. `None` otherwise.
+/// in no more partitions than the cap. Then no ranking is needed: the same partitions, rows and
+/// radius come from one pass. `None` otherwise.
 fn plan_every_possible_cluster(
     coordinator: &CoordinatorData,
     distances: &[f32],
@@ -267,38 +300,16 @@ fn plan_every_possible_cluster(
     if estimated_matches >= probe_target {
         return None;
     }
-    let clusters = &coordinator.clusters;
-    // Per partition: the key of its nearest cluster that may match, and its rows probed.
-    let mut nearest_key = vec![u64::MAX; coordinator.num_partitions()];
-    let mut rows_of = vec![0u64; coordinator.num_partitions()];
-    let mut probe_radius = 0f32;
-    for (cluster, &count) in possible.iter().enumerate() {
-        if count == 0 {
-            continue;
-        }
-        let partition = clusters.partition_of[cluster] as usize;
-        let key = (u64::from(order_bits(distances[cluster])) << 32) | cluster as u64;
-        nearest_key[partition] = nearest_key[partition].min(key);
-        rows_of[partition] += clusters.rows_in(cluster);
-        probe_radius = probe_radius.max(distances[cluster]);
-    }
-    let mut partitions: Vec<u32> = (0..coordinator.num_partitions() as u32)
-        .filter(|&partition| nearest_key[partition as usize] != u64::MAX)
-        .collect();
-    if partitions.len() > max_partitions {
+    let every = PossiblePartitions::of(coordinator, distances, possible);
+    if every.partitions.len() > max_partitions {
         return None;
     }
-    partitions.sort_unstable_by_key(|&partition| nearest_key[partition as usize]);
-    let rows_by_partition: Vec<u64> = partitions
-        .iter()
-        .map(|&partition| rows_of[partition as usize])
-        .collect();
     Some(QueryPlan {
-        probed_rows: rows_by_partition.iter().sum(),
-        partitions,
+        probed_rows: every.rows_by_partition.iter().sum(),
+        partitions: every.partitions,
         estimated_matches,
-        probe_radius: Some(probe_radius),
-        rows_by_partition,
+        probe_radius: Some(every.radius),
+        rows_by_partition: every.rows_by_partition,
     })
 }
 

@@ -99,6 +99,20 @@ impl Delta {
         }
     }
 
+    /// Returns the empty delta over the same partitions (no entry applied), filing rows under
+    /// the same clusters: the start of a replay up to another token.
+    pub fn emptied(&self) -> Delta {
+        Delta {
+            cluster_centroids: self.cluster_centroids.clone(),
+            ..Delta::new(
+                self.dim,
+                self.metric,
+                self.base_schema.clone(),
+                self.folded_through,
+            )
+        }
+    }
+
     /// Returns the delta filing written rows under the nearest of `centroids` (the fine
     /// clusters of the partitions, `num_clusters x dim`, in the space the partitions store:
     /// unit length for cosine), so that [`Delta::search`] with a probe radius scans only the
