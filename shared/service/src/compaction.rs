@@ -26,6 +26,7 @@ use squash_core::writes::delta::extended_schema;
 use squash_core::writes::{Delta, DeltaRow, RowIds};
 use squash_storage::BlobStore;
 
+use crate::decoding::{decode_blocking, decode_partition};
 use crate::publish::{publish_version, read_manifest_tagged, write_version};
 use crate::write_log;
 
@@ -125,9 +126,7 @@ pub async fn compact_index_with(
     let coordinator_opt = if manifest.row_ids_key.is_some() && !options.full {
         let key = manifest.coordinator_key.clone();
         let bytes = store.get(&key).await?;
-        let coordinator = tokio::task::spawn_blocking(move || CoordinatorData::decode(&key, bytes))
-            .await
-            .map_err(|e| Error::internal(format!("decode task failed: {e}")))??;
+        let coordinator = decode_blocking(move || CoordinatorData::decode(&key, bytes)).await?;
         Some(Arc::new(coordinator))
     } else {
         None
@@ -264,15 +263,17 @@ async fn compact_partially(
     };
     let bytes = store.get(row_ids_key).await?;
     let (key, num_rows) = (row_ids_key.clone(), manifest.num_vectors);
-    let row_ids = tokio::task::spawn_blocking(move || RowIds::decode(&key, bytes, num_rows))
-        .await
-        .map_err(|e| Error::internal(format!("decode task failed: {e}")))??;
+    let row_ids = decode_blocking(move || RowIds::decode(&key, bytes, num_rows)).await?;
     // The partitions touched: those holding a deleted or replaced id, those a written row is
     // filed under, and those where a delete filter may match.
     let dead = row_ids.dead_rows(coordinator, &delta.hidden_base_ids());
     let mut touched: BTreeSet<u32> = dead.ids_by_partition.keys().copied().collect();
+    // Written rows by the partition of the fine cluster they are filed under.
+    let mut written_to: BTreeMap<u32, Vec<&DeltaRow>> = BTreeMap::new();
     for row in delta.live_rows() {
-        touched.insert(coordinator.clusters.partition_of[row.cluster as usize]);
+        let partition = coordinator.clusters.partition_of[row.cluster as usize];
+        written_to.entry(partition).or_default().push(row);
+        touched.insert(partition);
     }
     let mut filter_may_remove = 0u64;
     for filter_json in delta.delete_filters() {
@@ -319,12 +320,11 @@ async fn compact_partially(
         )?;
         kept += partition_kept;
         removed += partition_removed;
-        added += add_written_rows(
-            &mut input,
-            delta
-                .live_rows()
-                .filter(|row| coordinator.clusters.partition_of[row.cluster as usize] == partition),
-        )?;
+        let written = written_to
+            .get(&partition)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        added += add_written_rows(&mut input, written.iter().copied())?;
         inputs.push((partition, input));
     }
     let num_rows = manifest.num_vectors - removed + added;
@@ -409,10 +409,7 @@ fn conflict_named(error: Error) -> Error {
 
 async fn read_partition(store: &dyn BlobStore, entry: &PartitionEntry) -> Result<PartitionData> {
     let bytes = store.get(&entry.key).await?;
-    let key = entry.key.clone();
-    tokio::task::spawn_blocking(move || PartitionData::decode(&key, bytes))
-        .await
-        .map_err(|e| Error::internal(format!("decode task failed: {e}")))?
+    decode_partition(entry.key.clone(), bytes, entry.id).await
 }
 
 fn empty_input(dim: usize, schema: AttributeSchema) -> BuildInput {

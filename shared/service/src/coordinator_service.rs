@@ -14,16 +14,16 @@ use std::time::{Duration, Instant};
 use crate::batch_split::{
     plan_invocations, SplitSettings, DEFAULT_MAX_INVOCATIONS, DEFAULT_TARGET_SHARE,
 };
+use crate::decoding::{decode_blocking, decode_partition};
 use crate::fanout::{collect_children, spawn_children, SubtreeAnswer};
 use crate::invocation_tree::TreeShape;
 use crate::invoker::WorkerInvoker;
+use crate::publish::{replaced_version, unix_ms_now};
 use crate::write_log;
 use squash_core::attributes::{AttributeKind, AttributeSchema};
 use squash_core::error::{Error, Result};
 use squash_core::index::validate_index_name;
-use squash_core::index::{
-    version_manifest_key, CoordinatorData, Manifest, PartitionData, MANIFEST_KEY,
-};
+use squash_core::index::{CoordinatorData, Manifest, MANIFEST_KEY};
 use squash_core::protocol::{
     AnswerOutput, BatchRequest, BatchResponse, ColumnSummary, ExecutionStats, FailedPartition,
     FailureKind, Hit, IndexSummary, InvocationStats, QueryHits, QueryRequest, QueryResponse,
@@ -37,7 +37,7 @@ use squash_core::writes::{
     check_fetch, DeadRows, DeleteRequest, Delta, DeltaLookup, FetchRequest, FetchResponse,
     FetchedRow, RowIds, UpsertRequest, WriteBatch, WriteResponse,
 };
-use squash_storage::BlobStore;
+use squash_storage::{BlobStore, CountingStore, PrefixedStore};
 
 /// Default children per tree node.
 pub const DEFAULT_BRANCHING: usize = 4;
@@ -382,9 +382,7 @@ impl CoordinatorService {
         reads.bytes_fetched += bytes.len() as u64;
         let decode_key = key.clone();
         let coordinator =
-            tokio::task::spawn_blocking(move || CoordinatorData::decode(&decode_key, bytes))
-                .await
-                .map_err(|e| Error::internal(format!("decode task failed: {e}")))??;
+            decode_blocking(move || CoordinatorData::decode(&decode_key, bytes)).await?;
         coordinator.check_matches(manifest, &key)?;
         Ok(Arc::new(coordinator))
     }
@@ -402,62 +400,57 @@ impl CoordinatorService {
         reads: &mut OpenReads,
     ) -> Result<Arc<OpenIndex>> {
         let retain_ms = current.retain_versions().as_millis() as u64;
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as u64;
+        let now_ms = unix_ms_now();
+        // The chain's manifest copies are read through a counter, for the statistics.
+        let store = CountingStore::new(Arc::new(PrefixedStore::try_new(
+            Arc::clone(&self.root),
+            name,
+        )?));
+        let count_reads = |reads: &mut OpenReads| {
+            let counters = store.snapshot();
+            reads.num_get_requests += counters.num_get_requests as u32;
+            reads.bytes_fetched += counters.bytes_fetched;
+        };
         let mut successor = current.clone();
-        let mut oldest_token = current.folded_through;
-        loop {
-            let reachable = successor
+        let manifest = loop {
+            let retained = now_ms.saturating_sub(successor.published_unix_ms) < retain_ms;
+            let cached_opt = successor
                 .previous_version
-                .clone()
-                .filter(|_| now_ms.saturating_sub(successor.published_unix_ms) < retain_ms);
-            let Some(version) = reachable else {
-                return Err(Error::invalid(
-                    "as_of",
-                    format!(
-                        "{token} is before the oldest version index '{name}' still keeps: versions stay readable {} s after they are replaced, and the oldest kept answers as of token {oldest_token} onwards",
-                        current.retain_versions().as_secs()
-                    ),
-                ));
-            };
-            if let Some(cached) = self.cached_history(name, &version) {
-                if cached.manifest.folded_through <= token {
+                .as_deref()
+                .filter(|_| retained)
+                .and_then(|version| self.cached_history(name, version));
+            let replaced = match cached_opt {
+                Some(cached) if cached.manifest.folded_through <= token => {
+                    count_reads(reads);
                     return Ok(cached);
                 }
-                oldest_token = cached.manifest.folded_through;
-                successor = cached.manifest.clone();
-                continue;
-            }
-            let key = format!("{name}/{}", version_manifest_key(&version));
-            reads.num_get_requests += 1;
-            let manifest = match self.root.get(&key).await {
-                Ok(bytes) => {
-                    reads.bytes_fetched += bytes.len() as u64;
-                    Manifest::decode(&key, bytes)?
-                }
-                // Written before manifest copies were kept, or removed by a clean-up.
-                Err(Error::NotFound { .. }) => {
-                    successor.previous_version = None;
-                    continue;
-                }
-                Err(other) => return Err(other),
+                Some(cached) => Some(cached.manifest.clone()),
+                None => replaced_version(&store, &successor, retain_ms, now_ms).await?,
             };
-            if manifest.folded_through > token {
-                oldest_token = manifest.folded_through;
-                successor = manifest;
-                continue;
+            match replaced {
+                Some(manifest) if manifest.folded_through <= token => break manifest,
+                Some(manifest) => successor = manifest,
+                None => {
+                    return Err(Error::invalid(
+                        "as_of",
+                        format!(
+                            "{token} is before the oldest version index '{name}' still keeps: versions stay readable {} s after they are replaced, and the oldest kept answers as of token {} onwards",
+                            current.retain_versions().as_secs(),
+                            successor.folded_through
+                        ),
+                    ))
+                }
             }
-            let coordinator = self.read_coordinator(name, &manifest, reads).await?;
-            let opened = Arc::new(OpenIndex::fresh(manifest, coordinator));
-            if let Ok(mut history) = self.history.lock() {
-                history.retain(|(index, _)| index != name);
-                history.truncate(MAX_HISTORICAL_VERSIONS - 1);
-                history.insert(0, (name.to_string(), Arc::clone(&opened)));
-            }
-            return Ok(opened);
+        };
+        count_reads(reads);
+        let coordinator = self.read_coordinator(name, &manifest, reads).await?;
+        let opened = Arc::new(OpenIndex::fresh(manifest, coordinator));
+        if let Ok(mut history) = self.history.lock() {
+            history.retain(|(index, _)| index != name);
+            history.truncate(MAX_HISTORICAL_VERSIONS - 1);
+            history.insert(0, (name.to_string(), Arc::clone(&opened)));
         }
+        Ok(opened)
     }
 
     fn cached_history(&self, name: &str, version: &str) -> Option<Arc<OpenIndex>> {
@@ -568,13 +561,7 @@ impl CoordinatorService {
         let entries =
             write_log::read_after(self.root.as_ref(), &format!("{name}/"), folded, true).await?;
         reads.num_get_requests += entries.len() as u32 + 1;
-        let mut delta = Delta::new(
-            base.manifest.dim,
-            base.manifest.metric,
-            base.manifest.schema.clone(),
-            folded,
-        )
-        .with_clusters(Arc::new(base.coordinator.clusters.centroids.clone()));
+        let mut delta = base.delta.emptied();
         for entry in entries.iter().take_while(|entry| entry.seq <= token) {
             delta.apply(entry)?;
         }
@@ -635,9 +622,7 @@ impl CoordinatorService {
         reads.num_get_requests += 1;
         reads.bytes_fetched += bytes.len() as u64;
         let num_rows = opened.manifest.num_vectors;
-        let row_ids = tokio::task::spawn_blocking(move || RowIds::decode(&key, bytes, num_rows))
-            .await
-            .map_err(|e| Error::internal(format!("decode task failed: {e}")))??;
+        let row_ids = decode_blocking(move || RowIds::decode(&key, bytes, num_rows)).await?;
         Ok(Arc::new(row_ids))
     }
 
@@ -823,9 +808,7 @@ impl CoordinatorService {
                 })?;
             let key = format!("{name}/{}", entry.key);
             let bytes = self.root.get(&key).await?;
-            let data = tokio::task::spawn_blocking(move || PartitionData::decode(&key, bytes))
-                .await
-                .map_err(|e| Error::internal(format!("decode task failed: {e}")))??;
+            let data = decode_partition(key, bytes, partition).await?;
             let deleted_by_filter = opened.delta.deleted_base_rows(&data.attributes)?;
             for (row, id) in rows {
                 if data.ids.get(row) != Some(&id) {

@@ -16,6 +16,8 @@
 //! - [`publish`]: writing a built index to a store (objects first, manifest last).
 //! - [`write_log`]: committing upserts and deletes to an index's write log, and reading it.
 //! - [`compaction`]: folding the log's writes into a new version of the partitions.
+//! - `decoding`: decoding objects (segments, coordinator objects, row ids) off the async
+//!   threads, for all of the above.
 //!
 //! The Lambda functions wrap these services in thin `main.rs` files; the embedded mode, `squash
 //! eval`, `squash bench` and the tests run the same services in-process through
@@ -27,6 +29,7 @@
 pub mod batch_split;
 pub mod compaction;
 pub mod coordinator_service;
+mod decoding;
 pub mod embedded;
 pub mod fanout;
 pub mod http_routes;

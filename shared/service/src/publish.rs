@@ -145,29 +145,17 @@ pub async fn publish_version(
         (Ok(mut summary), None) => {
             summary.manifest.previous_version = previous_version_opt.clone();
             summary.manifest.published_unix_ms = unix_ms_now();
-            let manifest_bytes = summary.manifest.encode()?;
-            // The copy beside the version's objects comes first: once the switch is made, the
-            // version is findable by the chain of `previous_version`s for as long as it is kept.
-            let copy_key = version_manifest_key(&version);
-            let copied = store.put(&copy_key, manifest_bytes.clone()).await;
-            match copied {
-                Err(error) => Err(error),
-                Ok(()) => {
-                    written.push(copy_key);
-                    match store
-                        .put_if(MANIFEST_KEY, manifest_bytes, &switch_condition)
-                        .await
-                    {
-                        Ok(()) => Ok(summary),
-                        Err(Error::Conflict { .. }) => Err(Error::Conflict {
-                            message: format!(
-                                "another build of this index switched its manifest while this one (version {version}) ran; this build's objects were removed and the index serves the other build's version. Run the build again to replace it"
-                            ),
-                        }),
-                        Err(other) => Err(other),
-                    }
-                }
-            }
+            switch_manifest(store.as_ref(), &summary.manifest, &switch_condition, &mut written)
+                .await
+                .map(|()| summary)
+                .map_err(|error| match error {
+                    Error::Conflict { .. } => Error::Conflict {
+                        message: format!(
+                            "another build of this index switched its manifest while this one (version {version}) ran; this build's objects were removed and the index serves the other build's version. Run the build again to replace it"
+                        ),
+                    },
+                    other => other,
+                })
         }
     };
     match outcome {
@@ -184,7 +172,24 @@ pub async fn publish_version(
     }
 }
 
-fn unix_ms_now() -> u64 {
+/// Writes the copy of `manifest` beside its version's objects (recorded in `written`), then
+/// switches the index's manifest to it on `condition`. The copy comes first: once the switch
+/// is made, the version is found through the chain of `previous_version`s while it is kept.
+async fn switch_manifest(
+    store: &dyn BlobStore,
+    manifest: &Manifest,
+    condition: &PutCondition,
+    written: &mut Vec<String>,
+) -> Result<()> {
+    let bytes = manifest.encode()?;
+    let copy_key = version_manifest_key(&manifest.index_version);
+    store.put(&copy_key, bytes.clone()).await?;
+    written.push(copy_key);
+    store.put_if(MANIFEST_KEY, bytes, condition).await
+}
+
+/// Milliseconds since the Unix epoch (the clock of `published_unix_ms`).
+pub fn unix_ms_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -197,9 +202,9 @@ const IN_FLIGHT_READS: std::time::Duration = std::time::Duration::from_secs(15 *
 
 /// Returns the versions still retained once `current` is served, newest first: `current`,
 /// the version it replaced (for the retention, and at least [`IN_FLIGHT_READS`] after the
-/// switch: readers that opened it just before still use it), and each older one replaced less than `current.retain_versions()` ago. The chain is
-/// followed through the manifest copies kept beside each version's objects; it ends at a
-/// version without one (written before copies were kept) or past the retention.
+/// switch: readers that opened it just before still use it), and each older one replaced
+/// less than `current.retain_versions()` ago ([`replaced_version`]). The chain ends at a
+/// version without a readable manifest copy or past the retention.
 pub async fn retained_versions(
     store: &dyn BlobStore,
     current: &Manifest,
@@ -222,25 +227,39 @@ pub async fn retained_versions(
     chain.push(previous);
     loop {
         let successor = &chain[chain.len() - 1];
-        // A version stops being served when its successor is published.
-        let Some(version) = successor.previous_version.clone() else {
-            break;
-        };
-        let replaced_at = successor.published_unix_ms;
-        if now_unix_ms.saturating_sub(replaced_at) >= retain_ms {
-            break;
-        }
-        let key = version_manifest_key(&version);
-        match store.get(&key).await {
-            Ok(bytes) => match Manifest::decode(&key, bytes) {
-                Ok(manifest) => chain.push(manifest),
-                Err(_) => break,
-            },
-            Err(Error::NotFound { .. }) => break,
+        // A damaged copy ends the chain here as a missing one does: older versions are no
+        // longer found, so a time-travel query stops here too.
+        match replaced_version(store, successor, retain_ms, now_unix_ms).await {
+            Ok(Some(manifest)) => chain.push(manifest),
+            Ok(None) | Err(Error::Corrupt { .. }) => break,
             Err(other) => return Err(other),
         }
     }
     Ok(chain)
+}
+
+/// Returns the version `successor` replaced, read from the manifest copy beside its objects,
+/// while it is retained: `successor` was published less than `retain_ms` before
+/// `now_unix_ms`. `None` past that, when `successor` replaced nothing, or when the copy is
+/// gone (removed, or written before copies were kept).
+pub async fn replaced_version(
+    store: &dyn BlobStore,
+    successor: &Manifest,
+    retain_ms: u64,
+    now_unix_ms: u64,
+) -> Result<Option<Manifest>> {
+    let Some(version) = &successor.previous_version else {
+        return Ok(None);
+    };
+    if now_unix_ms.saturating_sub(successor.published_unix_ms) >= retain_ms {
+        return Ok(None);
+    }
+    let key = version_manifest_key(version);
+    match store.get(&key).await {
+        Ok(bytes) => Manifest::decode(&key, bytes).map(Some),
+        Err(Error::NotFound { .. }) => Ok(None),
+        Err(other) => Err(other),
+    }
 }
 
 /// Removes what no retained version reads, after a switch to `current` from `previous_opt`:

@@ -25,6 +25,7 @@ use squash_core::search::limits::hits_json_bytes;
 use squash_core::search::search_tasks;
 use squash_storage::BlobStore;
 
+use crate::decoding::{decode_blocking, decode_partition};
 use crate::fanout::{collect_children, spawn_children, SubtreeAnswer};
 use crate::invoker::WorkerInvoker;
 use crate::partition_cache::PartitionCache;
@@ -565,9 +566,7 @@ async fn read_probed_clusters(
             joined.map_err(|e| Error::internal(format!("ranged read task failed: {e}")))?;
         fetched.push((range, bytes?));
     }
-    let assembled = tokio::task::spawn_blocking(move || head.assemble(&rows, &fetched))
-        .await
-        .map_err(|e| Error::internal(format!("assembling task failed: {e}")))??;
+    let assembled = decode_blocking(move || head.assemble(&rows, &fetched)).await?;
     Ok(Loaded::ByRange(assembled))
 }
 
@@ -597,22 +596,6 @@ fn outside_is_corrupt(key: &str, offset: u64, error: Error) -> Error {
         ),
         other => other,
     }
-}
-
-async fn decode_partition(key: String, bytes: Vec<u8>, expected: u32) -> Result<PartitionData> {
-    let decoded = tokio::task::spawn_blocking(move || {
-        let partition = PartitionData::decode(&key, bytes)?;
-        if partition.partition != expected {
-            return Err(Error::corrupt(
-                &key,
-                0,
-                format!("holds partition {}, not {expected}", partition.partition),
-            ));
-        }
-        Ok(partition)
-    })
-    .await;
-    decoded.map_err(|e| Error::internal(format!("decode task failed: {e}")))?
 }
 
 fn failure(partition: u32, error: &Error) -> FailedPartition {
