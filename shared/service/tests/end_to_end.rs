@@ -19,7 +19,7 @@ use squash_service::embedded::{EmbeddedConfig, EmbeddedIndex};
 use squash_service::write_index;
 use squash_storage::{BlobStore, LocalStore, MemoryStore};
 
-use common::{params, synthetic};
+use common::{built_in_memory, params, synthetic};
 
 /// Exact filtered top-k by brute force: (id, distance), best first, ties by id.
 fn oracle(
@@ -64,18 +64,7 @@ fn filters() -> Vec<serde_json::Value> {
 
 async fn check_against_oracle(metric: Metric) {
     let input = synthetic(3000, 16, 1);
-    let store: Arc<dyn BlobStore> = Arc::new(MemoryStore::new());
-    write_index(
-        Arc::clone(&store),
-        input.clone(),
-        params(metric, 4, "1"),
-        Arc::new(NoProgress),
-    )
-    .await
-    .expect("build");
-    let index = EmbeddedIndex::open_store(Arc::clone(&store), EmbeddedConfig::default())
-        .await
-        .expect("open");
+    let (_, index, _) = built_in_memory(&input, params(metric, 4, "1")).await;
     let manifest = index.manifest();
     assert_eq!(manifest.num_vectors, 3000);
     assert_eq!(manifest.partitions.len(), 4);

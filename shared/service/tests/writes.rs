@@ -19,9 +19,9 @@ use squash_core::protocol::QueryRequest;
 use squash_core::writes::{DeleteRequest, FetchRequest, UpsertRequest, UpsertRow};
 use squash_service::embedded::{EmbeddedConfig, EmbeddedIndex};
 use squash_service::{compact_index, write_index, CompactionOptions};
-use squash_storage::{BlobStore, LocalStore, MemoryStore};
+use squash_storage::{BlobStore, LocalStore};
 
-use common::{params, synthetic, COLORS};
+use common::{built_in_memory, params, synthetic, COLORS};
 
 /// One live row of the model: vector as sent, year, price, color.
 #[derive(Debug, Clone, PartialEq)]
@@ -199,18 +199,7 @@ fn upsert_request(rows: &[(u64, ModelRow)]) -> UpsertRequest {
 async fn writes_keep_recall_and_hide_deleted_rows(metric: Metric) {
     let dim = 16;
     let input = synthetic(6000, dim, 5);
-    let store: Arc<dyn BlobStore> = Arc::new(MemoryStore::new());
-    write_index(
-        Arc::clone(&store),
-        input.clone(),
-        params(metric, 4, "1"),
-        Arc::new(NoProgress),
-    )
-    .await
-    .expect("build");
-    let index = EmbeddedIndex::open_store(Arc::clone(&store), EmbeddedConfig::default())
-        .await
-        .expect("open");
+    let (_, index, _) = built_in_memory(&input, params(metric, 4, "1")).await;
     let mut model = model_of(&input);
     let mut rng = StdRng::seed_from_u64(11);
     let existing: Vec<u64> = input.ids.clone();
@@ -424,18 +413,7 @@ async fn writes_keep_recall_and_hide_deleted_rows_cosine() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_writes_change_nothing() {
     let input = synthetic(2000, 8, 3);
-    let store: Arc<dyn BlobStore> = Arc::new(MemoryStore::new());
-    write_index(
-        Arc::clone(&store),
-        input.clone(),
-        params(Metric::L2, 2, "1"),
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap();
-    let index = EmbeddedIndex::open_store(Arc::clone(&store), EmbeddedConfig::default())
-        .await
-        .unwrap();
+    let (store, index, _) = built_in_memory(&input, params(Metric::L2, 2, "1")).await;
     let good = UpsertRow {
         id: 1,
         vector: vec![0.5; 8],
@@ -670,18 +648,7 @@ async fn check_fetched(index: &EmbeddedIndex, model: &Model, built_ids: &[u64], 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleted_matches_do_not_count_toward_k() {
     let input = synthetic(8000, 16, 21);
-    let store: Arc<dyn BlobStore> = Arc::new(MemoryStore::new());
-    write_index(
-        Arc::clone(&store),
-        input.clone(),
-        params(Metric::L2, 4, "1"),
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap();
-    let index = EmbeddedIndex::open_store(Arc::clone(&store), EmbeddedConfig::default())
-        .await
-        .unwrap();
+    let (_, index, _) = built_in_memory(&input, params(Metric::L2, 4, "1")).await;
     let mut model = model_of(&input);
     let predicate: Predicate = |row| (2003..=2004).contains(&row.year);
     let filter = json!({"year": {"$gte": 2003, "$lte": 2004}});
@@ -733,20 +700,9 @@ async fn deleted_matches_do_not_count_toward_k() {
 async fn queries_answer_as_of_a_token() {
     for retain_versions_s in [None, Some(2)] {
         let input = synthetic(2000, 8, 13);
-        let store: Arc<dyn BlobStore> = Arc::new(MemoryStore::new());
         let mut build_params = params(Metric::L2, 2, "1");
         build_params.retain_versions_s = retain_versions_s;
-        write_index(
-            Arc::clone(&store),
-            input.clone(),
-            build_params,
-            Arc::new(NoProgress),
-        )
-        .await
-        .unwrap();
-        let index = EmbeddedIndex::open_store(Arc::clone(&store), EmbeddedConfig::default())
-            .await
-            .unwrap();
+        let (store, index, _) = built_in_memory(&input, build_params).await;
         let attributes = json!({"year": 2001, "price": 3.5, "color": "red"})
             .as_object()
             .unwrap()
@@ -883,18 +839,7 @@ async fn queries_answer_as_of_a_token() {
 async fn compaction_re_encodes_only_the_partitions_writes_touched() {
     let dim = 8;
     let input = synthetic(4000, dim, 21);
-    let store: Arc<dyn BlobStore> = Arc::new(MemoryStore::new());
-    let built = write_index(
-        Arc::clone(&store),
-        input.clone(),
-        params(Metric::L2, 4, "1"),
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap();
-    let index = EmbeddedIndex::open_store(Arc::clone(&store), EmbeddedConfig::default())
-        .await
-        .unwrap();
+    let (store, index, built) = built_in_memory(&input, params(Metric::L2, 4, "1")).await;
     let mut model = model_of(&input);
     // Writes inside partition 0 only: copies of its rows under new ids, and deletes of others.
     let first_entry = &built.manifest.partitions[0];

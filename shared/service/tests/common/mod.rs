@@ -1,11 +1,18 @@
-//! Test data shared by the integration tests: a clustered synthetic set with attributes.
+//! Test data shared by the integration tests: a clustered synthetic set with attributes, and
+//! an index of it in a memory store.
 #![allow(dead_code)]
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use squash_core::attributes::{AttributeColumn, AttributeKind, AttributeSchema, AttributeTable};
+use std::sync::Arc;
+
+use squash_core::index::build::{BuildSummary, NoProgress};
 use squash_core::index::{BuildInput, BuildParams};
 use squash_core::metric::Metric;
+use squash_service::embedded::{EmbeddedConfig, EmbeddedIndex};
+use squash_service::write_index;
+use squash_storage::{BlobStore, MemoryStore};
 
 pub const COLORS: [&str; 5] = ["blue", "green", "red", "violet", "yellow"];
 
@@ -61,4 +68,24 @@ pub fn params(metric: Metric, partitions: usize, version: &str) -> BuildParams {
     params.num_partitions = Some(partitions);
     params.seed = 42;
     params
+}
+
+/// Builds `input` into a memory store with `build_params` and opens it embedded.
+pub async fn built_in_memory(
+    input: &BuildInput,
+    build_params: BuildParams,
+) -> (Arc<dyn BlobStore>, EmbeddedIndex, BuildSummary) {
+    let store: Arc<dyn BlobStore> = Arc::new(MemoryStore::new());
+    let built = write_index(
+        Arc::clone(&store),
+        input.clone(),
+        build_params,
+        Arc::new(NoProgress),
+    )
+    .await
+    .expect("build");
+    let index = EmbeddedIndex::open_store(Arc::clone(&store), EmbeddedConfig::default())
+        .await
+        .expect("open");
+    (store, index, built)
 }
