@@ -182,6 +182,22 @@ fn bench_float_gathers(c: &mut Criterion) {
             b.iter(|| kernels::dot_gather(black_box(&query), &vectors, &rows, &mut results))
         });
         group.finish();
+        // The same rows as 8-bit codes, padded to a multiple of 16 bytes.
+        let stride = dim.next_multiple_of(16);
+        let weights: Vec<f32> = (0..stride)
+            .map(|j| if j < dim { query[j] } else { 0.0 })
+            .collect();
+        let codes: Vec<u8> = (0..stride * NUM_FLOAT_VECTORS)
+            .map(|_| rng.random())
+            .collect();
+        let mut group = short_group(c, &format!("dot_u8_gather/{dim}d"), rows.len());
+        group.bench_function("scalar", |b| {
+            b.iter(|| scalar::dot_u8_gather(black_box(&weights), &codes, &rows, &mut results))
+        });
+        group.bench_function(kernels::active_isa(), |b| {
+            b.iter(|| kernels::dot_u8_gather(black_box(&weights), &codes, &rows, &mut results))
+        });
+        group.finish();
     }
 }
 

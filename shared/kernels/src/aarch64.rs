@@ -154,6 +154,45 @@ pub unsafe fn dot_gather_neon(query: &[f32], vectors: &[f32], rows: &[u32], out:
     }
 }
 
+/// Writes `out[i] = sum of weights[j] * codes[rows[i] * stride + j]` (`stride =
+/// weights.len()`): eight codes at a time are widened to two `f32` registers and
+/// multiplied-added.
+///
+/// # Safety
+/// `weights` is not empty, `rows.len() == out.len()` and every row satisfies
+/// `(row + 1) * weights.len() <= codes.len()` (validated by the caller); NEON must be available.
+#[target_feature(enable = "neon")]
+pub unsafe fn dot_u8_gather_neon(weights: &[f32], codes: &[u8], rows: &[u32], out: &mut [f32]) {
+    let stride = weights.len();
+    let whole = stride / 8 * 8;
+    for (&row, result) in rows.iter().zip(out.iter_mut()) {
+        let start = row as usize * stride;
+        debug_assert!(start + stride <= codes.len());
+        // SAFETY: every load reads bytes [start + j, start + j + 8) with j + 8 <= stride, inside
+        // the row (caller), and weights [j, j + 8) inside weights.
+        unsafe {
+            let row_ptr = codes.as_ptr().add(start);
+            let weights_ptr = weights.as_ptr();
+            let (mut low_sum, mut high_sum) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
+            let mut j = 0;
+            while j < whole {
+                let wide = vmovl_u8(vld1_u8(row_ptr.add(j)));
+                let low = vcvtq_f32_u32(vmovl_u16(vget_low_u16(wide)));
+                let high = vcvtq_f32_u32(vmovl_u16(vget_high_u16(wide)));
+                low_sum = vfmaq_f32(low_sum, low, vld1q_f32(weights_ptr.add(j)));
+                high_sum = vfmaq_f32(high_sum, high, vld1q_f32(weights_ptr.add(j + 4)));
+                j += 8;
+            }
+            let mut total = vaddvq_f32(vaddq_f32(low_sum, high_sum));
+            while j < stride {
+                total += f32::from(*row_ptr.add(j)) * weights[j];
+                j += 1;
+            }
+            *result = total;
+        }
+    }
+}
+
 /// Returns the popcount of `query XOR row`, two words per NEON register.
 ///
 /// # Safety

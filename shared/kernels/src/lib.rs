@@ -490,6 +490,55 @@ pub fn dot_gather(query: &[f32], vectors: &[f32], rows: &[u32], out: &mut [f32])
     }
 }
 
+/// Writes `out[i] = sum over j of weights[j] * codes[rows[i] * stride + j]` for row-major
+/// 8-bit `codes` of `stride = weights.len()` bytes per row: the first pass of scoring scattered
+/// rows from one byte per dimension instead of four (a caller's padding bytes get weight 0).
+/// An empty `weights` gives 0 for every requested row.
+///
+/// Panics if `rows.len() != out.len()`, if `codes` is not whole rows, or if a row is out of
+/// range.
+pub fn dot_u8_gather(weights: &[f32], codes: &[u8], rows: &[u32], out: &mut [f32]) {
+    assert_eq!(
+        rows.len(),
+        out.len(),
+        "dot_u8_gather: rows.len() != out.len()"
+    );
+    let stride = weights.len();
+    if stride == 0 {
+        assert!(
+            codes.is_empty(),
+            "dot_u8_gather: empty weights but non-empty codes"
+        );
+        out.fill(0.0);
+        return;
+    }
+    assert_eq!(
+        codes.len() % stride,
+        0,
+        "dot_u8_gather: codes.len() is not a multiple of weights.len()"
+    );
+    let num_rows = codes.len() / stride;
+    if let Some(max_row) = max_row(rows) {
+        assert!(
+            max_row < num_rows,
+            "dot_u8_gather: row {max_row} out of range for {num_rows} rows"
+        );
+    }
+    match detected_isa() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => {
+            // SAFETY: AVX2 and FMA were detected; shapes and rows were validated just above.
+            unsafe { x86_64::dot_u8_gather_avx2(weights, codes, rows, out) }
+        }
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => {
+            // SAFETY: NEON was detected; shapes and rows were validated just above.
+            unsafe { aarch64::dot_u8_gather_neon(weights, codes, rows, out) }
+        }
+        Isa::Scalar => scalar::dot_u8_gather(weights, codes, rows, out),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use bitvec::prelude::*;
@@ -620,6 +669,44 @@ mod tests {
                 prop_assert!((dot_out[index] - dot).abs() <= 1e-5 * dim as f32);
                 prop_assert!((l2_squared_f32(&float_query, vector) - l2).abs() <= 1e-5 * 4.0 * dim as f32);
                 prop_assert!((dot_f32(&float_query, vector) - dot).abs() <= 1e-5 * dim as f32);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Strides of every remainder modulo the 8 and 16 codes of one SIMD step, codes up to
+        /// 255 and weights of both signs.
+        #[test]
+        fn dot_u8_gather_matches_scalar(
+            stride in 0usize..=100,
+            num_rows in 1usize..=9,
+            seed: u64,
+        ) {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let weights: Vec<f32> = (0..stride).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            let codes: Vec<u8> = (0..stride * num_rows).map(|_| rng.random()).collect();
+            let rows: Vec<u32> = (0..2 * num_rows).map(|_| rng.random_range(0..num_rows as u32)).collect();
+            let mut expected = vec![0.0f32; rows.len()];
+            let mut actual = vec![f32::NAN; rows.len()];
+            if stride == 0 {
+                dot_u8_gather(&weights, &[], &rows, &mut actual);
+                prop_assert!(actual.iter().all(|&value| value == 0.0));
+            } else {
+                scalar::dot_u8_gather(&weights, &codes, &rows, &mut expected);
+                dot_u8_gather(&weights, &codes, &rows, &mut actual);
+                for (index, &row) in rows.iter().enumerate() {
+                    let exact: f64 = codes[row as usize * stride..][..stride]
+                        .iter()
+                        .zip(&weights)
+                        .map(|(&code, &weight)| f64::from(code) * f64::from(weight))
+                        .sum();
+                    // Terms are at most 255 in magnitude.
+                    let tolerance = 1e-5 * 255.0 * stride as f64;
+                    prop_assert!((f64::from(expected[index]) - exact).abs() <= tolerance);
+                    prop_assert!((f64::from(actual[index]) - exact).abs() <= tolerance);
+                }
             }
         }
     }

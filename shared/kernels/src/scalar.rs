@@ -300,6 +300,29 @@ pub fn dot_gather(query: &[f32], vectors: &[f32], rows: &[u32], out: &mut [f32])
     gather_rows(query, vectors, rows, out, dot_f32);
 }
 
+/// Writes `out[i] = sum over j of weights[j] * codes[rows[i] * stride + j]` for row-major
+/// `codes` of `stride = weights.len()` bytes per row (8-bit codes, weighted in `f32`).
+///
+/// Panics if `rows.len() != out.len()`, if `codes` is not whole rows, or if a row is out of
+/// range.
+pub fn dot_u8_gather(weights: &[f32], codes: &[u8], rows: &[u32], out: &mut [f32]) {
+    assert_eq!(rows.len(), out.len(), "gather: rows and out lengths differ");
+    let stride = weights.len();
+    if stride == 0 {
+        out.fill(0.0);
+        return;
+    }
+    assert_eq!(codes.len() % stride, 0, "gather: codes are not whole rows");
+    for (&row, result) in rows.iter().zip(out.iter_mut()) {
+        let start = row as usize * stride;
+        *result = codes[start..start + stride]
+            .iter()
+            .zip(weights)
+            .map(|(&code, &weight)| f32::from(code) * weight)
+            .sum();
+    }
+}
+
 /// Writes, for every row of every fast-scan block of `codes`, the sum over dimensions of
 /// `tables[d * 16 + code]` (layout in [`crate::fastscan_sums`]). Sums are exact integers, so
 /// every path returns identical values.

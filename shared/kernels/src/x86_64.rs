@@ -247,6 +247,10 @@ pub unsafe fn hamming_distances_gather_avx2(
 /// of 50k: the gathered Hamming loop runs about 2x faster with it.
 const PREFETCH_ROWS_AHEAD: usize = 8;
 
+/// Rows of 8-bit codes prefetched ahead: a short row is scored in a few nanoseconds, so the
+/// lines must be requested further ahead to arrive in time.
+const CODE_PREFETCH_ROWS_AHEAD: usize = 24;
+
 /// Bytes of a row prefetched ahead: long rows are streamed by the hardware prefetcher once
 /// their first lines are requested.
 const PREFETCH_MAX_BYTES: usize = 256;
@@ -677,6 +681,55 @@ pub unsafe fn dot_gather_avx2(query: &[f32], vectors: &[f32], rows: &[u32], out:
         // SAFETY: the row lies inside vectors (caller), the lengths are equal, and AVX2 and
         // FMA are available.
         *result = unsafe { dot_f32_avx2(query, vectors.get_unchecked(start..start + dim)) };
+    }
+}
+
+/// Writes `out[i] = sum of weights[j] * codes[rows[i] * stride + j]` (`stride =
+/// weights.len()`): eight codes at a time are widened to `f32` and multiplied-added.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA; `rows.len() == out.len()`; `weights` is not empty and
+/// every row satisfies `(row + 1) * weights.len() <= codes.len()`.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn dot_u8_gather_avx2(weights: &[f32], codes: &[u8], rows: &[u32], out: &mut [f32]) {
+    let stride = weights.len();
+    let whole = stride / F32_LANES * F32_LANES;
+    for (row_index, (&row, result)) in rows.iter().zip(out.iter_mut()).enumerate() {
+        if let Some(&ahead) = rows.get(row_index + CODE_PREFETCH_ROWS_AHEAD) {
+            prefetch_row(
+                codes.as_ptr().wrapping_add(ahead as usize * stride).cast(),
+                stride,
+            );
+        }
+        let start = row as usize * stride;
+        debug_assert!(start + stride <= codes.len());
+        // SAFETY: every load reads bytes [start + j, start + j + 8) with j + 8 <= stride, inside
+        // the row (caller), and weights [j, j + 8) inside weights; AVX2 and FMA are available.
+        unsafe {
+            let row_ptr = codes.as_ptr().add(start);
+            let weights_ptr = weights.as_ptr();
+            let widened = |j: usize| {
+                _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(row_ptr.add(j).cast())))
+            };
+            let (mut even, mut odd) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            let mut j = 0;
+            while j + 2 * F32_LANES <= whole {
+                even = _mm256_fmadd_ps(widened(j), _mm256_loadu_ps(weights_ptr.add(j)), even);
+                let next = j + F32_LANES;
+                odd = _mm256_fmadd_ps(widened(next), _mm256_loadu_ps(weights_ptr.add(next)), odd);
+                j += 2 * F32_LANES;
+            }
+            if j < whole {
+                even = _mm256_fmadd_ps(widened(j), _mm256_loadu_ps(weights_ptr.add(j)), even);
+                j += F32_LANES;
+            }
+            let mut total = sum_lanes(_mm256_add_ps(even, odd));
+            while j < stride {
+                total += f32::from(*row_ptr.add(j)) * weights[j];
+                j += 1;
+            }
+            *result = total;
+        }
     }
 }
 

@@ -25,7 +25,7 @@ use squash_core::search::limits::hits_json_bytes;
 use squash_core::search::search_tasks;
 use squash_storage::BlobStore;
 
-use crate::decoding::{decode_blocking, decode_partition};
+use crate::decoding::{decode_blocking, decode_partition_for_search};
 use crate::fanout::{collect_children, spawn_children, SubtreeAnswer};
 use crate::invoker::WorkerInvoker;
 use crate::partition_cache::PartitionCache;
@@ -461,7 +461,7 @@ async fn load_whole(root: Arc<dyn BlobStore>, key: String, partition: u32) -> Lo
     let fetched = root.get(&key).await;
     let bytes = fetched.as_ref().map(|b| b.len() as u64).unwrap_or(0);
     let outcome = match fetched {
-        Ok(object) => decode_partition(key.clone(), object, partition)
+        Ok(object) => decode_partition_for_search(key.clone(), object, partition)
             .await
             .map(Loaded::Whole),
         Err(error) => Err(error),

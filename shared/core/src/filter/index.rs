@@ -24,11 +24,86 @@ use super::Predicate;
 pub(super) const INDEX_ROW_COST: usize = 32;
 
 /// The rows of one `u8` code column, grouped by code, ascending within each code.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Default)]
 pub struct CodePostings {
     /// `offsets[c]..offsets[c + 1]` are the positions in `rows` of code `c`.
     offsets: Vec<u32>,
     rows: Vec<u32>,
+    /// The rows of each code counted per group of consecutive rows (the coordinator's fine
+    /// clusters), built on first use for the groups it was asked about.
+    group_counts: OnceLock<CodeGroupCounts>,
+}
+
+impl Clone for CodePostings {
+    fn clone(&self) -> Self {
+        CodePostings {
+            offsets: self.offsets.clone(),
+            rows: self.rows.clone(),
+            group_counts: self.group_counts.clone(),
+        }
+    }
+}
+
+impl PartialEq for CodePostings {
+    fn eq(&self, other: &Self) -> bool {
+        self.offsets == other.offsets && self.rows == other.rows
+    }
+}
+
+/// How many rows of each code each group of consecutive rows holds: per code, the groups that
+/// hold any, ascending, with their counts. Counting a one-column filter per group then reads a
+/// short list per admitted code instead of placing every row among the groups (a branchy walk
+/// that cost a sixth of a selective query).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CodeGroupCounts {
+    /// The group boundaries (`offsets[g]..offsets[g + 1]` are the rows of group `g`) these
+    /// counts are for.
+    group_offsets: Vec<u64>,
+    /// `entries[c]..entries[c + 1]` are the positions in `groups` and `counts` of code `c`.
+    entries: Vec<u32>,
+    groups: Vec<u32>,
+    counts: Vec<u32>,
+}
+
+impl CodeGroupCounts {
+    /// Counts the rows of each code of `postings` per group of `group_offsets`.
+    fn build(postings: &CodePostings, group_offsets: &[u64]) -> CodeGroupCounts {
+        let num_groups = group_offsets.len().saturating_sub(1);
+        let mut entries = Vec::with_capacity(257);
+        let mut groups = Vec::new();
+        let mut counts: Vec<u32> = Vec::new();
+        entries.push(0u32);
+        for code in 0..256 {
+            // The rows of a code ascend, so their group only moves forward.
+            let mut group = 0usize;
+            let mut last_group = usize::MAX;
+            for &row in postings.rows(code) {
+                while group + 1 < num_groups && group_offsets[group + 1] <= u64::from(row) {
+                    group += 1;
+                }
+                if group == last_group {
+                    *counts.last_mut().expect("a group was pushed") += 1;
+                } else {
+                    groups.push(group as u32);
+                    counts.push(1);
+                    last_group = group;
+                }
+            }
+            entries.push(groups.len() as u32);
+        }
+        CodeGroupCounts {
+            group_offsets: group_offsets.to_vec(),
+            entries,
+            groups,
+            counts,
+        }
+    }
+
+    /// Returns the groups holding rows of `code`, ascending, and how many each holds.
+    pub fn of_code(&self, code: usize) -> (&[u32], &[u32]) {
+        let range = self.entries[code] as usize..self.entries[code + 1] as usize;
+        (&self.groups[range.clone()], &self.counts[range])
+    }
 }
 
 impl CodePostings {
@@ -48,12 +123,30 @@ impl CodePostings {
             rows[*slot as usize] = row as u32;
             *slot += 1;
         }
-        CodePostings { offsets, rows }
+        CodePostings {
+            offsets,
+            rows,
+            group_counts: OnceLock::new(),
+        }
     }
 
     /// Returns the rows holding `code`, ascending.
     pub fn rows(&self, code: usize) -> &[u32] {
         &self.rows[self.offsets[code] as usize..self.offsets[code + 1] as usize]
+    }
+
+    /// Returns the rows of each code counted per group of `group_offsets` (ascending row
+    /// boundaries, the first 0 and the last the number of rows). Kept after the first call;
+    /// groups other than the kept ones are counted afresh.
+    pub fn group_counts(&self, group_offsets: &[u64]) -> std::borrow::Cow<'_, CodeGroupCounts> {
+        let kept = self
+            .group_counts
+            .get_or_init(|| CodeGroupCounts::build(self, group_offsets));
+        if kept.group_offsets == group_offsets {
+            std::borrow::Cow::Borrowed(kept)
+        } else {
+            std::borrow::Cow::Owned(CodeGroupCounts::build(self, group_offsets))
+        }
     }
 }
 
@@ -201,6 +294,23 @@ mod tests {
         assert_eq!(postings.rows(0), &[1, 4]);
         assert_eq!(postings.rows(255), &[3]);
         assert!(postings.rows(7).is_empty());
+    }
+
+    #[test]
+    fn group_counts_count_each_codes_rows_per_group() {
+        // Groups: rows 0..2, 2..3 (code 255 only), 3..6.
+        let codes = [3u8, 0, 255, 3, 0, 3];
+        let postings = CodePostings::build(&codes);
+        let offsets = [0u64, 2, 3, 6];
+        let counts = postings.group_counts(&offsets);
+        assert_eq!(counts.of_code(3), (&[0u32, 2][..], &[1u32, 2][..]));
+        assert_eq!(counts.of_code(0), (&[0u32, 2][..], &[1u32, 1][..]));
+        assert_eq!(counts.of_code(255), (&[1u32][..], &[1u32][..]));
+        assert_eq!(counts.of_code(9), (&[][..], &[][..]));
+        // Other groups than the kept ones are counted for what they are.
+        let one_group = postings.group_counts(&[0, 6]);
+        assert_eq!(one_group.of_code(3), (&[0u32][..], &[3u32][..]));
+        assert_eq!(postings.group_counts(&offsets).of_code(3).1, &[1, 2]);
     }
 
     #[test]

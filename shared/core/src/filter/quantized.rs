@@ -867,17 +867,28 @@ pub(super) fn count_bounds_within(
         if admitted < max_index_rows {
             let mut possible = vec![0u64; num_groups];
             let mut certain = vec![0u64; num_groups];
-            // A filter on this one column: a row's verdict is its code's.
-            let one_column = matches!(plan, Plan::Scan { .. });
+            // A filter on this one column: a row's verdict is its code's, so each admitted
+            // code adds its counts per group.
+            if matches!(plan, Plan::Scan { .. }) {
+                let group_counts = column_postings.group_counts(group_offsets);
+                for code in (0..NUM_CODES).filter(|&code| table[code] != Verdict::Never) {
+                    let (groups, counts) = group_counts.of_code(code);
+                    for (&group, &count) in groups.iter().zip(counts) {
+                        possible[group as usize] += u64::from(count);
+                    }
+                    if table[code] == Verdict::Always {
+                        for (&group, &count) in groups.iter().zip(counts) {
+                            certain[group as usize] += u64::from(count);
+                        }
+                    }
+                }
+                return (possible, certain);
+            }
             for code in (0..NUM_CODES).filter(|&code| table[code] != Verdict::Never) {
                 // The rows of a code ascend, so their group only moves forward.
                 let mut group = 0usize;
                 for &row in column_postings.rows(code) {
-                    let verdict = if one_column {
-                        table[code]
-                    } else {
-                        row_verdict(&plan, codes, row as usize)
-                    };
+                    let verdict = row_verdict(&plan, codes, row as usize);
                     if verdict == Verdict::Never {
                         continue;
                     }

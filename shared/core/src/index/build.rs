@@ -354,6 +354,7 @@ fn build_partition(
             sign_norms,
         }),
         sorted_attributes: crate::filter::SortedColumns::new(input.schema.num_columns()),
+        sq8_rows: std::sync::OnceLock::new(),
         clusters,
         fastscan,
     })

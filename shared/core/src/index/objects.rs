@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::attributes::{AttributeSchema, AttributeTable};
-use crate::codec::{FastScanCodes, OsqLayout, OsqQuantizer};
+use crate::codec::{FastScanCodes, OsqLayout, OsqQuantizer, Sq8Rows};
 use crate::error::{Error, Result};
 use crate::filter::{AttributeQuantizer, ColumnPostings, QuantizedAttributes, SortedColumns};
 use crate::format::{self, Container, ContainerWriter, ObjectKind};
@@ -555,12 +555,21 @@ pub struct PartitionData {
     /// The rows of each raw attribute column in value order, built on first use by a
     /// selective filter.
     pub sorted_attributes: SortedColumns,
+    /// 8-bit codes of the vectors, row-major, built on first use by a scan scoring scattered
+    /// candidates (`search/scan.rs`).
+    pub sq8_rows: std::sync::OnceLock<Sq8Rows>,
 }
 
 impl PartitionData {
     /// Returns the number of vectors.
     pub fn num_vectors(&self) -> usize {
         self.ids.len()
+    }
+
+    /// Returns the 8-bit codes of the vectors, building them the first time.
+    pub fn sq8_rows(&self) -> &Sq8Rows {
+        self.sq8_rows
+            .get_or_init(|| Sq8Rows::encode(&self.vectors, self.dim))
     }
 
     /// Returns the heap bytes the decoded partition holds (its arrays; small metadata is
@@ -583,6 +592,8 @@ impl PartitionData {
             // The sorted columns a selective filter builds on first use: a value and a row
             // per row and column.
             + attribute_bytes / 8 * 12
+            // The 8-bit row codes a scan of scattered candidates builds on first use.
+            + Sq8Rows::memory_bytes_for(self.ids.len(), self.dim)
             + METADATA_ALLOWANCE_BYTES
     }
 
@@ -781,6 +792,7 @@ impl PartitionData {
                 sign_norms,
             }),
             sorted_attributes: SortedColumns::new(columns_len),
+            sq8_rows: std::sync::OnceLock::new(),
             clusters,
             fastscan,
         })

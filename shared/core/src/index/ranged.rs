@@ -378,6 +378,7 @@ impl SegmentHead {
             clusters: FineClusters { sizes, centroids },
             fastscan,
             sorted_attributes: SortedColumns::new(num_columns),
+            sq8_rows: std::sync::OnceLock::new(),
         })
     }
 

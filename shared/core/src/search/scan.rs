@@ -491,14 +491,35 @@ fn hamming_kept(num_candidates: usize, hamming_keep: f32, rerank_depth: usize) -
     keep.min(num_candidates)
 }
 
+/// Candidates per hit wanted, at least, for the direct method to score from 8-bit row codes
+/// first: each code distance costs a quarter of the memory of a full one, and the rows a full
+/// distance is then needed for are about `k` plus those whose code distance is within the
+/// rounding error of the k-th; below a few per hit that second pass would be most of them.
+const SQ8_MIN_CANDIDATES_PER_HIT: usize = 4;
+
 /// Scores every candidate with its full-precision vector and returns the top k, best first
 /// (the direct method, and the re-rank of the quantized one).
+///
+/// Many candidates per hit are first scored from their 8-bit row codes (`codec/sq8.rs`); only
+/// those whose code distance is within the rounding error of the k-th smallest are scored with
+/// their full vectors. The bound holds for every row, so the hits are those scoring every
+/// candidate fully would give.
 fn score_directly(
     partition: &PartitionData,
     query: &PreparedQuery,
     candidates: &[u32],
 ) -> Vec<Scored> {
+    let k = query.k.max(1);
+    let worth_codes = partition.dim > 0
+        && candidates.len() >= k.saturating_mul(SQ8_MIN_CANDIDATES_PER_HIT).max(64);
     let mut scored: Vec<Scored> = in_parts(candidates, |part| {
+        let near_enough;
+        let part = if worth_codes {
+            near_enough = within_code_reach(partition, query, part);
+            &near_enough[..]
+        } else {
+            part
+        };
         let mut distances = vec![0f32; part.len()];
         exact_distances(partition, &query.vector, part, &mut distances);
         let mut scored: Vec<Scored> = part
@@ -512,6 +533,59 @@ fn score_directly(
     keep_smallest(&mut scored, query.k);
     scored.sort_unstable();
     scored
+}
+
+/// Returns the rows of `candidates` that may be among their k nearest: those whose 8-bit code
+/// distance is within the reach of the k-th smallest code distance (every row exactly nearer
+/// than the k-th is).
+fn within_code_reach(
+    partition: &PartitionData,
+    query: &PreparedQuery,
+    candidates: &[u32],
+) -> Vec<u32> {
+    let codes = partition.sq8_rows();
+    let prepared = codes.prepare(&query.vector);
+    let mut distances = vec![0f32; candidates.len()];
+    codes.distances(partition.metric, &prepared, candidates, &mut distances);
+    let kth = kth_smallest(&distances, query.k.max(1));
+    let reach = codes.reach(partition.metric, &prepared, kth);
+    candidates
+        .iter()
+        .zip(&distances)
+        .filter(|&(_, &distance)| distance <= reach)
+        .map(|(&row, _)| row)
+        .collect()
+}
+
+/// Returns the `k`-th smallest of `values` (1-based; the largest when there are fewer), by a
+/// bounded max-heap: most values are turned away by one comparison with its top. NaN sorts
+/// last.
+fn kth_smallest(values: &[f32], k: usize) -> f32 {
+    #[derive(PartialEq)]
+    struct Key(f32);
+    impl Eq for Key {}
+    impl PartialOrd for Key {
+        fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+            Some(self.cmp(other))
+        }
+    }
+    impl Ord for Key {
+        fn cmp(&self, other: &Self) -> Ordering {
+            self.0.total_cmp(&other.0)
+        }
+    }
+    let mut heap: BinaryHeap<Key> = BinaryHeap::with_capacity(k.min(values.len()) + 1);
+    for &value in values {
+        let value = if value.is_nan() { f32::INFINITY } else { value };
+        if heap.len() < k {
+            heap.push(Key(value));
+        } else if let Some(mut top) = heap.peek_mut() {
+            if value < top.0 {
+                *top = Key(value);
+            }
+        }
+    }
+    heap.peek().map_or(f32::INFINITY, |top| top.0)
 }
 
 /// Candidates per part, at least, when a partition's candidates are split across threads: a
