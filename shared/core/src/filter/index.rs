@@ -190,7 +190,14 @@ impl ColumnPostings {
 pub struct SortedColumn {
     values: Vec<f64>,
     rows: Vec<u32>,
+    /// Every [`SAMPLE_STRIDE`]-th value: a binary search runs over these (a few kilobytes,
+    /// in cache) and then within one stride of `values`, instead of over all of `values`,
+    /// whose every level would miss the cache.
+    samples: Vec<f64>,
 }
+
+/// Values per sample of a [`SortedColumn`].
+const SAMPLE_STRIDE: usize = 64;
 
 impl SortedColumn {
     /// Sorts the rows of `values` by value, leaving out NaN.
@@ -202,10 +209,23 @@ impl SortedColumn {
             .map(|(row, &value)| (value, row as u32))
             .collect();
         pairs.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let values: Vec<f64> = pairs.iter().map(|pair| pair.0).collect();
         SortedColumn {
-            values: pairs.iter().map(|pair| pair.0).collect(),
+            samples: values.iter().step_by(SAMPLE_STRIDE).copied().collect(),
             rows: pairs.iter().map(|pair| pair.1).collect(),
+            values,
         }
+    }
+
+    /// Returns the number of leading values for which `holds` is true, for a `holds` that is
+    /// true and then false along the order (as `slice::partition_point`).
+    fn partition_point(&self, holds: impl Fn(f64) -> bool) -> usize {
+        // `holds` is true for samples[..block], so the point lies after the sample before
+        // `block` and at or before sample `block`.
+        let block = self.samples.partition_point(|&value| holds(value));
+        let start = block.saturating_sub(1) * SAMPLE_STRIDE;
+        let end = (block * SAMPLE_STRIDE).min(self.values.len());
+        start + self.values[start..end].partition_point(|&value| holds(value))
     }
 
     /// Returns the runs of positions whose values satisfy `predicate`, or `None` for a
@@ -215,8 +235,8 @@ impl SortedColumn {
     /// true to false once, so each comparison is one binary search; `-0.0` and `0.0` compare
     /// equal and sit next to each other.
     pub(super) fn runs(&self, predicate: &Predicate) -> Option<Vec<Range<usize>>> {
-        let below = |x: f64| self.values.partition_point(|&value| value < x);
-        let at_most = |x: f64| self.values.partition_point(|&value| value <= x);
+        let below = |x: f64| self.partition_point(|value| value < x);
+        let at_most = |x: f64| self.partition_point(|value| value <= x);
         let all = self.values.len();
         let run = match predicate {
             Predicate::Eq(x) => below(*x)..at_most(*x),
@@ -340,5 +360,28 @@ mod tests {
             assert_eq!(found, expected, "{predicate:?}");
         }
         assert!(sorted.runs(&Predicate::Ne(5.0)).is_none());
+    }
+
+    /// The search through the samples finds the point a search over every value finds, for
+    /// columns of a few strides with long runs of equal values, at every threshold.
+    #[test]
+    fn sampled_search_finds_the_full_searchs_point() {
+        for len in [1usize, 63, 64, 65, 200, 1_000] {
+            let values: Vec<f64> = (0..len).map(|i| ((i * 37) % 101 / 7) as f64).collect();
+            let sorted = SortedColumn::build(&values);
+            for tenth in -10..=160 {
+                let x = f64::from(tenth) / 10.0;
+                for holds in [
+                    &(|value: f64| value < x) as &dyn Fn(f64) -> bool,
+                    &|value: f64| value <= x,
+                ] {
+                    assert_eq!(
+                        sorted.partition_point(holds),
+                        sorted.values.partition_point(|&value| holds(value)),
+                        "len {len}, x {x}"
+                    );
+                }
+            }
+        }
     }
 }
