@@ -171,10 +171,11 @@ impl Filter {
         quantized::count_bounds(&self.expr, quantizer, codes, postings, group_offsets)
     }
 
-    /// Returns the rows inside `ranges` (ascending, disjoint row ranges of `table`) that match,
-    /// ascending. When a leaf of the filter (the filter itself, or a conjunct of its root AND)
-    /// matches few rows by its sorted column in `sorted`, only those rows are visited;
-    /// otherwise the ranges are scanned column by column.
+    /// Returns the rows inside `ranges` (ascending, disjoint row ranges of `table`) that match:
+    /// ascending, except when a leaf of the filter (the filter itself, or a conjunct of its root
+    /// AND) matches few rows by its sorted column in `sorted`: then only those rows are
+    /// visited, and they come in that column's value order. Otherwise the ranges are scanned
+    /// column by column.
     ///
     /// Panics if a range is outside the table or the table lacks a column the filter uses.
     pub fn matching_rows(
@@ -248,25 +249,33 @@ impl Filter {
             })
             .min_by_key(|(count, _, _)| *count);
         let (count, runs, column) = best_opt?;
-        if count.saturating_mul(index::INDEX_ROW_COST) >= scanned {
+        let row_cost = if runs_are_exact {
+            index::EXACT_RUN_ROW_COST
+        } else {
+            index::INDEX_ROW_COST
+        };
+        if count.saturating_mul(row_cost) >= scanned {
             return None;
+        }
+        // The rows of the runs come in value order: each is looked up in a bitmap of the
+        // ranges' rows (one bit per row of the table, filled a word at a time), which costs
+        // less than putting them in row order to walk the ranges (a sort measured 15 % of a
+        // selective query).
+        let mut in_ranges = vec![0u64; table.num_rows.div_ceil(64)];
+        for range in ranges {
+            mark_range(&mut in_ranges, range.clone());
         }
         let mut rows = Vec::with_capacity(count);
         for run in runs {
-            rows.extend_from_slice(column.rows(run));
-        }
-        // In row order, the ranges (ascending) are walked once instead of searched per row.
-        rows.sort_unstable();
-        let mut range = 0;
-        rows.retain(|&row| {
-            let position = row as usize;
-            while range < ranges.len() && ranges[range].end <= position {
-                range += 1;
+            for &row in column.rows(run) {
+                let position = row as usize;
+                if in_ranges[position / 64] & (1u64 << (position % 64)) != 0
+                    && (runs_are_exact || self.matches_row(table, position))
+                {
+                    rows.push(row);
+                }
             }
-            range < ranges.len()
-                && ranges[range].start <= position
-                && (runs_are_exact || self.matches_row(table, position))
-        });
+        }
         Some(rows)
     }
 
@@ -284,6 +293,23 @@ impl Default for Filter {
     fn default() -> Self {
         Filter::match_all()
     }
+}
+
+/// Sets the bits of `rows` in `bits` (one bit per row), a word at a time inside the range.
+fn mark_range(bits: &mut [u64], rows: std::ops::Range<usize>) {
+    if rows.is_empty() {
+        return;
+    }
+    let (first, last) = (rows.start / 64, (rows.end - 1) / 64);
+    let low_mask = u64::MAX << (rows.start % 64);
+    let high_mask = u64::MAX >> (63 - (rows.end - 1) % 64);
+    if first == last {
+        bits[first] |= low_mask & high_mask;
+        return;
+    }
+    bits[first] |= low_mask;
+    bits[first + 1..last].fill(u64::MAX);
+    bits[last] |= high_mask;
 }
 
 /// The compiled filter tree.
@@ -876,6 +902,30 @@ mod tests {
             .collect()
     }
 
+    #[test]
+    fn marked_ranges_set_exactly_their_bits() {
+        for (start, end) in [
+            (0, 0),
+            (0, 1),
+            (3, 64),
+            (63, 65),
+            (0, 128),
+            (5, 200),
+            (64, 130),
+        ] {
+            let mut bits = vec![0u64; 4];
+            mark_range(&mut bits, start..end);
+            for row in 0..256 {
+                let set = bits[row / 64] & (1u64 << (row % 64)) != 0;
+                assert_eq!(
+                    set,
+                    (start..end).contains(&row),
+                    "{start}..{end}, row {row}"
+                );
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(4096))]
 
@@ -910,9 +960,17 @@ mod tests {
                 .flat_map(|range| range.clone().filter(|&row| expected[row]).map(|row| row as u32))
                 .collect();
             let sorted = SortedColumns::new(table.columns.len());
-            prop_assert_eq!(&filter.matching_rows(&table, &sorted, &ranges), &expected_rows);
+            // The index path gives the rows in a column's value order: compared as sets.
+            let in_row_order = |mut rows: Vec<u32>| {
+                rows.sort_unstable();
+                rows
+            };
+            prop_assert_eq!(
+                &in_row_order(filter.matching_rows(&table, &sorted, &ranges)),
+                &expected_rows
+            );
             if let Some(rows) = filter.matching_rows_by_index(&table, &sorted, &ranges, usize::MAX) {
-                prop_assert_eq!(&rows, &expected_rows, "index path, filter {}", filter_json);
+                prop_assert_eq!(&in_row_order(rows), &expected_rows, "index path, filter {}", filter_json);
             }
 
             let quantizer = AttributeQuantizer::train(&table, max_bits);

@@ -317,6 +317,12 @@ pub fn search_partition_using(
             stats.probed_rows as usize,
         )
     });
+    // A filter's sorted column gives the candidates in value order. Direct scoring takes them
+    // in any order; the fast-scan sums the blocks of ascending candidates, and the quantized
+    // stages walk their planes forward over ascending ones.
+    if method != ScanMethod::Direct && !candidates.is_sorted() {
+        candidates.sort_unstable();
+    }
     let codes = match (method, &partition.fastscan, &partition.quantized) {
         (ScanMethod::FastScan, Some(fastscan), _) if !query.knobs.exact => {
             let best = fast_scan(partition, fastscan, query, &candidates, &mut stats);
@@ -401,7 +407,7 @@ const FASTSCAN_SELECT_COST: usize = 8;
 /// about twice a row of the contiguous direct scan.
 const RERANK_GATHER_FACTOR: usize = 2;
 
-/// Returns the cheapest way to score `candidates` (ascending rows): every one with its full
+/// Returns the cheapest way to score `num_candidates` candidates: every one with its full
 /// vector, the fast-scan estimates and a re-rank, or the quantized stages (query tables,
 /// sign-code prune, lower bounds, re-rank), by the cost model above.
 ///
@@ -592,7 +598,7 @@ fn kth_smallest(values: &[f32], k: usize) -> f32 {
 /// part of this size takes tens of microseconds, well above the cost of handing it over.
 const PARALLEL_PART_CANDIDATES: usize = 16_384;
 
-/// Runs `keep_best` on parts of `candidates` (ascending rows) on the threads of the current
+/// Runs `keep_best` on parts of `candidates` on the threads of the current
 /// rayon pool, one part per thread when there are at least [`PARALLEL_PART_CANDIDATES`] each,
 /// and returns what the parts kept, concatenated. Each part keeps its own best by a total order
 /// and the caller keeps the best of their union, so the answer is the one a single part would
