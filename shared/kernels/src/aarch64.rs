@@ -140,6 +140,19 @@ pub unsafe fn l2_squared_gather_neon(
     }
 }
 
+/// Writes `out[i] = l2_squared(query, row i)` for every row of row-major `vectors`.
+///
+/// # Safety
+/// `query` is not empty and `vectors.len() == out.len() * query.len()` (validated by the
+/// caller); NEON must be available.
+#[target_feature(enable = "neon")]
+pub unsafe fn l2_squared_rows_neon(query: &[f32], vectors: &[f32], out: &mut [f32]) {
+    for (row, result) in vectors.chunks_exact(query.len()).zip(out.iter_mut()) {
+        // SAFETY: the lengths are equal (caller).
+        *result = unsafe { l2_squared_f32_neon(query, row) };
+    }
+}
+
 /// Writes `out[i] = dot(query, row rows[i])`.
 ///
 /// # Safety

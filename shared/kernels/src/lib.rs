@@ -490,6 +490,36 @@ pub fn dot_gather(query: &[f32], vectors: &[f32], rows: &[u32], out: &mut [f32])
     }
 }
 
+/// Writes `out[i] = l2_squared_f32(query, row i)` for every row of row-major `vectors` (the
+/// distances of a query to a list of centroids, in one call instead of one per centroid). An
+/// empty query gives 0 for every row.
+///
+/// Panics if `vectors.len() != out.len() * query.len()`.
+pub fn l2_squared_rows(query: &[f32], vectors: &[f32], out: &mut [f32]) {
+    assert_eq!(
+        vectors.len(),
+        out.len() * query.len(),
+        "l2_squared_rows: vectors are not out.len() rows of query.len()"
+    );
+    if query.is_empty() {
+        out.fill(0.0);
+        return;
+    }
+    match detected_isa() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => {
+            // SAFETY: AVX2 and FMA were detected; the shapes were validated just above.
+            unsafe { x86_64::l2_squared_rows_avx2(query, vectors, out) }
+        }
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => {
+            // SAFETY: NEON was detected; the shapes were validated just above.
+            unsafe { aarch64::l2_squared_rows_neon(query, vectors, out) }
+        }
+        Isa::Scalar => scalar::l2_squared_rows(query, vectors, out),
+    }
+}
+
 /// Writes `out[i] = sum over j of weights[j] * codes[rows[i] * stride + j]` for row-major
 /// 8-bit `codes` of `stride = weights.len()` bytes per row: the first pass of scoring scattered
 /// rows from one byte per dimension instead of four (a caller's padding bytes get weight 0).
@@ -675,6 +705,29 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn l2_squared_rows_match_scalar(
+            dim in 0usize..=70,
+            num_rows in 0usize..=9,
+            seed: u64,
+        ) {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let query: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            let vectors: Vec<f32> =
+                (0..dim * num_rows).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            let mut actual = vec![f32::NAN; num_rows];
+            l2_squared_rows(&query, &vectors, &mut actual);
+            for (row, &value) in actual.iter().enumerate() {
+                let expected = if dim == 0 {
+                    0.0
+                } else {
+                    scalar::l2_squared_f32(&query, &vectors[row * dim..][..dim])
+                };
+                // Terms are at most 4 in magnitude.
+                prop_assert!((value - expected).abs() <= 1e-5 * 4.0 * dim as f32);
+            }
+        }
 
         /// Strides of every remainder modulo the 8 and 16 codes of one SIMD step, codes up to
         /// 255 and weights of both signs.

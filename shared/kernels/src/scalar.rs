@@ -292,6 +292,24 @@ pub fn l2_squared_gather(query: &[f32], vectors: &[f32], rows: &[u32], out: &mut
     gather_rows(query, vectors, rows, out, l2_squared_f32);
 }
 
+/// Writes `out[i] = l2_squared_f32(query, row i)` for every row of row-major `vectors`.
+///
+/// Panics if `vectors.len() != out.len() * query.len()`.
+pub fn l2_squared_rows(query: &[f32], vectors: &[f32], out: &mut [f32]) {
+    assert_eq!(
+        vectors.len(),
+        out.len() * query.len(),
+        "rows: shape mismatch"
+    );
+    if query.is_empty() {
+        out.fill(0.0);
+        return;
+    }
+    for (row, result) in vectors.chunks_exact(query.len()).zip(out.iter_mut()) {
+        *result = l2_squared_f32(query, row);
+    }
+}
+
 /// Writes `out[i] = dot_f32(query, row rows[i])` for row-major `vectors` of `query.len()`
 /// floats per row.
 ///

@@ -661,6 +661,19 @@ pub unsafe fn l2_squared_gather_avx2(
     }
 }
 
+/// Writes `out[i] = l2_squared(query, row i)` for every row of row-major `vectors`.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA; `query` is not empty and `vectors.len() == out.len() *
+/// query.len()`.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn l2_squared_rows_avx2(query: &[f32], vectors: &[f32], out: &mut [f32]) {
+    for (row, result) in vectors.chunks_exact(query.len()).zip(out.iter_mut()) {
+        // SAFETY: the lengths are equal, and AVX2 and FMA are available (caller).
+        *result = unsafe { l2_squared_f32_avx2(query, row) };
+    }
+}
+
 /// Writes `out[i] = dot(query, row rows[i])` for row-major `vectors`.
 ///
 /// # Safety

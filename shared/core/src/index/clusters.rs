@@ -123,14 +123,14 @@ impl FineClusters {
         };
         let limit = radius * (1.0 + PROBE_RADIUS_SLACK) + f32::EPSILON;
         let limit_squared = limit * limit;
-        let dim = query.len();
+        let mut distances = vec![0f32; self.sizes.len()];
+        kernels::l2_squared_rows(query, &self.centroids, &mut distances);
         let mut probed: Vec<Range<usize>> = Vec::new();
         let mut start = 0usize;
-        for (cluster, &size) in self.sizes.iter().enumerate() {
+        for (&size, &distance) in self.sizes.iter().zip(&distances) {
             let range = start..start + size as usize;
             start = range.end;
-            let centroid = &self.centroids[cluster * dim..][..dim];
-            if range.is_empty() || kernels::l2_squared_f32(query, centroid) > limit_squared {
+            if range.is_empty() || distance > limit_squared {
                 continue;
             }
             // Adjacent clusters merge into one range, so the scan walks fewer, longer runs.

@@ -125,12 +125,15 @@ fn plan_query_counted(
     let possible = &counts.possible;
     let estimated_matches: u64 = possible.iter().sum();
     let dim = coordinator.dim;
-    let distances: Vec<f32> = (0..num_clusters)
-        .map(|c| {
-            let centroid = &clusters.centroids[c * dim..][..dim];
-            kernels::l2_squared_f32(query, centroid).sqrt()
-        })
-        .collect();
+    let mut distances = vec![0f32; num_clusters];
+    kernels::l2_squared_rows(
+        query,
+        &clusters.centroids[..num_clusters * dim],
+        &mut distances,
+    );
+    distances
+        .iter_mut()
+        .for_each(|distance| *distance = distance.sqrt());
     if knobs.exact {
         // Every partition that may hold a match, read whole.
         let partitions = PossiblePartitions::of(coordinator, &distances, possible).partitions;

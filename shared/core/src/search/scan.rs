@@ -332,9 +332,9 @@ pub fn search_partition_using(
         _ => None,
     };
     let Some(codes) = codes else {
-        let best = score_directly(partition, query, &candidates);
+        let (best, fully_scored) = score_directly(partition, query, &candidates);
         stats.scored_directly = candidates.len() as u64;
-        stats.reranked = candidates.len() as u64;
+        stats.reranked = fully_scored;
         return (to_hits(partition, &best, query.include_attributes), stats);
     };
     let tables = query_tables(partition, codes, &query.vector);
@@ -376,8 +376,9 @@ pub fn search_partition_using(
     } else {
         keep_smallest(&mut scored, rerank_depth);
         let rows: Vec<u32> = scored.iter().map(|s| s.row).collect();
-        stats.reranked = rows.len() as u64;
-        score_directly(partition, query, &rows)
+        let (best, fully_scored) = score_directly(partition, query, &rows);
+        stats.reranked = fully_scored;
+        best
     };
     (to_hits(partition, &best, query.include_attributes), stats)
 }
@@ -504,7 +505,8 @@ fn hamming_kept(num_candidates: usize, hamming_keep: f32, rerank_depth: usize) -
 const SQ8_MIN_CANDIDATES_PER_HIT: usize = 4;
 
 /// Scores every candidate with its full-precision vector and returns the top k, best first
-/// (the direct method, and the re-rank of the quantized one).
+/// (the direct method, and the re-rank of the others), and how many candidates were scored
+/// with their full vectors.
 ///
 /// Many candidates per hit are first scored from their 8-bit row codes (`codec/sq8.rs`); only
 /// those whose code distance is within the rounding error of the k-th smallest are scored with
@@ -514,10 +516,12 @@ fn score_directly(
     partition: &PartitionData,
     query: &PreparedQuery,
     candidates: &[u32],
-) -> Vec<Scored> {
+) -> (Vec<Scored>, u64) {
+    use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
     let k = query.k.max(1);
     let worth_codes = partition.dim > 0
         && candidates.len() >= k.saturating_mul(SQ8_MIN_CANDIDATES_PER_HIT).max(64);
+    let fully_scored = AtomicU64::new(0);
     let mut scored: Vec<Scored> = in_parts(candidates, |part| {
         let near_enough;
         let part = if worth_codes {
@@ -526,6 +530,7 @@ fn score_directly(
         } else {
             part
         };
+        fully_scored.fetch_add(part.len() as u64, AtomicOrdering::Relaxed);
         let mut distances = vec![0f32; part.len()];
         exact_distances(partition, &query.vector, part, &mut distances);
         let mut scored: Vec<Scored> = part
@@ -538,7 +543,7 @@ fn score_directly(
     });
     keep_smallest(&mut scored, query.k);
     scored.sort_unstable();
-    scored
+    (scored, fully_scored.into_inner())
 }
 
 /// Returns the rows of `candidates` that may be among their k nearest: those whose 8-bit code
@@ -653,8 +658,9 @@ fn fast_scan(
     let mut rows: Vec<u32> = kept.iter().map(|&key| key as u32).collect();
     // Ascending rows walk the vectors forward.
     rows.sort_unstable();
-    stats.reranked = rows.len() as u64;
-    score_directly(partition, query, &rows)
+    let (best, fully_scored) = score_directly(partition, query, &rows);
+    stats.reranked = fully_scored;
+    best
 }
 
 /// Returns the `keep` best fast-scan estimates of `candidates` (ascending rows) as
