@@ -6,7 +6,9 @@
 #   scripts/scale-run.sh [SIZE...]        sizes in vectors, default: 250000 500000 1000000
 #
 # Settings (environment): DIM (128), QUERIES (generated queries, 1000), EVAL_QUERIES (per
-# workload, 300), COST_QUERIES (per workload, 100), SEED (1), OUT (/dev/shm/squash-scale: data
+# workload, 300), COST_QUERIES (per workload, 100), COST_SLOTS (worker slots of the cost step, 8:
+# enough 2048 MB containers to cache a 10M x 128 index; each invocation timed alone, as on
+# Lambda, `squash cost --invocations-alone`), SEED (1), OUT (/dev/shm/squash-scale: data
 # in memory keeps the disk free), SQUASH (the release squash under $CARGO_TARGET_DIR or
 # target/), KEEP=1 keeps each size's data and index after its run.
 set -euo pipefail
@@ -15,6 +17,7 @@ DIM=${DIM:-128}
 QUERIES=${QUERIES:-1000}
 EVAL_QUERIES=${EVAL_QUERIES:-300}
 COST_QUERIES=${COST_QUERIES:-100}
+COST_SLOTS=${COST_SLOTS:-8}
 SEED=${SEED:-1}
 OUT=${OUT:-/dev/shm/squash-scale}
 SQUASH=${SQUASH:-${CARGO_TARGET_DIR:-target}/release/squash}
@@ -41,7 +44,8 @@ for N in "${SIZES[@]}"; do
         --max-queries "$EVAL_QUERIES" --json >"$dir/eval.json" 2>/dev/null
     eval_done=$(date +%s)
     "$SQUASH" cost --index "$index" --workloads "$data/workloads.json" --k 10 \
-        --max-queries "$COST_QUERIES" --json >"$dir/cost.json" 2>/dev/null
+        --max-queries "$COST_QUERIES" --slots "$COST_SLOTS" --invocations-alone \
+        --json >"$dir/cost.json" 2>/dev/null
     cost_done=$(date +%s)
     printf '{"synth_s": %d, "build_s": %d, "eval_s": %d, "cost_s": %d, "total_s": %d}\n' \
         $((synth_done - started)) $((build_done - synth_done)) $((eval_done - build_done)) \

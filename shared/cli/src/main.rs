@@ -306,6 +306,11 @@ struct CostArgs {
     /// Cold single queries, each on fresh (cold) services.
     #[arg(long, default_value_t = 5)]
     cold_queries: usize,
+    /// Run each worker invocation alone under a flat tree, so its billed time is its own (as
+    /// on Lambda, where each invocation has its own vCPU) rather than time spent sharing this
+    /// machine's cores; the coordinator is billed planning plus the slowest invocation.
+    #[arg(long)]
+    invocations_alone: bool,
     /// Instead of the usual phases, measure batch time, invocations and cost against these
     /// batch sizes (comma-separated, e.g. 10,100,1000,10000), each worker invocation in a
     /// container of its own as on Lambda, large batches split over concurrent invocations.
@@ -863,6 +868,7 @@ async fn run_cost(args: CostArgs) -> Result<()> {
         branching: args.branching,
         batch_size: args.batch_size,
         cold_queries: args.cold_queries,
+        invocations_alone: args.invocations_alone,
         memory: squash_cli::cost::TEMPLATE_MEMORY,
         prices: squash_cli::cost::AWS_US_EAST_1,
     };

@@ -48,6 +48,12 @@ pub struct UsageConfig {
     pub batch_size: usize,
     /// Cold single queries, each on a fresh service.
     pub cold_queries: usize,
+    /// Each worker invocation runs alone, in a container of its own, under a flat tree (the
+    /// coordinator invokes every slot, none waits on a child): its billed time is its own, as
+    /// on Lambda, where every invocation has its own vCPU, instead of the time it spends
+    /// sharing this machine's cores with the others. The coordinator is billed its planning
+    /// and the slowest invocation, as it would wait for them running side by side.
+    pub invocations_alone: bool,
     /// Memory sizes the functions are billed at.
     pub memory: FunctionMemory,
     /// Prices.
@@ -150,6 +156,8 @@ pub struct UsageReport {
     pub worker_slots: usize,
     /// Tree branching.
     pub branching: usize,
+    /// Whether each invocation ran alone under a flat tree (see [`UsageConfig`]).
+    pub invocations_alone: bool,
     /// Queries per batch.
     pub batch_size: usize,
     /// Memory sizes billed.
@@ -165,7 +173,7 @@ pub struct UsageReport {
 }
 
 /// The caveat on milliseconds, carried in every report.
-pub const MILLISECONDS_NOTE: &str = "billed ms are wall times of the in-process services on this machine: coordinator and workers share its cores (inflating each other's walls) and a parent worker is billed while its children run, as on Lambda, but no network hop is waited for. They are not Lambda's: a 2048 MB Lambda has about 1.2 vCPU (arm64). The CPU-only figure bills the process CPU time instead (no waiting, no sharing): a lower bound for compute. Invocations, S3 GETs and bytes are exact counts and carry over to AWS. Single queries are priced through API Gateway, batches as direct invocations.";
+pub const MILLISECONDS_NOTE: &str = "billed ms are wall times of the in-process services on this machine: coordinator and workers share its cores (inflating each other's walls) and a parent worker is billed while its children run, as on Lambda, but no network hop is waited for. They are not Lambda's: a 2048 MB Lambda has about 1.2 vCPU (arm64). The CPU-only figure bills the process CPU time instead (no waiting, no sharing): a lower bound for compute. Invocations, S3 GETs and bytes are exact counts and carry over to AWS. Single queries are priced through API Gateway, batches as direct invocations. With invocations alone (a flat tree), each worker is billed the time it took running alone on this machine and the coordinator its planning plus the slowest invocation: Lambda's billing when every invocation has its own vCPU.";
 
 /// Runs the same services a deployment runs, in process, over the store of a root folder or
 /// prefix.
@@ -173,6 +181,7 @@ struct Harness {
     counting: Arc<CountingStore>,
     config: ServiceConfig,
     cache_bytes: u64,
+    invocations_alone: bool,
 }
 
 impl Harness {
@@ -180,8 +189,11 @@ impl Harness {
     fn fresh_service(&self) -> CoordinatorService {
         let store: Arc<dyn BlobStore> = Arc::clone(&self.counting) as Arc<dyn BlobStore>;
         let cache = Arc::new(PartitionCache::new(self.cache_bytes));
-        let invoker = Arc::new(InProcessInvoker::new(Arc::clone(&store), cache));
-        CoordinatorService::new(store, invoker, self.config.clone())
+        let mut invoker = InProcessInvoker::new(Arc::clone(&store), cache);
+        if self.invocations_alone {
+            invoker = invoker.with_containers(self.cache_bytes, true);
+        }
+        CoordinatorService::new(store, Arc::new(invoker), self.config.clone())
     }
 }
 
@@ -197,6 +209,7 @@ struct PhaseTally {
     cache: &'static str,
     mode: &'static str,
     through_api_gateway: bool,
+    invocations_alone: bool,
     usage: RequestUsage,
     num_requests: u64,
     per_query_sums: PerQuery,
@@ -209,11 +222,12 @@ struct PhaseTally {
 }
 
 impl PhaseTally {
-    fn new(cache: &'static str, mode: &'static str) -> Self {
+    fn new(cache: &'static str, mode: &'static str, invocations_alone: bool) -> Self {
         PhaseTally {
             cache,
             mode,
             through_api_gateway: mode == "single",
+            invocations_alone,
             usage: RequestUsage::default(),
             num_requests: 0,
             per_query_sums: PerQuery::default(),
@@ -228,11 +242,21 @@ impl PhaseTally {
 
     fn record(&mut self, execution: &ExecutionStats, answers: &[QueryResponse], elapsed: Duration) {
         let num_queries = answers.len() as u64;
-        self.usage.add(&RequestUsage::from_stats(
-            execution,
-            num_queries,
-            self.through_api_gateway,
-        ));
+        let mut usage = RequestUsage::from_stats(execution, num_queries, self.through_api_gateway);
+        // Invocations that ran one after another would have run side by side: the coordinator
+        // waits for the slowest, not for their sum.
+        let coordinator_ms = if self.invocations_alone {
+            let slowest = execution
+                .workers
+                .iter()
+                .map(|worker| worker.duration_ms)
+                .fold(0.0, f64::max);
+            execution.plan_ms + slowest
+        } else {
+            execution.total_ms
+        };
+        usage.coordinator_billed_ms = coordinator_ms.max(0.0).ceil() as u64;
+        self.usage.add(&usage);
         self.num_requests += 1;
         self.latencies_ms.push(elapsed.as_secs_f64() * 1e3);
         self.wall += elapsed;
@@ -241,7 +265,7 @@ impl PhaseTally {
         self.stats_bytes += execution.store_bytes_fetched;
         let sums = &mut self.per_query_sums;
         sums.invocations += f64::from(execution.invocations);
-        sums.coordinator_billed_ms += execution.total_ms.max(0.0).ceil();
+        sums.coordinator_billed_ms += coordinator_ms.max(0.0).ceil();
         sums.worker_billed_ms += execution.worker_billed_ms as f64;
         sums.worker_search_ms += execution.worker_search_ms;
         sums.worker_load_ms += execution.worker_load_ms;
@@ -389,22 +413,34 @@ pub async fn measure(
         return Err(Error::invalid("batch_size", "must be at least 1"));
     }
     let worker_memory = config.memory.worker_mb.to_string();
+    let container_cache_bytes = capacity_bytes_for_lambda_memory(Some(&worker_memory));
+    let alone = config.invocations_alone;
     let harness = Harness {
         counting: Arc::new(CountingStore::new(root)),
         config: ServiceConfig {
             worker_functions: slot_names(config.worker_slots),
-            tree: TreeShape::try_new(config.branching, DEFAULT_MAX_DEPTH)?,
+            tree: if alone {
+                // Flat: invocations may run one at a time without a parent waiting on a child.
+                TreeShape::try_new(config.worker_slots.max(2), 1)?
+            } else {
+                TreeShape::try_new(config.branching, DEFAULT_MAX_DEPTH)?
+            },
             timeout_ms: MEASUREMENT_TIMEOUT_MS,
             ..ServiceConfig::default()
         },
-        // One cache stands for all slots' containers, each caching half its memory.
-        cache_bytes: capacity_bytes_for_lambda_memory(Some(&worker_memory))
-            .saturating_mul(config.worker_slots as u64),
+        // Alone, each container caches what its memory allows; otherwise one cache stands for
+        // all slots' containers.
+        cache_bytes: if alone {
+            container_cache_bytes
+        } else {
+            container_cache_bytes.saturating_mul(config.worker_slots as u64)
+        },
+        invocations_alone: alone,
     };
     let index = harness.fresh_service().describe(name).await?;
     let mut phases = Vec::new();
 
-    let mut tally = PhaseTally::new("cold", "single");
+    let mut tally = PhaseTally::new("cold", "single", alone);
     harness.counting.reset();
     for (position, request) in requests.iter().take(config.cold_queries.max(1)).enumerate() {
         let service = harness.fresh_service();
@@ -419,7 +455,7 @@ pub async fn measure(
     }
     phases.push(tally.finish(harness.counting.snapshot(), config));
 
-    let mut tally = PhaseTally::new("cold", "batch");
+    let mut tally = PhaseTally::new("cold", "batch", alone);
     harness.counting.reset();
     let first_batch = &requests[..config.batch_size.min(requests.len())];
     run_batch(
@@ -434,7 +470,7 @@ pub async fn measure(
 
     // Warm: every partition any query probes is loaded once before measuring.
     let service = harness.fresh_service();
-    let mut warm_up = PhaseTally::new("warm", "batch");
+    let mut warm_up = PhaseTally::new("warm", "batch", alone);
     for (position, chunk) in requests.chunks(config.batch_size).enumerate() {
         run_batch(
             &service,
@@ -446,7 +482,7 @@ pub async fn measure(
         .await?;
     }
 
-    let mut tally = PhaseTally::new("warm", "single");
+    let mut tally = PhaseTally::new("warm", "single", alone);
     harness.counting.reset();
     for (position, request) in requests.iter().enumerate() {
         run_single(
@@ -460,7 +496,7 @@ pub async fn measure(
     }
     phases.push(tally.finish(harness.counting.snapshot(), config));
 
-    let mut tally = PhaseTally::new("warm", "batch");
+    let mut tally = PhaseTally::new("warm", "batch", alone);
     harness.counting.reset();
     for (position, chunk) in requests.chunks(config.batch_size).enumerate() {
         run_batch(
@@ -478,7 +514,12 @@ pub async fn measure(
         storage_per_month: storage_per_month(index.total_bytes, &config.prices),
         index,
         worker_slots: config.worker_slots,
-        branching: config.branching,
+        branching: if alone {
+            config.worker_slots.max(2)
+        } else {
+            config.branching
+        },
+        invocations_alone: alone,
         batch_size: config.batch_size,
         memory: config.memory,
         prices: config.prices,
@@ -557,9 +598,14 @@ pub fn render_text(report: &UsageReport) -> String {
     );
     let _ = writeln!(
         out,
-        "{} worker slots, branching {}, batches of {}; coordinator {} MB, workers {} MB; {}",
+        "{} worker slots, branching {}{}, batches of {}; coordinator {} MB, workers {} MB; {}",
         report.worker_slots,
         report.branching,
+        if report.invocations_alone {
+            " (flat, each invocation timed alone)"
+        } else {
+            ""
+        },
         report.batch_size,
         report.memory.coordinator_mb,
         report.memory.worker_mb,

@@ -144,4 +144,43 @@ fn synth_build_and_cost_report_counted_usage() {
     // Single queries pay API Gateway; batch jobs are direct invocations.
     assert!(warm["cost_per_million"]["api_gateway"].as_f64().unwrap() > 0.0);
     assert_eq!(warm_batch["cost_per_million"]["api_gateway"], 0.0);
+
+    // Each invocation alone, in its own container, under a flat tree: every slot's container
+    // is warmed by the warm-up, no answer is partial, and the coordinator is billed its
+    // planning and the slowest invocation, never more than its wall time.
+    let alone = squash(&[
+        "cost",
+        "--index",
+        index,
+        "--workloads",
+        &workloads,
+        "--max-queries",
+        "5",
+        "--batch-size",
+        "10",
+        "--cold-queries",
+        "1",
+        "--slots",
+        "3",
+        "--invocations-alone",
+        "--json",
+    ]);
+    check(&alone, "cost --invocations-alone");
+    let report: serde_json::Value = serde_json::from_slice(&alone.stdout).expect("cost json");
+    assert_eq!(report["invocations_alone"], true, "{report}");
+    assert_eq!(report["branching"], 3, "{report}");
+    for p in report["phases"].as_array().expect("phases") {
+        assert_eq!(p["partial_answers"], 0, "{p}");
+        assert_eq!(p["store_counts_agree"], true, "{p}");
+        let invocations = p["per_query"]["invocations"].as_f64().expect("invocations");
+        assert!(invocations > 0.0 && invocations <= 3.0, "{p}");
+        if p["cache"] == "warm" {
+            assert_eq!(p["per_query"]["partition_gets"], 0.0, "{p}");
+        }
+        if p["mode"] == "single" {
+            let billed = p["per_query"]["coordinator_billed_ms"].as_f64().unwrap();
+            let wall = p["request_latency_ms"]["mean"].as_f64().unwrap();
+            assert!(billed <= wall.ceil() + 1.0, "{p}");
+        }
+    }
 }

@@ -74,11 +74,12 @@ impl Sq8Rows {
             lows.fill(0.0);
             highs.fill(0.0);
         }
+        // In f64: the range of finite values near f32::MAX overflows f32, its 255th does not.
         let steps: Vec<f32> = lows
             .iter()
             .zip(&highs)
             .map(|(&low, &high)| {
-                let step = (high - low) / 255.0;
+                let step = ((f64::from(high) - f64::from(low)) / 255.0) as f32;
                 if step.is_finite() && step > 0.0 {
                     step
                 } else {
@@ -263,6 +264,15 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_range_beyond_f32_still_gets_a_finite_step() {
+        let vectors = [-3.0e38f32, 1.0, 3.0e38, 2.0];
+        let codes = Sq8Rows::encode(&vectors, 2);
+        assert!(codes.steps[0].is_finite() && codes.steps[0] > 0.0);
+        assert_eq!(&codes.codes[..1], &[0]);
+        assert_eq!(&codes.codes[16..17], &[255]);
     }
 
     #[test]

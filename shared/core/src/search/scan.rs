@@ -332,9 +332,9 @@ pub fn search_partition_using(
         _ => None,
     };
     let Some(codes) = codes else {
-        let (best, fully_scored) = score_directly(partition, query, &candidates);
+        let best = score_directly(partition, query, &candidates);
         stats.scored_directly = candidates.len() as u64;
-        stats.reranked = fully_scored;
+        stats.reranked = candidates.len() as u64;
         return (to_hits(partition, &best, query.include_attributes), stats);
     };
     let tables = query_tables(partition, codes, &query.vector);
@@ -376,9 +376,8 @@ pub fn search_partition_using(
     } else {
         keep_smallest(&mut scored, rerank_depth);
         let rows: Vec<u32> = scored.iter().map(|s| s.row).collect();
-        let (best, fully_scored) = score_directly(partition, query, &rows);
-        stats.reranked = fully_scored;
-        best
+        stats.reranked = rows.len() as u64;
+        score_directly(partition, query, &rows)
     };
     (to_hits(partition, &best, query.include_attributes), stats)
 }
@@ -505,8 +504,7 @@ fn hamming_kept(num_candidates: usize, hamming_keep: f32, rerank_depth: usize) -
 const SQ8_MIN_CANDIDATES_PER_HIT: usize = 4;
 
 /// Scores every candidate with its full-precision vector and returns the top k, best first
-/// (the direct method, and the re-rank of the others), and how many candidates were scored
-/// with their full vectors.
+/// (the direct method, and the re-rank of the others).
 ///
 /// Many candidates per hit are first scored from their 8-bit row codes (`codec/sq8.rs`); only
 /// those whose code distance is within the rounding error of the k-th smallest are scored with
@@ -516,21 +514,24 @@ fn score_directly(
     partition: &PartitionData,
     query: &PreparedQuery,
     candidates: &[u32],
-) -> (Vec<Scored>, u64) {
-    use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+) -> Vec<Scored> {
     let k = query.k.max(1);
+    // A partition read by range (probed clusters only, for one request) does not pay for
+    // coding all its rows to score a few.
     let worth_codes = partition.dim > 0
-        && candidates.len() >= k.saturating_mul(SQ8_MIN_CANDIDATES_PER_HIT).max(64);
-    let fully_scored = AtomicU64::new(0);
+        && candidates.len() >= k.saturating_mul(SQ8_MIN_CANDIDATES_PER_HIT).max(64)
+        && (partition.sq8_rows.get().is_some()
+            || partition.num_vectors() == partition.segment_rows);
+    // The reach is that of the k-th code distance over all the candidates, so the rows
+    // scored fully are the same however many threads share the work.
+    let near_enough;
+    let candidates = if worth_codes {
+        near_enough = within_code_reach(partition, query, candidates);
+        &near_enough[..]
+    } else {
+        candidates
+    };
     let mut scored: Vec<Scored> = in_parts(candidates, |part| {
-        let near_enough;
-        let part = if worth_codes {
-            near_enough = within_code_reach(partition, query, part);
-            &near_enough[..]
-        } else {
-            part
-        };
-        fully_scored.fetch_add(part.len() as u64, AtomicOrdering::Relaxed);
         let mut distances = vec![0f32; part.len()];
         exact_distances(partition, &query.vector, part, &mut distances);
         let mut scored: Vec<Scored> = part
@@ -543,7 +544,7 @@ fn score_directly(
     });
     keep_smallest(&mut scored, query.k);
     scored.sort_unstable();
-    (scored, fully_scored.into_inner())
+    scored
 }
 
 /// Returns the rows of `candidates` that may be among their k nearest: those whose 8-bit code
@@ -556,14 +557,18 @@ fn within_code_reach(
 ) -> Vec<u32> {
     let codes = partition.sq8_rows();
     let prepared = codes.prepare(&query.vector);
-    let mut distances = vec![0f32; candidates.len()];
-    codes.distances(partition.metric, &prepared, candidates, &mut distances);
+    let distances: Vec<f32> = in_parts(candidates, |part| {
+        let mut distances = vec![0f32; part.len()];
+        codes.distances(partition.metric, &prepared, part, &mut distances);
+        distances
+    });
     let kth = kth_smallest(&distances, query.k.max(1));
     let reach = codes.reach(partition.metric, &prepared, kth);
+    // A NaN distance or reach (values beyond what f32 sums hold) keeps the row.
     candidates
         .iter()
         .zip(&distances)
-        .filter(|&(_, &distance)| distance <= reach)
+        .filter(|&(_, &distance)| distance <= reach || distance.is_nan() || reach.is_nan())
         .map(|(&row, _)| row)
         .collect()
 }
@@ -658,9 +663,8 @@ fn fast_scan(
     let mut rows: Vec<u32> = kept.iter().map(|&key| key as u32).collect();
     // Ascending rows walk the vectors forward.
     rows.sort_unstable();
-    let (best, fully_scored) = score_directly(partition, query, &rows);
-    stats.reranked = fully_scored;
-    best
+    stats.reranked = rows.len() as u64;
+    score_directly(partition, query, &rows)
 }
 
 /// Returns the `keep` best fast-scan estimates of `candidates` (ascending rows) as
