@@ -125,18 +125,11 @@ fn plan_query_counted(
     let possible = &counts.possible;
     let estimated_matches: u64 = possible.iter().sum();
     let dim = coordinator.dim;
-    let mut distances = vec![0f32; num_clusters];
-    kernels::l2_squared_rows(
-        query,
-        &clusters.centroids[..num_clusters * dim],
-        &mut distances,
-    );
-    distances
-        .iter_mut()
-        .for_each(|distance| *distance = distance.sqrt());
     if knobs.exact {
-        // Every partition that may hold a match, read whole.
-        let partitions = PossiblePartitions::of(coordinator, &distances, possible).partitions;
+        // Every partition that may hold a match, read whole: no distance is needed (the
+        // partitions come in the order of their first cluster that may match).
+        let no_distances = vec![0f32; num_clusters];
+        let partitions = PossiblePartitions::of(coordinator, &no_distances, possible).partitions;
         let rows_by_partition: Vec<u64> = partitions
             .iter()
             .map(|&partition| coordinator.partition_sizes[partition as usize])
@@ -149,6 +142,15 @@ fn plan_query_counted(
             rows_by_partition,
         };
     }
+    let mut distances = vec![0f32; num_clusters];
+    kernels::l2_squared_rows(
+        query,
+        &clusters.centroids[..num_clusters * dim],
+        &mut distances,
+    );
+    distances
+        .iter_mut()
+        .for_each(|distance| *distance = distance.sqrt());
     // The rows an unfiltered query would probe by the centroid factor: the scale of the
     // query's neighbourhood, whatever the filter.
     let nearest = distances.iter().copied().fold(f32::INFINITY, f32::min);
