@@ -255,7 +255,8 @@ impl PhaseTally {
         } else {
             execution.total_ms
         };
-        usage.coordinator_billed_ms = coordinator_ms.max(0.0).ceil() as u64;
+        let coordinator_billed_ms = coordinator_ms.max(0.0).ceil();
+        usage.coordinator_billed_ms = coordinator_billed_ms as u64;
         self.usage.add(&usage);
         self.num_requests += 1;
         self.latencies_ms.push(elapsed.as_secs_f64() * 1e3);
@@ -265,7 +266,7 @@ impl PhaseTally {
         self.stats_bytes += execution.store_bytes_fetched;
         let sums = &mut self.per_query_sums;
         sums.invocations += f64::from(execution.invocations);
-        sums.coordinator_billed_ms += coordinator_ms.max(0.0).ceil();
+        sums.coordinator_billed_ms += coordinator_billed_ms;
         sums.worker_billed_ms += execution.worker_billed_ms as f64;
         sums.worker_search_ms += execution.worker_search_ms;
         sums.worker_load_ms += execution.worker_load_ms;
@@ -415,16 +416,18 @@ pub async fn measure(
     let worker_memory = config.memory.worker_mb.to_string();
     let container_cache_bytes = capacity_bytes_for_lambda_memory(Some(&worker_memory));
     let alone = config.invocations_alone;
+    // Alone, the tree is flat: invocations may run one at a time without a parent waiting on a
+    // child.
+    let (branching, max_depth) = if alone {
+        (config.worker_slots.max(2), 1)
+    } else {
+        (config.branching, DEFAULT_MAX_DEPTH)
+    };
     let harness = Harness {
         counting: Arc::new(CountingStore::new(root)),
         config: ServiceConfig {
             worker_functions: slot_names(config.worker_slots),
-            tree: if alone {
-                // Flat: invocations may run one at a time without a parent waiting on a child.
-                TreeShape::try_new(config.worker_slots.max(2), 1)?
-            } else {
-                TreeShape::try_new(config.branching, DEFAULT_MAX_DEPTH)?
-            },
+            tree: TreeShape::try_new(branching, max_depth)?,
             timeout_ms: MEASUREMENT_TIMEOUT_MS,
             ..ServiceConfig::default()
         },
@@ -514,11 +517,7 @@ pub async fn measure(
         storage_per_month: storage_per_month(index.total_bytes, &config.prices),
         index,
         worker_slots: config.worker_slots,
-        branching: if alone {
-            config.worker_slots.max(2)
-        } else {
-            config.branching
-        },
+        branching,
         invocations_alone: alone,
         batch_size: config.batch_size,
         memory: config.memory,

@@ -8,7 +8,8 @@
 //! re-ranks the rest with their full vectors, so the answer is the one scoring every candidate
 //! exactly would give.
 //!
-//! Built from the decoded vectors when a partition is first scored this way; never stored.
+//! Built from the decoded vectors (by a worker with the decode of a partition it caches,
+//! otherwise when a partition is first scored this way); never stored.
 
 use crate::metric::Metric;
 
@@ -23,7 +24,6 @@ const RELATIVE_SLACK: f32 = 1e-4;
 /// The 8-bit codes of one partition's vectors.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sq8Rows {
-    dim: usize,
     /// Bytes per row: `dim` codes and zero padding.
     stride: usize,
     /// Per dimension, the value of code 0 (the partition's minimum).
@@ -116,7 +116,6 @@ impl Sq8Rows {
             .sum::<f64>()
             .sqrt() as f32;
         Sq8Rows {
-            dim,
             stride,
             lows,
             steps,
@@ -124,11 +123,6 @@ impl Sq8Rows {
             decoded_norms,
             max_error_norm,
         }
-    }
-
-    /// Returns the heap bytes held.
-    pub fn memory_bytes(&self) -> usize {
-        self.codes.len() + self.decoded_norms.len() * 4 + (self.lows.len() + self.steps.len()) * 4
     }
 
     /// Returns the heap bytes [`Sq8Rows::encode`] would hold for `num_rows` rows of `dim`.
@@ -140,13 +134,14 @@ impl Sq8Rows {
     ///
     /// Panics if `query.len()` is not the dimension.
     pub fn prepare(&self, query: &[f32]) -> Sq8Query {
-        assert_eq!(query.len(), self.dim, "sq8: query of another dimension");
+        let dim = self.lows.len();
+        assert_eq!(query.len(), dim, "sq8: query of another dimension");
         let mut weights = vec![0f32; self.stride];
         let mut constant = 0f64;
         let mut dot_error = 0f64;
         let mut magnitude = 0f64;
         let mut query_norm = 0f64;
-        for d in 0..self.dim {
+        for d in 0..dim {
             let (q, low, step) = (query[d], self.lows[d], self.steps[d]);
             weights[d] = q * step;
             constant += f64::from(q) * f64::from(low);
@@ -290,6 +285,9 @@ mod tests {
         let mut out = [0f32; 1];
         codes.distances(Metric::Ip, &query, &[2], &mut out);
         assert!((out[0] - -(100.0 + 4.0)).abs() < 1e-4);
-        assert_eq!(codes.memory_bytes(), Sq8Rows::memory_bytes_for(3, 2));
+        let held = codes.codes.len()
+            + codes.decoded_norms.len() * 4
+            + (codes.lows.len() + codes.steps.len()) * 4;
+        assert_eq!(held, Sq8Rows::memory_bytes_for(3, 2));
     }
 }

@@ -31,7 +31,7 @@ pub(super) const INDEX_ROW_COST: usize = 32;
 pub(super) const EXACT_RUN_ROW_COST: usize = 8;
 
 /// The rows of one `u8` code column, grouped by code, ascending within each code.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone)]
 pub struct CodePostings {
     /// `offsets[c]..offsets[c + 1]` are the positions in `rows` of code `c`.
     offsets: Vec<u32>,
@@ -39,22 +39,6 @@ pub struct CodePostings {
     /// The rows of each code counted per group of consecutive rows (the coordinator's fine
     /// clusters), built on first use for the groups it was asked about.
     group_counts: OnceLock<CodeGroupCounts>,
-}
-
-impl Clone for CodePostings {
-    fn clone(&self) -> Self {
-        CodePostings {
-            offsets: self.offsets.clone(),
-            rows: self.rows.clone(),
-            group_counts: self.group_counts.clone(),
-        }
-    }
-}
-
-impl PartialEq for CodePostings {
-    fn eq(&self, other: &Self) -> bool {
-        self.offsets == other.offsets && self.rows == other.rows
-    }
 }
 
 /// How many rows of each code each group of consecutive rows holds: per code, the groups that
@@ -75,19 +59,13 @@ pub struct CodeGroupCounts {
 impl CodeGroupCounts {
     /// Counts the rows of each code of `postings` per group of `group_offsets`.
     fn build(postings: &CodePostings, group_offsets: &[u64]) -> CodeGroupCounts {
-        let num_groups = group_offsets.len().saturating_sub(1);
         let mut entries = Vec::with_capacity(257);
         let mut groups = Vec::new();
         let mut counts: Vec<u32> = Vec::new();
         entries.push(0u32);
         for code in 0..256 {
-            // The rows of a code ascend, so their group only moves forward.
-            let mut group = 0usize;
             let mut last_group = usize::MAX;
-            for &row in postings.rows(code) {
-                while group + 1 < num_groups && group_offsets[group + 1] <= u64::from(row) {
-                    group += 1;
-                }
+            for (_, group) in rows_with_groups(postings.rows(code), group_offsets) {
                 if group == last_group {
                     *counts.last_mut().expect("a group was pushed") += 1;
                 } else {
@@ -111,6 +89,22 @@ impl CodeGroupCounts {
         let range = self.entries[code] as usize..self.entries[code + 1] as usize;
         (&self.groups[range.clone()], &self.counts[range])
     }
+}
+
+/// Pairs each of `rows` (ascending) with its group among `group_offsets` (ascending row
+/// boundaries): as the rows ascend, the group only moves forward, so the groups are walked once.
+pub(super) fn rows_with_groups<'a>(
+    rows: &'a [u32],
+    group_offsets: &'a [u64],
+) -> impl Iterator<Item = (u32, usize)> + 'a {
+    let num_groups = group_offsets.len().saturating_sub(1);
+    let mut group = 0usize;
+    rows.iter().map(move |&row| {
+        while group + 1 < num_groups && group_offsets[group + 1] <= u64::from(row) {
+            group += 1;
+        }
+        (row, group)
+    })
 }
 
 impl CodePostings {

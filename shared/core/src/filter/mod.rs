@@ -171,11 +171,10 @@ impl Filter {
         quantized::count_bounds(&self.expr, quantizer, codes, postings, group_offsets)
     }
 
-    /// Returns the rows inside `ranges` (ascending, disjoint row ranges of `table`) that match:
-    /// ascending, except when a leaf of the filter (the filter itself, or a conjunct of its root
-    /// AND) matches few rows by its sorted column in `sorted`: then only those rows are
-    /// visited, and they come in that column's value order. Otherwise the ranges are scanned
-    /// column by column.
+    /// Returns the rows inside `ranges` (ascending, disjoint row ranges of `table`) that match.
+    /// When a leaf of the filter (the filter itself, or a conjunct of its root AND) matches few
+    /// rows by its sorted column in `sorted`, only those rows are visited, in that column's
+    /// value order; otherwise the ranges are scanned column by column and the rows ascend.
     ///
     /// Panics if a range is outside the table or the table lacks a column the filter uses.
     pub fn matching_rows(
@@ -183,24 +182,27 @@ impl Filter {
         table: &AttributeTable,
         sorted: &SortedColumns,
         ranges: &[std::ops::Range<usize>],
-    ) -> Vec<u32> {
+    ) -> MatchingRows {
         let scanned: usize = ranges.iter().map(|range| range.len()).sum();
         if self.is_match_all() {
             let mut rows = Vec::with_capacity(scanned);
             for range in ranges {
                 rows.extend(range.start as u32..range.end as u32);
             }
-            return rows;
+            return MatchingRows::ascending(rows);
         }
         if let Some(rows) = self.matching_rows_by_index(table, sorted, ranges, scanned) {
-            return rows;
+            return MatchingRows {
+                rows,
+                ascending: false,
+            };
         }
         let mut rows = Vec::new();
         for range in ranges {
             let matches = self.evaluate_rows(table, range.clone());
             push_set_rows(&matches, range.start, &mut rows);
         }
-        rows
+        MatchingRows::ascending(rows)
     }
 
     /// The index path of [`Filter::matching_rows`], or `None` when no leaf is selective enough.
@@ -260,30 +262,23 @@ impl Filter {
         // The rows of the runs come in value order: each is looked up in a bitmap of the
         // ranges' rows (one bit per row of the table, filled a word at a time), which costs
         // less than putting them in row order to walk the ranges (a sort measured 15 % of a
-        // selective query).
-        let mut rows = Vec::with_capacity(count);
-        // A range that covers the table (exact mode, no probe radius) needs no lookup.
-        if ranges.len() == 1 && ranges[0] == (0..table.num_rows) {
-            for run in runs {
-                rows.extend(
-                    column
-                        .rows(run)
-                        .iter()
-                        .filter(|&&row| runs_are_exact || self.matches_row(table, row as usize)),
-                );
+        // selective query). A range that covers the table (exact mode, no probe radius) needs
+        // no lookup.
+        let in_ranges_opt = (ranges.len() != 1 || ranges[0] != (0..table.num_rows)).then(|| {
+            let mut bits = vec![0u64; table.num_rows.div_ceil(64)];
+            for range in ranges {
+                mark_range(&mut bits, range.clone());
             }
-            return Some(rows);
-        }
-        let mut in_ranges = vec![0u64; table.num_rows.div_ceil(64)];
-        for range in ranges {
-            mark_range(&mut in_ranges, range.clone());
-        }
+            bits
+        });
+        let mut rows = Vec::with_capacity(count);
         for run in runs {
             for &row in column.rows(run) {
                 let position = row as usize;
-                if in_ranges[position / 64] & (1u64 << (position % 64)) != 0
-                    && (runs_are_exact || self.matches_row(table, position))
-                {
+                let in_ranges = in_ranges_opt
+                    .as_ref()
+                    .is_none_or(|bits| bits[position / 64] & (1u64 << (position % 64)) != 0);
+                if in_ranges && (runs_are_exact || self.matches_row(table, position)) {
                     rows.push(row);
                 }
             }
@@ -304,6 +299,24 @@ impl Default for Filter {
     /// Returns the filter that matches every row.
     fn default() -> Self {
         Filter::match_all()
+    }
+}
+
+/// The rows a filter matches inside some row ranges ([`Filter::matching_rows`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchingRows {
+    /// The rows.
+    pub rows: Vec<u32>,
+    /// Whether `rows` ascend (a scan); else they come in a sorted column's value order.
+    pub ascending: bool,
+}
+
+impl MatchingRows {
+    fn ascending(rows: Vec<u32>) -> MatchingRows {
+        MatchingRows {
+            rows,
+            ascending: true,
+        }
     }
 }
 
@@ -977,10 +990,11 @@ mod tests {
                 rows.sort_unstable();
                 rows
             };
-            prop_assert_eq!(
-                &in_row_order(filter.matching_rows(&table, &sorted, &ranges)),
-                &expected_rows
-            );
+            let matching = filter.matching_rows(&table, &sorted, &ranges);
+            if matching.ascending {
+                prop_assert!(matching.rows.is_sorted());
+            }
+            prop_assert_eq!(&in_row_order(matching.rows), &expected_rows);
             if let Some(rows) = filter.matching_rows_by_index(&table, &sorted, &ranges, usize::MAX) {
                 prop_assert_eq!(&in_row_order(rows), &expected_rows, "index path, filter {}", filter_json);
             }

@@ -42,7 +42,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::index::{ColumnPostings, INDEX_ROW_COST};
+use super::index::{rows_with_groups, ColumnPostings, INDEX_ROW_COST};
 use super::{words_to_bitmap, Expr, Leaf, Predicate};
 use crate::attributes::{AttributeTable, Bitmap};
 
@@ -885,15 +885,10 @@ pub(super) fn count_bounds_within(
                 return (possible, certain);
             }
             for code in (0..NUM_CODES).filter(|&code| table[code] != Verdict::Never) {
-                // The rows of a code ascend, so their group only moves forward.
-                let mut group = 0usize;
-                for &row in column_postings.rows(code) {
+                for (row, group) in rows_with_groups(column_postings.rows(code), group_offsets) {
                     let verdict = row_verdict(&plan, codes, row as usize);
                     if verdict == Verdict::Never {
                         continue;
-                    }
-                    while group + 1 < num_groups && group_offsets[group + 1] <= u64::from(row) {
-                        group += 1;
                     }
                     possible[group] += 1;
                     if verdict == Verdict::Always {

@@ -555,8 +555,9 @@ pub struct PartitionData {
     /// The rows of each raw attribute column in value order, built on first use by a
     /// selective filter.
     pub sorted_attributes: SortedColumns,
-    /// 8-bit codes of the vectors, row-major, built on first use by a scan scoring scattered
-    /// candidates (`search/scan.rs`).
+    /// 8-bit codes of the vectors, row-major, for scoring scattered candidates
+    /// (`search/scan.rs`): built by a worker with the decode of a partition it caches,
+    /// otherwise on first use ([`PartitionData::sq8_rows`]).
     pub sq8_rows: std::sync::OnceLock<Sq8Rows>,
 }
 
@@ -592,7 +593,7 @@ impl PartitionData {
             // The sorted columns a selective filter builds on first use: a value and a row
             // per row and column.
             + attribute_bytes / 8 * 12
-            // The 8-bit row codes a scan of scattered candidates builds on first use.
+            // The 8-bit row codes (built with the decode of a cached partition).
             + Sq8Rows::memory_bytes_for(self.ids.len(), self.dim)
             + METADATA_ALLOWANCE_BYTES
     }

@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use crate::codec::sign;
 use crate::error::{Error, Result};
-use crate::filter::Filter;
+use crate::filter::{Filter, MatchingRows};
 use crate::index::{PartitionData, QuantizedCodes};
 use crate::metric::normalize_in_place;
 use crate::protocol::{
@@ -291,10 +291,12 @@ pub fn search_partition_using(
         .clusters
         .rows_to_probe(&query.vector, query.probe_radius);
     stats.probed_rows = probed.iter().map(|rows| rows.len() as u64).sum();
-    let mut candidates =
-        query
-            .filter
-            .matching_rows(&partition.attributes, &partition.sorted_attributes, &probed);
+    let MatchingRows {
+        rows: mut candidates,
+        ascending,
+    } = query
+        .filter
+        .matching_rows(&partition.attributes, &partition.sorted_attributes, &probed);
     // Tombstones are checked while admitting candidates, before any ranking, so a deleted row
     // never takes the place of a live one in the top k.
     if !query.excluded_ids.is_empty() {
@@ -320,7 +322,7 @@ pub fn search_partition_using(
     // A filter's sorted column gives the candidates in value order. Direct scoring takes them
     // in any order; the fast-scan sums the blocks of ascending candidates, and the quantized
     // stages walk their planes forward over ascending ones.
-    if method != ScanMethod::Direct && !candidates.is_sorted() {
+    if method != ScanMethod::Direct && !ascending {
         candidates.sort_unstable();
     }
     let codes = match (method, &partition.fastscan, &partition.quantized) {
@@ -562,7 +564,7 @@ fn within_code_reach(
         codes.distances(partition.metric, &prepared, part, &mut distances);
         distances
     });
-    let kth = kth_smallest(&distances, query.k.max(1));
+    let kth = kth_smallest(candidates, &distances, query.k.max(1));
     let reach = codes.reach(partition.metric, &prepared, kth);
     // A NaN distance or reach (values beyond what f32 sums hold) keeps the row.
     candidates
@@ -573,35 +575,22 @@ fn within_code_reach(
         .collect()
 }
 
-/// Returns the `k`-th smallest of `values` (1-based; the largest when there are fewer), by a
-/// bounded max-heap: most values are turned away by one comparison with its top. NaN sorts
-/// last.
-fn kth_smallest(values: &[f32], k: usize) -> f32 {
-    #[derive(PartialEq)]
-    struct Key(f32);
-    impl Eq for Key {}
-    impl PartialOrd for Key {
-        fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-            Some(self.cmp(other))
-        }
-    }
-    impl Ord for Key {
-        fn cmp(&self, other: &Self) -> Ordering {
-            self.0.total_cmp(&other.0)
-        }
-    }
-    let mut heap: BinaryHeap<Key> = BinaryHeap::with_capacity(k.min(values.len()) + 1);
-    for &value in values {
-        let value = if value.is_nan() { f32::INFINITY } else { value };
+/// Returns the `k`-th smallest of the `keys` of `rows` (1-based; the largest when there are
+/// fewer), by a bounded max-heap: most keys are turned away by one comparison with its top.
+/// NaN counts as infinity.
+fn kth_smallest(rows: &[u32], keys: &[f32], k: usize) -> f32 {
+    let mut heap: BinaryHeap<Scored> = BinaryHeap::with_capacity(k.min(keys.len()) + 1);
+    for (&row, &key) in rows.iter().zip(keys) {
+        let key = if key.is_nan() { f32::INFINITY } else { key };
         if heap.len() < k {
-            heap.push(Key(value));
+            heap.push(Scored { key, row });
         } else if let Some(mut top) = heap.peek_mut() {
-            if value < top.0 {
-                *top = Key(value);
+            if key < top.key {
+                *top = Scored { key, row };
             }
         }
     }
-    heap.peek().map_or(f32::INFINITY, |top| top.0)
+    heap.peek().map_or(f32::INFINITY, |top| top.key)
 }
 
 /// Candidates per part, at least, when a partition's candidates are split across threads: a
