@@ -328,7 +328,7 @@ fn fast_scan_finds_the_neighbours_direct_scoring_finds() {
             };
             for k in [10, 100] {
                 let mut recall = [0.0f64; 2];
-                let queries = queries(30);
+                let queries = queries(100);
                 for vector in &queries {
                     let truth = brute_force(&index, vector, &parsed, k);
                     let kth = truth[k - 1] + 1e-4 * truth[k - 1].abs().max(1.0);

