@@ -297,6 +297,10 @@ struct CostArgs {
     /// Worker slots (deployed worker functions).
     #[arg(long, default_value_t = 4)]
     slots: usize,
+    /// Memory of each worker function in MB, 128..=10240 (the template's `WorkerMemorySize`):
+    /// half of it caches partitions, and compute is priced by it.
+    #[arg(long, default_value_t = squash_cli::cost::TEMPLATE_MEMORY.worker_mb)]
+    worker_memory_mb: u32,
     /// Children per node of the invocation tree (2..=64).
     #[arg(long, default_value_t = 2)]
     branching: usize,
@@ -850,7 +854,23 @@ fn run_synth(args: SynthArgs) -> Result<()> {
     Ok(())
 }
 
+/// The template's function memory with the worker's from `--worker-memory-mb`, checked against
+/// Lambda's range.
+fn worker_memory(args: &CostArgs) -> Result<squash_cli::cost::FunctionMemory> {
+    if !(128..=10_240).contains(&args.worker_memory_mb) {
+        return Err(Error::invalid(
+            "worker-memory-mb",
+            "must be between 128 and 10240 (Lambda's memory sizes, MB)",
+        ));
+    }
+    Ok(squash_cli::cost::FunctionMemory {
+        worker_mb: args.worker_memory_mb,
+        ..squash_cli::cost::TEMPLATE_MEMORY
+    })
+}
+
 async fn run_cost(args: CostArgs) -> Result<()> {
+    let memory = worker_memory(&args)?;
     let only: Option<Vec<&str>> = args.only.as_deref().map(|list| list.split(',').collect());
     let (workload_names, requests) = squash_cli::usage::requests_from_workloads(
         &args.workloads,
@@ -869,7 +889,7 @@ async fn run_cost(args: CostArgs) -> Result<()> {
         batch_size: args.batch_size,
         cold_queries: args.cold_queries,
         invocations_alone: args.invocations_alone,
-        memory: squash_cli::cost::TEMPLATE_MEMORY,
+        memory,
         prices: squash_cli::cost::AWS_US_EAST_1,
     };
     let running = spinner(&format!(
@@ -931,7 +951,7 @@ async fn run_cost_curve(
             },
             ..squash_service::ServiceConfig::default()
         },
-        memory: squash_cli::cost::TEMPLATE_MEMORY,
+        memory: worker_memory(&args)?,
         prices: squash_cli::cost::AWS_US_EAST_1,
     };
     let running = spinner(&format!(

@@ -163,12 +163,15 @@ fn synth_build_and_cost_report_counted_usage() {
         "--slots",
         "3",
         "--invocations-alone",
+        "--worker-memory-mb",
+        "4096",
         "--json",
     ]);
     check(&alone, "cost --invocations-alone");
     let report: serde_json::Value = serde_json::from_slice(&alone.stdout).expect("cost json");
     assert_eq!(report["invocations_alone"], true, "{report}");
     assert_eq!(report["branching"], 3, "{report}");
+    assert_eq!(report["memory"]["worker_mb"], 4096, "{report}");
     for p in report["phases"].as_array().expect("phases") {
         assert_eq!(p["partial_answers"], 0, "{p}");
         assert_eq!(p["store_counts_agree"], true, "{p}");
@@ -182,5 +185,24 @@ fn synth_build_and_cost_report_counted_usage() {
             let wall = p["request_latency_ms"]["mean"].as_f64().unwrap();
             assert!(billed <= wall.ceil() + 1.0, "{p}");
         }
+    }
+}
+
+/// A worker memory Lambda does not offer is refused by name, before any query runs.
+#[test]
+fn cost_refuses_a_worker_memory_lambda_does_not_offer() {
+    for memory in ["64", "20000"] {
+        let output = squash(&[
+            "cost",
+            "--index",
+            "/nonexistent",
+            "--workloads",
+            "/nonexistent/workloads.json",
+            "--worker-memory-mb",
+            memory,
+        ]);
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("worker-memory-mb"), "{stderr}");
     }
 }
