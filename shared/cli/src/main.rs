@@ -951,7 +951,7 @@ async fn run_cost_curve(
             },
             ..squash_service::ServiceConfig::default()
         },
-        memory: worker_memory(&args)?,
+        memory: worker_memory(args)?,
         prices: squash_cli::cost::AWS_US_EAST_1,
     };
     let running = spinner(&format!(
