@@ -881,7 +881,7 @@ async fn run_cost(args: CostArgs) -> Result<()> {
     )?;
     let (root, name) = split_index_location(&args.index)?;
     if !args.batch_sizes.is_empty() {
-        return run_cost_curve(&args, &workload_names, &requests, &root, &name).await;
+        return run_cost_curve(&args, memory, &workload_names, &requests, &root, &name).await;
     }
     let config = squash_cli::usage::UsageConfig {
         worker_slots: args.slots,
@@ -922,6 +922,7 @@ async fn run_cost(args: CostArgs) -> Result<()> {
 /// `squash cost --batch-sizes`: batch time, invocations and cost against batch size.
 async fn run_cost_curve(
     args: &CostArgs,
+    memory: squash_cli::cost::FunctionMemory,
     workload_names: &[String],
     requests: &[squash_core::protocol::QueryRequest],
     root: &str,
@@ -951,7 +952,7 @@ async fn run_cost_curve(
             },
             ..squash_service::ServiceConfig::default()
         },
-        memory: worker_memory(args)?,
+        memory,
         prices: squash_cli::cost::AWS_US_EAST_1,
     };
     let running = spinner(&format!(

@@ -7,8 +7,9 @@
 //! that reconstructs the coordinates with less squared error (the extremes then take the end
 //! cells): one outlier no longer widens every cell, which matters most where many dimensions
 //! each carry a little of the distance (at 384 unit-norm dimensions, recall@10 at default knobs
-//! 0.953 with whole-range cells, 0.977 with these). For a query, a dimension's table holds the distance term of each
-//! cell's midpoint (`(q_d - m)²` for L2, `-q_d·m` for inner products), shifted to start at 0
+//! 0.953 with whole-range cells, 0.977 with these).
+//!
+//! For a query, a dimension's table holds the distance term of each cell's midpoint (`(q_d - m)²` for L2, `-q_d·m` for inner products), shifted to start at 0
 //! and scaled by one factor for all dimensions into 0..=255, so a row's estimate is
 //! `bias + Σ table / scale`: one integer sum per row, in the order of the estimated distance.
 //! The codes work on the vectors as stored (normalised for cosine), so a query needs no
@@ -153,7 +154,7 @@ impl FastScanCodes {
     pub fn tables(&self, query: &[f32], inner_product: bool) -> FastScanTables {
         let dim = self.lows.len();
         let term = |d: usize, cell: usize| -> f32 {
-            let midpoint = self.lows[d] + (cell as f32 + 0.5) * self.steps[d];
+            let midpoint = midpoint(self.lows[d], self.steps[d], cell);
             if inner_product {
                 -query[d] * midpoint
             } else {
@@ -192,12 +193,12 @@ impl FastScanCodes {
             let shift = least - 0.5 / scale;
             if inner_product {
                 for (cell, entry) in dim_entries.iter_mut().enumerate() {
-                    let midpoint = low + (cell as f32 + 0.5) * step;
+                    let midpoint = midpoint(low, step, cell);
                     *entry = ((-q * midpoint - shift) * scale).min(255.0) as u8;
                 }
             } else {
                 for (cell, entry) in dim_entries.iter_mut().enumerate() {
-                    let midpoint = low + (cell as f32 + 0.5) * step;
+                    let midpoint = midpoint(low, step, cell);
                     *entry = (((q - midpoint) * (q - midpoint) - shift) * scale).min(255.0) as u8;
                 }
             }
@@ -255,9 +256,7 @@ fn least_error_cells(values: &mut [f32]) -> (f32, f32) {
         let error: f64 = values
             .iter()
             .map(|&value| {
-                let cell = cell_of(value, low, step);
-                let midpoint = low + (f32::from(cell) + 0.5) * step;
-                let miss = f64::from(value - if step > 0.0 { midpoint } else { low });
+                let miss = f64::from(value - midpoint(low, step, cell_of(value, low, step).into()));
                 miss * miss
             })
             .sum();
@@ -266,6 +265,12 @@ fn least_error_cells(values: &mut [f32]) -> (f32, f32) {
         }
     }
     (best.1, best.2)
+}
+
+/// Returns the midpoint of `cell` in a dimension starting at `low` with cells `step` wide (the
+/// value every coordinate of the cell stands for).
+fn midpoint(low: f32, step: f32, cell: usize) -> f32 {
+    low + (cell as f32 + 0.5) * step
 }
 
 /// Returns the cell of `value` in a dimension starting at `low` with cells `step` wide.
@@ -336,9 +341,8 @@ mod tests {
             .chunks_exact(dim)
             .flat_map(|row| row.iter().enumerate())
             .map(|(d, &value)| {
-                let cell = cell_of(value, codes.lows[d], codes.steps[d]);
-                let midpoint = codes.lows[d] + (f32::from(cell) + 0.5) * codes.steps[d];
-                f64::from(value - midpoint).powi(2)
+                let (low, step) = (codes.lows[d], codes.steps[d]);
+                f64::from(value - midpoint(low, step, cell_of(value, low, step).into())).powi(2)
             })
             .sum()
     }
@@ -376,8 +380,7 @@ mod tests {
                 if value < low || value > low + CELLS as f32 * step {
                     continue;
                 }
-                let cell = cell_of(value, low, step);
-                let midpoint = low + (f32::from(cell) + 0.5) * step;
+                let midpoint = midpoint(low, step, cell_of(value, low, step).into());
                 assert!((value - midpoint).abs() <= 0.5 * step * 1.0001);
             }
         }
